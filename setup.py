@@ -1,0 +1,49 @@
+"""Packaging for matter-crawler.
+
+setup.py (not only pyproject.toml) because scrapyd-deploy builds the egg that
+scrapyd runs with ``python setup.py bdist_egg`` and finds the project's settings
+through the ``scrapy`` entry point below.
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="matter-crawler",
+    version="0.1.0",
+    description="Crawler of the CSA Matter certified-products catalogue",
+    python_requires=">=3.11",
+    packages=find_packages(include=["matter_crawler", "matter_crawler.*"]),
+    package_data={"matter_crawler": ["**/*.csv", "**/*.html", "**/*.js", "**/*.json", "**/*.css"]},
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=[
+        "scrapy>=2.19",
+        "itemadapter>=0.13",
+        "scrapy-playwright>=0.0.48",
+        "SQLAlchemy>=2.1",
+        "prometheus-client>=0.26",
+        "twisted>=26.10",
+        # .xlsx export with typed cells; writing OOXML by hand is not worth it
+        "openpyxl>=3.1",
+        # `scrapy record-site` records the real site with betamax over requests
+        "requests>=2.32",
+        "betamax>=0.9",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=9",
+            "pytest-twisted>=1.14",
+            # a hung crawl must fail the run, not eat CI's 90 minutes
+            "pytest-timeout>=2.3",
+            "ruff>=0.17",
+            "scrapyd>=1.6",
+            "scrapyd-client>=2.0",
+        ],
+        "bench": [
+            "crawlee[parsel]>=1.11",
+            "aiohttp>=3.14",
+            "matplotlib>=3.9",
+        ],
+    },
+    entry_points={"scrapy": ["settings = matter_crawler.settings"]},
+)
