@@ -1,0 +1,1 @@
+"""Custom scrapy commands of matter-crawler (COMMANDS_MODULE)."""

@@ -1,0 +1,140 @@
+"""The ``crawl_runs`` record of a crawl.
+
+One row per run, inserted when the spider opens (or reopened, with its
+``sessions`` count raised, when a JOBDIR crawl resumes) and updated when it
+closes: status, stage reached, pages and products counted, retries, errors,
+dead letters, timings, a snapshot of the effective settings and of the final
+stats. Nothing is written per page: live progress stays in memory (see the
+progress extension).
+
+Dead letters are counted from their table when the record is finished; the
+dead-letter store is enabled before this extension (``EXTENSIONS`` order), so
+its last letters are written first.
+
+Status: ``finished`` (the crawl ran out of work), ``stopped`` (Ctrl-C, a
+scrapyd cancel: resumable with the same JOBDIR) or ``failed`` (anything else).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from time import monotonic
+from typing import Any, Self
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
+from sqlalchemy.engine import make_url
+
+from ..session import CrawlSession
+from ..storage import Database
+from ..storage.runs import finish_run, resume_run, start_run
+
+logger = logging.getLogger(__name__)
+
+_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "AUTH")
+
+
+def settings_snapshot(settings: BaseSettings) -> dict[str, Any]:
+    """The settings that differ from Scrapy's defaults, secrets masked, JSON-safe."""
+    snapshot: dict[str, Any] = {}
+    for name, value in settings.items():
+        if (settings.getpriority(name) or 0) <= 0:
+            continue
+        if any(word in name.upper() for word in _SECRET_WORDS):
+            snapshot[name] = "***"
+        elif name == "DATABASE_URL" and value:
+            snapshot[name] = make_url(str(value)).render_as_string(hide_password=True)
+        else:
+            snapshot[name] = _json_safe(value)
+    return snapshot
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, BaseSettings):
+        value = value.copy_to_dict()
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def _status(reason: str) -> str:
+    if reason == "finished":
+        return "finished"
+    if reason == "shutdown":
+        return "stopped"
+    return "failed"
+
+
+class RunRecorder:
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+        self.database = Database.from_crawler(crawler)
+        self.session = CrawlSession.from_crawler(crawler)
+        self._started = monotonic()
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        if not crawler.settings.getbool("RUN_RECORD_ENABLED", True):
+            raise NotConfigured
+        extension = cls(crawler)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    async def spider_opened(self, spider: Spider) -> None:
+        self._started = monotonic()
+        session = self.session
+        if session.run_id is not None and await self.database.run(resume_run, session.run_id):
+            logger.info("Continuing crawl run %d", session.run_id)
+        else:
+            session.run_id = await self.database.run(
+                lambda engine: start_run(
+                    engine,
+                    spider=spider.name,
+                    job_id=getattr(spider, "_job", None),
+                    mode=getattr(spider, "mode_requested", None),
+                    settings=settings_snapshot(self.crawler.settings),
+                    now=datetime.now(UTC),
+                )
+            )
+            logger.info("Started crawl run %d", session.run_id)
+        self.crawler.stats.set_value("matter/run_id", session.run_id)
+        session.save_state()  # a hard kill from here on still knows its run
+
+    async def spider_closed(self, spider: Spider, reason: str) -> None:
+        if self.session.run_id is None:
+            return
+        stats = self.crawler.stats
+        get = stats.get_value
+        plan = getattr(spider, "plan", None)
+        stage = spider.stage() if hasattr(spider, "stage") else None
+        now = datetime.now(UTC)
+        values = {
+            "status": _status(reason),
+            "finish_reason": reason,
+            "stage": "done" if reason == "finished" else stage,
+            "mode": plan.mode if plan is not None else None,
+            "finished_at": now,
+            "duration_seconds": round(monotonic() - self._started, 3),
+            "pages_planned": plan.target_last_page() if plan is not None else None,
+            "pages_crawled": get("matter/list/pages", 0),
+            "products_listed": get("matter/list/cards", 0),
+            "products_fetched": get("matter/detail/pages", 0),
+            "products_new": get("store/products_new", 0),
+            "products_changed": get("store/products_changed", 0),
+            "products_delisted": get("store/products_delisted", 0),
+            "items_invalid": get("validation/invalid", 0),
+            "retries": get("retry/count", 0),
+            "errors": get("log_count/ERROR", 0),
+            "requests": get("downloader/request_count", 0),
+            "stats": _json_safe(stats.get_stats()),
+        }
+        await self.database.run(finish_run, self.session.run_id, values)
+        logger.info("Crawl run %d %s (%s)", self.session.run_id, values["status"], reason)

@@ -1,0 +1,122 @@
+"""Failure classes: what went wrong with a download, decided once for every component.
+
+The classified-retry middleware picks its policy by class, the circuit breaker
+counts only classes that say the server is in trouble, and stats, dead letters
+and events name the class.
+
+==============  ===========================================================
+``transient``   network trouble: timeouts, resets, refused connections, DNS,
+                lost data, 408
+``server``      500, 502, 503, 504, 522, 524 and other 5xx
+``throttled``   429, or 503 with a Retry-After header
+``permanent``   400, 401, 403, 404, 410 and other 4xx, unexpected redirects,
+                a page over DOWNLOAD_MAXSIZE: asking again gives the same answer
+``content``     a 200 page without the expected markup: truncated, empty, an
+                empty shell that JavaScript fills in
+``config``      errors of our own making: unsupported scheme, bad URL,
+                missing download handler
+==============  ===========================================================
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from playwright.async_api import Error as PlaywrightError
+from scrapy.core.downloader.handlers.http11 import TunnelError
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    NotConfigured,
+    NotSupported,
+    ResponseDataLossError,
+    UnsupportedURLSchemeError,
+)
+from scrapy.http import Response
+from twisted.internet import defer
+from twisted.internet.error import (
+    ConnectError,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    DNSLookupError,
+    TCPTimedOutError,
+    TimeoutError,
+)
+from twisted.web.client import ResponseFailed, ResponseNeverReceived
+
+
+class FailureClass(StrEnum):
+    TRANSIENT = "transient"
+    SERVER = "server"
+    THROTTLED = "throttled"
+    PERMANENT = "permanent"
+    CONTENT = "content"
+    CONFIG = "config"
+
+
+#: Classes that say the server (or the way to it) is in trouble: the breaker counts these.
+SERVER_TROUBLE = frozenset(
+    {FailureClass.TRANSIENT, FailureClass.SERVER, FailureClass.THROTTLED, FailureClass.CONTENT}
+)
+
+TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    defer.TimeoutError,
+    TimeoutError,
+    TCPTimedOutError,
+    DNSLookupError,
+    ConnectionRefusedError,
+    ConnectionDone,
+    ConnectError,
+    ConnectionLost,
+    ResponseFailed,
+    ResponseNeverReceived,
+    TunnelError,
+    ResponseDataLossError,
+    OSError,
+)
+CONFIG_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    UnsupportedURLSchemeError,
+    NotSupported,
+    NotConfigured,
+    ValueError,
+    TypeError,
+    AttributeError,
+    KeyError,
+)
+SERVER_STATUSES = frozenset({500, 502, 503, 504, 522, 524})
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
+
+
+# Browser timeouts and errors from scrapy-playwright renders are network trouble too.
+_TRANSIENT = (*TRANSIENT_EXCEPTIONS, PlaywrightError)
+
+
+def classify_exception(exception: BaseException) -> FailureClass:
+    """Class of a download exception; unknown exceptions count as transient (retry, then report)."""
+    if isinstance(exception, DownloadCancelledError):
+        return FailureClass.PERMANENT  # DOWNLOAD_MAXSIZE: the same page is as big next time
+    if isinstance(exception, CONFIG_EXCEPTIONS) and not isinstance(exception, _TRANSIENT):
+        return FailureClass.CONFIG
+    return FailureClass.TRANSIENT
+
+
+def classify_status(response: Response) -> FailureClass | None:
+    """Class of a non-2xx response, or None for a success."""
+    status = response.status
+    if 200 <= status < 300:
+        return None
+    if status == 429 or (status == 503 and b"Retry-After" in response.headers):
+        return FailureClass.THROTTLED
+    if status == 408:
+        return FailureClass.TRANSIENT
+    if status in SERVER_STATUSES or status >= 500:
+        return FailureClass.SERVER
+    return FailureClass.PERMANENT  # 4xx, and redirects nobody follows

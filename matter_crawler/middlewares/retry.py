@@ -1,0 +1,283 @@
+"""Classified retry: a downloader middleware that replaces Scrapy's RetryMiddleware.
+
+Every failure is classified (:mod:`.classify`: transient, server, throttled,
+permanent, content, config) and handled by that class's policy from
+``RETRY_POLICIES``: how many attempts, and an exponential backoff with full
+jitter (a delay drawn uniformly from ``[0, min(cap, base * 2**(n-1))]`` before
+retry *n*). A ``Retry-After`` header (delta-seconds or HTTP-date) raises the
+delay to what the server asked, up to ``RETRY_AFTER_MAX`` seconds. A request
+that exhausts its class's attempts, or ``RETRY_MAX_TOTAL_ATTEMPTS`` across
+classes, or fails permanently, is sent to the dead-letter queue
+(``request_dead_lettered``) and its errback receives
+:class:`~matter_crawler.exceptions.DeadLettered`.
+
+Successful (2xx) responses pass ``RETRY_CONTENT_CHECK`` (a callable
+``(request, response) -> ContentProblem | None``); a problem is a ``content``
+failure.
+
+Per request, as with the stock middleware: ``meta["dont_retry"]`` turns retries
+off, ``meta["max_retry_times"]`` caps the retries of every class, and
+``meta["retry_policies"]`` overrides policies by class (``{"server":
+{"attempts": 2}}``). Statuses a request lists in ``handle_httpstatus_list`` (or
+``handle_httpstatus_all``) are passed to its callback untouched.
+
+Design: waiting without blocking and without a slot
+-----------------------------------------------------
+A retry is not awaited here. ``process_response`` / ``process_exception`` return
+a copy of the request with ``meta["not_before"]`` set to the time it may go
+again; the engine schedules it and :class:`~matter_crawler.scheduler.DelayedRequestScheduler`
+holds it in a heap until then. The alternatives were worse: sleeping inside
+the middleware (``await asyncio.sleep``) keeps the request among the
+downloader's active requests, so a burst of 429s with Retry-After: 60 would
+fill ``CONCURRENT_REQUESTS`` with sleepers and stall the crawl, and a JOBDIR
+pause would lose the sleeping requests; a ``callLater`` that calls
+``engine.crawl()`` later keeps the request only in memory and loses it on
+pause. With the time in meta, a waiting request is an ordinary queued request:
+it survives a pause in JOBDIR's disk queue with its not-before time, and it
+costs no concurrency while it waits.
+
+Stats: ``retry/count``, ``retry/class/<class>``, ``retry/reason/<reason>``,
+``retry/gave_up/<class>``, ``retry/retry_after_honoured``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import Any, Self
+
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http import Request, Response
+from scrapy.utils.misc import load_object
+
+from ..exceptions import DeadLettered
+from ..scheduler import NOT_BEFORE
+from ..signals import request_dead_lettered, request_retrying
+from .classify import FailureClass, classify_exception, classify_status
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failure class is retried. ``attempts`` counts the first try."""
+
+    attempts: int
+    base: float = 1.0
+    cap: float = 60.0
+
+    def ceiling(self, retry_number: int) -> float:
+        """The backoff's upper bound before retry ``retry_number`` (1-based)."""
+        return min(self.cap, self.base * 2 ** (retry_number - 1))
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Full jitter: uniform in ``[0, ceiling]``, so retries of many requests spread out."""
+        return rng.uniform(0.0, self.ceiling(retry_number))
+
+
+DEFAULT_POLICIES: dict[str, RetryPolicy] = {
+    FailureClass.TRANSIENT: RetryPolicy(attempts=5, base=1.0, cap=30.0),
+    FailureClass.SERVER: RetryPolicy(attempts=5, base=2.0, cap=60.0),
+    FailureClass.THROTTLED: RetryPolicy(attempts=8, base=5.0, cap=120.0),
+    FailureClass.CONTENT: RetryPolicy(attempts=3, base=1.0, cap=10.0),
+    FailureClass.PERMANENT: RetryPolicy(attempts=1),
+    FailureClass.CONFIG: RetryPolicy(attempts=1),
+}
+
+
+def build_policies(overrides: dict[str, dict[str, Any]] | None) -> dict[str, RetryPolicy]:
+    """The default policies with ``RETRY_POLICIES`` overrides merged in, checked."""
+    policies = dict(DEFAULT_POLICIES)
+    for name, values in (overrides or {}).items():
+        try:
+            failure_class = FailureClass(name)
+        except ValueError:
+            known = ", ".join(c.value for c in FailureClass)
+            raise ValueError(f"RETRY_POLICIES: unknown failure class {name!r} ({known})") from None
+        unknown = set(values) - {"attempts", "base", "cap"}
+        if unknown:
+            raise ValueError(f"RETRY_POLICIES[{name!r}]: unknown keys {sorted(unknown)}")
+        policy = replace(policies[failure_class], **values)
+        if policy.attempts < 1 or policy.base < 0 or policy.cap < 0:
+            raise ValueError(f"RETRY_POLICIES[{name!r}]: attempts >= 1, base and cap >= 0")
+        policies[failure_class] = policy
+    return policies
+
+
+def parse_retry_after(value: bytes | str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
+
+
+class ClassifiedRetryMiddleware:
+    def __init__(
+        self,
+        crawler: Crawler,
+        policies: dict[str, RetryPolicy],
+        *,
+        retry_after_max: float,
+        max_total_attempts: int,
+        priority_adjust: int,
+        content_check: Callable[[Request, Response], Any] | None,
+        rng: random.Random,
+    ) -> None:
+        self.crawler = crawler
+        self.policies = policies
+        self.retry_after_max = retry_after_max
+        self.max_total_attempts = max_total_attempts
+        self.priority_adjust = priority_adjust
+        self.content_check = content_check
+        self.rng = rng
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("RETRY_ENABLED"):
+            raise NotConfigured
+        check = settings.get("RETRY_CONTENT_CHECK")
+        seed = settings.get("RETRY_JITTER_SEED")
+        return cls(
+            crawler,
+            build_policies(settings.getdict("RETRY_POLICIES")),
+            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
+            max_total_attempts=settings.getint("RETRY_MAX_TOTAL_ATTEMPTS", 12),
+            priority_adjust=settings.getint("RETRY_PRIORITY_ADJUST", -1),
+            content_check=load_object(check) if check else None,
+            rng=random.Random(seed),
+        )
+
+    # -- downloader middleware API ------------------------------------------------
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        if request.meta.get("dont_retry"):
+            return response
+        failure_class = classify_status(response)
+        if failure_class is None:
+            problem = self.content_check(request, response) if self.content_check else None
+            if problem is None:
+                return response
+            return self.retry_or_give_up(request, FailureClass.CONTENT, problem.reason)
+        if self._handled_by_callback(request, response.status):
+            return response
+        reason = f"HTTP {response.status}"
+        if response.status in (404, 410) and request.meta.get("stage") == "detail":
+            reason += ": the product left the catalogue"
+        retry_after = parse_retry_after(response.headers.get(b"Retry-After"), time())
+        return self.retry_or_give_up(request, failure_class, reason, retry_after=retry_after)
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if isinstance(exception, IgnoreRequest) or request.meta.get("dont_retry"):
+            return None
+        reason = f"{type(exception).__name__}: {exception}".rstrip(": ")
+        return self.retry_or_give_up(request, classify_exception(exception), reason)
+
+    # -- the policy ------------------------------------------------------------------
+
+    def policy_for(self, request: Request, failure_class: FailureClass) -> RetryPolicy:
+        policy = self.policies[failure_class]
+        override = (request.meta.get("retry_policies") or {}).get(failure_class.value)
+        if override:
+            policy = replace(policy, **override)
+        max_retry_times = request.meta.get("max_retry_times")
+        if max_retry_times is not None and policy.attempts > 1:
+            policy = replace(policy, attempts=min(policy.attempts, int(max_retry_times) + 1))
+        return policy
+
+    def retry_or_give_up(
+        self,
+        request: Request,
+        failure_class: FailureClass,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+    ) -> Request:
+        """A delayed retry of ``request``, or raise DeadLettered once its attempts are spent."""
+        meta = request.meta
+        failures: dict[str, int] = dict(meta.get("retry_failures") or {})
+        failures[failure_class.value] = failures.get(failure_class.value, 0) + 1
+        total = sum(failures.values())
+        now = time()
+        first_failed_at = meta.get("first_failed_at", now)
+        policy = self.policy_for(request, failure_class)
+        stats = self.crawler.stats
+        reason_key = reason.split(":", 1)[0].replace(" ", "_")
+
+        if failures[failure_class.value] < policy.attempts and total < self.max_total_attempts:
+            delay = policy.backoff(failures[failure_class.value], self.rng)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.retry_after_max))
+                stats.inc_value("retry/retry_after_honoured")
+            retry = request.replace(
+                dont_filter=True, priority=request.priority + self.priority_adjust
+            )
+            retry.meta.update(
+                {
+                    "retry_failures": failures,
+                    "retry_times": total,  # the stock middleware's key, read by other tools
+                    "first_failed_at": first_failed_at,
+                    "last_failure": f"{failure_class.value}: {reason}",
+                    NOT_BEFORE: now + delay,
+                }
+            )
+            stats.inc_value("retry/count")
+            stats.inc_value(f"retry/class/{failure_class.value}")
+            stats.inc_value(f"retry/reason/{reason_key}")
+            logger.debug(
+                "Retrying %s in %.2fs (%s, failure %d of %d): %s",
+                request.url,
+                delay,
+                failure_class.value,
+                failures[failure_class.value],
+                policy.attempts,
+                reason,
+            )
+            self.crawler.signals.send_catch_log(
+                signal=request_retrying,
+                request=request,
+                failure_class=failure_class.value,
+                reason=reason,
+                attempt=total,
+                delay=delay,
+                retry_after=retry_after,
+            )
+            return retry
+
+        stats.inc_value(f"retry/gave_up/{failure_class.value}")
+        if policy.attempts > 1:
+            reason = f"{reason} (after {total} attempts)"
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=request,
+            url=request.url,
+            stage=meta.get("stage"),
+            failure_class=failure_class.value,
+            reason=reason,
+            attempts=total,
+            first_failed_at=datetime.fromtimestamp(first_failed_at, UTC),
+        )
+        raise DeadLettered(failure_class.value, reason)
+
+    @staticmethod
+    def _handled_by_callback(request: Request, status: int) -> bool:
+        meta = request.meta
+        return bool(meta.get("handle_httpstatus_all")) or status in meta.get(
+            "handle_httpstatus_list", ()
+        )

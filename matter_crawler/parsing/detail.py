@@ -1,0 +1,87 @@
+"""Parse a product detail page into its raw, displayed values.
+
+Pure functions over HTML. The field list comes from ``li.item`` label/value
+pairs (``div.entry-product-details``) or, on older pages, from
+``table.product-certificates-table`` rows; both give (label, value) pairs as
+displayed. Turning those into typed fields is :mod:`.normalize`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from lxml import etree
+
+from ._html import css, first, node_text, parse_document
+
+_model = css("h1.entry-title")
+_company = css("p.entry-company")
+_category = css("h6.entry-category")
+_detail_items = css("div.entry-product-details li.item")
+_item_label = css("span.label")
+_item_value = css("span.value")
+_legacy_rows = css("table.product-certificates-table tr")
+_cells = etree.XPath("./td|./th")
+_description = css("p.entry-description, div.entry-description, .entry-content > p")
+_zip_links = etree.XPath("//a[contains(translate(@href, 'ZIP', 'zip'), '.zip')]/@href")
+_category_items = etree.XPath(
+    "//*[self::h2 or self::h3 or self::h4]"
+    "[starts-with(normalize-space(translate(., 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',"
+    " 'abcdefghijklmnopqrstuvwxyz')), 'application categor')]"
+    "/following-sibling::ul[1]/li"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DetailPage:
+    """A product page's values as displayed, before normalisation."""
+
+    model: str | None
+    manufacturer: str | None
+    device_type: str | None
+    fields: tuple[tuple[str, str | None], ...]  # (label without trailing colon, value)
+    application_categories: tuple[str, ...]
+    description: str | None
+    compliance_document_url: str | None
+    layout: str  # "items", "table" or "none" (no field list found)
+
+
+def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None) -> DetailPage:
+    """Parse a detail page. ``base_url`` resolves the compliance-document link."""
+    doc = parse_document(source, encoding)
+
+    fields: list[tuple[str, str | None]] = []
+    layout = "none"
+    for item in _detail_items(doc):
+        label = node_text(first(_item_label(item)))
+        if label:
+            fields.append((_strip_colon(label), node_text(first(_item_value(item)))))
+    if fields:
+        layout = "items"
+    else:
+        for row in _legacy_rows(doc):
+            cells = _cells(row)
+            label = node_text(cells[0]) if cells else None
+            if label:
+                value = node_text(cells[1]) if len(cells) > 1 else None
+                fields.append((_strip_colon(label), value))
+        if fields:
+            layout = "table"
+
+    categories = tuple(text for li in _category_items(doc) if (text := node_text(li)))
+    zip_links = _zip_links(doc)
+    return DetailPage(
+        model=node_text(first(_model(doc))),
+        manufacturer=node_text(first(_company(doc))),
+        device_type=node_text(first(_category(doc))),
+        fields=tuple(fields),
+        application_categories=categories,
+        description=node_text(first(_description(doc))),
+        compliance_document_url=urljoin(base_url, zip_links[0].strip()) if zip_links else None,
+        layout=layout,
+    )
+
+
+def _strip_colon(label: str) -> str:
+    return label.rstrip(":").rstrip()

@@ -1,0 +1,151 @@
+"""Store products in the database in batches.
+
+Items are buffered and written in one transaction per batch: new products
+inserted, known ones updated with a ``product_changes`` row per changed field,
+sightings (cards seen without fetching their page) refreshing ``last_seen_at``.
+A batch is written when it reaches ``STORE_BATCH_SIZE`` items, when
+``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. The item that
+fills a batch waits for the write, which holds the crawl back if the database
+falls behind instead of letting the buffer grow. Writes run on the database's
+own thread (:class:`~matter_crawler.storage.Database`), so the reactor keeps
+downloading meanwhile.
+
+At close, after the last batch, a full run that saw the whole listing marks the
+products it did not see as delisted.
+
+Stats: ``store/batches``, ``store/products_new``, ``store/products_changed``,
+``store/products_unchanged``, ``store/sightings``, ``store/products_delisted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from time import monotonic
+from typing import Any, Self
+
+from scrapy.crawler import Crawler
+from scrapy.utils.asyncio import create_looping_call
+from scrapy.utils.defer import deferred_from_coro
+from sqlalchemy import Engine
+
+from ..items import ListingSighting, ProductItem
+from ..session import CrawlSession
+from ..signals import batch_stored
+from ..storage import Database
+from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
+
+logger = logging.getLogger(__name__)
+
+
+def write_batch(
+    engine: Engine,
+    products: Sequence[ProductItem],
+    sightings: Sequence[ListingSighting],
+    run_id: int | None,
+    now: datetime,
+) -> UpsertResult:
+    """One transaction: upsert the products, then record the sightings."""
+    with engine.begin() as conn:
+        result = upsert_products(conn, products, run_id, now)
+        record_sightings(conn, sightings, run_id, now)
+    return result
+
+
+def delist_unseen(engine: Engine, run_id: int, now: datetime) -> int:
+    with engine.begin() as conn:
+        return mark_delisted(conn, run_id, now)
+
+
+class BatchStorePipeline:
+    def __init__(
+        self, crawler: Crawler, database: Database, batch_size: int, flush_interval: float
+    ) -> None:
+        self.crawler = crawler
+        self.database = database
+        self.session = CrawlSession.from_crawler(crawler)
+        self.batch_size = max(1, batch_size)
+        self.flush_interval = flush_interval
+        self._products: list[ProductItem] = []
+        self._sightings: list[ListingSighting] = []
+        self._lock = asyncio.Lock()  # batches are written one at a time, in order
+        self._last_flush = monotonic()
+        self._timer = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        return cls(
+            crawler,
+            Database.from_crawler(crawler),
+            settings.getint("STORE_BATCH_SIZE", 500),
+            settings.getfloat("STORE_FLUSH_INTERVAL", 2.0),
+        )
+
+    def open_spider(self) -> None:
+        if self.flush_interval > 0:
+            self._timer = create_looping_call(self._flush_if_due)
+            self._timer.start(self.flush_interval, now=False)
+
+    async def process_item(self, item: Any) -> Any:
+        if isinstance(item, ProductItem):
+            self._products.append(item)
+        elif isinstance(item, ListingSighting):
+            self._sightings.append(item)
+        else:
+            return item
+        if len(self._products) + len(self._sightings) >= self.batch_size:
+            await self.flush()
+        return item
+
+    def _flush_if_due(self) -> None:
+        if monotonic() - self._last_flush >= self.flush_interval and (
+            self._products or self._sightings
+        ):
+            deferred_from_coro(self.flush()).addErrback(
+                lambda failure: logger.error("Batch write failed: %s", failure.getTraceback())
+            )
+
+    async def flush(self) -> None:
+        """Write what is buffered (waits for a write already under way first)."""
+        async with self._lock:
+            products, self._products = self._products, []
+            sightings, self._sightings = self._sightings, []
+            self._last_flush = monotonic()
+            if not products and not sightings:
+                return
+            started = monotonic()
+            result = await self.database.run(
+                write_batch, products, sightings, self.session.run_id, datetime.now(UTC)
+            )
+            seconds = monotonic() - started
+        stats = self.crawler.stats
+        stats.inc_value("store/batches")
+        stats.inc_value("store/products_new", result.new)
+        stats.inc_value("store/products_changed", result.changed)
+        stats.inc_value("store/products_unchanged", result.unchanged)
+        stats.inc_value("store/sightings", len(sightings))
+        stats.inc_value("store/batch_seconds_total", seconds)
+        self.crawler.signals.send_catch_log(
+            signal=batch_stored,
+            products=len(products),
+            sightings=len(sightings),
+            new=result.new,
+            changed=result.changed,
+            seconds=seconds,
+        )
+
+    async def close_spider(self) -> None:
+        if self._timer is not None and self._timer.running:
+            self._timer.stop()
+        await self.flush()
+        spider = self.crawler.spider
+        run_id = self.session.run_id
+        complete = getattr(spider, "listing_complete", None)
+        if run_id is not None and callable(complete) and complete():
+            delisted = await self.database.run(delist_unseen, run_id, datetime.now(UTC))
+            self.crawler.stats.set_value("store/products_delisted", delisted)
+            if delisted:
+                logger.info("Marked %d products no longer listed as delisted", delisted)

@@ -1,0 +1,118 @@
+"""A scheduler that holds requests until their not-before time.
+
+The classified-retry middleware and the circuit breaker do not wait for a
+retry or a cool-down inside the downloader, where a waiting request would keep
+a concurrency slot: they hand back a copy of the request carrying
+``meta["not_before"]`` (epoch seconds). This scheduler keeps such requests in a
+time-ordered heap outside the queues and hands them out, ahead of everything
+else, once they are due. Waiting costs a heap entry, nothing more.
+
+A due request wakes the engine at once instead of at its next 5-second
+heartbeat; Scrapy offers no public call for that, so the wake-up uses the
+engine slot's ``nextcall`` and falls back to the heartbeat if that is absent.
+
+With JOBDIR, waiting requests are written to the disk queue at close with
+their ``not_before`` in meta, and go back to the heap when they come out of the
+queue early after a resume. Created first, the scheduler also asks the crawl
+session to recover a JOBDIR left by a killed process before the dupefilter
+reads its fingerprints (see :mod:`matter_crawler.session`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from time import time
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy import Request
+from scrapy.core.scheduler import Scheduler
+from scrapy.utils.asyncio import call_later
+
+from .session import CrawlSession
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+#: Request meta key: do not download before this time (epoch seconds).
+NOT_BEFORE = "not_before"
+
+
+class DelayedRequestScheduler(Scheduler):
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        CrawlSession.from_crawler(crawler)  # recover a killed JOBDIR before the dupefilter loads it
+        return super().from_crawler(crawler)
+
+    def open(self, spider: Any) -> Any:
+        self._waiting: list[tuple[float, int, Request]] = []
+        self._order = itertools.count()
+        self._wakeup: Any = None
+        return super().open(spider)
+
+    def close(self, reason: str) -> Any:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if self.dqs is not None:
+            for _, _, request in self._waiting:
+                self._dqpush(request)  # not_before travels in meta
+        self._waiting.clear()
+        return super().close(reason)
+
+    def enqueue_request(self, request: Request) -> bool:
+        not_before = request.meta.get(NOT_BEFORE)
+        if not_before is None or not_before <= time():
+            return super().enqueue_request(request)
+        if not request.dont_filter and self.df.request_seen(request):
+            self.df.log(request, self.spider)
+            return False
+        self._hold(request, not_before)
+        return True
+
+    def next_request(self) -> Request | None:
+        now = time()
+        if self._waiting and self._waiting[0][0] <= now:
+            _, _, request = heapq.heappop(self._waiting)
+            self._arm_wakeup()
+            assert self.stats is not None
+            self.stats.inc_value("scheduler/delayed/released")
+            return request
+        while True:
+            request = super().next_request()
+            if request is None:
+                return None
+            not_before = request.meta.get(NOT_BEFORE)
+            if not_before is None or not_before <= now:
+                return request
+            self._hold(request, not_before)  # came back from a resumed disk queue too early
+
+    def __len__(self) -> int:
+        return super().__len__() + len(self._waiting)
+
+    def waiting(self) -> int:
+        """How many requests wait for their not-before time."""
+        return len(self._waiting)
+
+    def _hold(self, request: Request, not_before: float) -> None:
+        heapq.heappush(self._waiting, (not_before, next(self._order), request))
+        assert self.stats is not None
+        self.stats.inc_value("scheduler/delayed/held")
+        self._arm_wakeup()
+
+    def _arm_wakeup(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup = None
+        if self._waiting:
+            delay = max(0.0, self._waiting[0][0] - time())
+            self._wakeup = call_later(delay + 0.001, self._wake_engine)
+
+    def _wake_engine(self) -> None:
+        # No re-arming here: if the engine is busy, the next finished download
+        # (or the heartbeat) makes it ask again; next_request() re-arms after a pop.
+        self._wakeup = None
+        engine = self.crawler.engine if self.crawler is not None else None
+        slot = getattr(engine, "_slot", None)
+        if slot is not None:
+            slot.nextcall.schedule()

@@ -1,0 +1,81 @@
+"""Scrapy settings of the matter-crawler project.
+
+Every setting of our own is documented in the README's settings table. Values
+a crawl profile controls (concurrency, delay, adaptive bounds, memory limit) are
+set by :mod:`matter_crawler.profiles`, not here, so that ``CRAWL_PROFILE``
+works and ``-s`` still overrides any of them.
+"""
+
+from matter_crawler import __version__
+
+BOT_NAME = "matter_crawler"
+SPIDER_MODULES = ["matter_crawler.spiders"]
+NEWSPIDER_MODULE = "matter_crawler.spiders"
+COMMANDS_MODULE = "matter_crawler.commands"
+
+# -- what to crawl and where to store it ---------------------------------------
+CSA_BASE_URL = "https://csa-iot.org"
+CSA_LISTING_QUERY = (
+    "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
+    "&p_certificate=&p_family=&p_firmware_ver="
+)
+DATABASE_URL = "sqlite:///data/matter.sqlite3"
+CRAWL_PROFILE = "polite"
+ADDONS = {"matter_crawler.profiles.CrawlProfile": 0}
+
+# -- politeness toward the real site -----------------------------------------------
+ROBOTSTXT_OBEY = True
+USER_AGENT = (
+    f"matter-crawler/{__version__} "
+    "(+https://github.com/matter-crawler/matter-crawler; Matter certified-products catalogue)"
+)
+DOWNLOAD_TIMEOUT = 30
+COOKIES_ENABLED = False  # the catalogue needs no session
+
+# -- engine --------------------------------------------------------------------------
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+DOWNLOADER = "matter_crawler.downloader.SlotConcurrencyDownloader"
+# FIFO queues keep listing pages in page order; one domain needs no downloader-aware queue
+SCHEDULER = "matter_crawler.scheduler.DelayedRequestScheduler"
+SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.ScrapyPriorityQueue"
+SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
+SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
+LOG_LEVEL = "INFO"
+TELNETCONSOLE_ENABLED = False
+# Scrapy 2.19's remote-control server runs Python sent to it; our /status does the watching
+REMOTE_CONTROL_ENABLED = False
+FEED_EXPORT_ENCODING = "utf-8"
+
+# Stock components this crawl has no use for cost CPU on every request.
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "matter_crawler.middlewares.retry.ClassifiedRetryMiddleware": 550,
+    "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": None,
+}
+SPIDER_MIDDLEWARES = {
+    "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+}
+
+ITEM_PIPELINES = {
+    "matter_crawler.pipelines.validation.ValidationPipeline": 100,
+    "matter_crawler.pipelines.store.BatchStorePipeline": 800,
+}
+EXTENSIONS = {
+    # the dead-letter store closes before the run record counts the letters
+    "matter_crawler.extensions.dead_letters.DeadLetterStore": 100,
+    "matter_crawler.extensions.run_record.RunRecorder": 200,
+}
+
+# -- classified retry (see matter_crawler.middlewares.retry) -------------------------------
+RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"attempts": 3}}
+RETRY_AFTER_MAX = 300.0
+RETRY_MAX_TOTAL_ATTEMPTS = 12
+RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.content_problem"
+
+# -- storage ---------------------------------------------------------------------------
+STORE_BATCH_SIZE = 500
+STORE_FLUSH_INTERVAL = 2.0
+DEAD_LETTER_FLUSH_INTERVAL = 5.0
+JOBDIR_STATE_SAVE_INTERVAL = 30.0

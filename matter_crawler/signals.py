@@ -1,0 +1,26 @@
+"""Signals matter-crawler components send, beside Scrapy's own.
+
+Connect with ``crawler.signals.connect(handler, signal=...)`` like any Scrapy
+signal; handlers receive the keyword arguments listed.
+"""
+
+#: A request is retried: ``request``, ``failure_class``, ``reason``, ``attempt``, ``delay``.
+request_retrying = object()
+
+#: A request failed for good and goes to the dead-letter queue: ``request`` (None
+#: for an invalid item), ``url``, ``stage``, ``failure_class``, ``reason``,
+#: ``attempts``, ``first_failed_at``.
+request_dead_lettered = object()
+
+#: A replayed dead letter succeeded: ``url``.
+dead_letter_resolved = object()
+
+#: An item failed validation: ``item``, ``reasons`` (list of strings).
+item_invalid = object()
+
+#: A batch was written to the database: ``products``, ``sightings``, ``new``, ``changed``,
+#: ``seconds``.
+batch_stored = object()
+
+#: A domain's circuit breaker changed state: ``domain``, ``old``, ``new``, ``reason``.
+circuit_state_changed = object()

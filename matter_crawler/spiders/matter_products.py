@@ -1,0 +1,422 @@
+"""The ``matter_products`` spider: listing pages, then product pages, into the database.
+
+``scrapy crawl matter_products`` crawls https://csa-iot.org (setting
+``CSA_BASE_URL`` points it elsewhere, e.g. at the simulated site). Arguments
+(``-a name=value``):
+
+- ``mode``: ``auto`` (default: ``full`` on an empty database, then
+  ``incremental``), ``full`` or ``incremental``; see :mod:`matter_crawler.planner`.
+- ``refresh``: ``changed`` (default: detail pages of new products and of cards
+  that changed) or ``all`` (every detail page).
+- ``start_page`` / ``end_page``: a range of listing pages; ``max_pages``: at most
+  that many listing pages; ``max_products``: at most that many detail pages.
+- ``replay_dead_letters=1``: fetch only the pending dead letters again.
+
+List stage: page 1's pagination gives the highest page; every page up to it is
+fetched, and the page after it must answer 404 or a redirect ("past the end")
+before the listing counts as complete. A non-last page with fewer than 12
+cards is fetched once more before it is trusted. Detail stage: each product
+page is parsed (:mod:`matter_crawler.parsing`) into a ``ProductItem``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from scrapy import Request, Spider
+from scrapy.crawler import Crawler
+from scrapy.http import Response
+from twisted.python.failure import Failure
+
+from ..exceptions import DeadLettered
+from ..items import ListingSighting, ProductItem
+from ..parsing import build_product, page_number_from_url, parse_detail, parse_listing
+from ..parsing.listing import ListingCard
+from ..planner import CARDS_PER_PAGE, MODES, REFRESH, CrawlPlan, choose_mode, needs_detail
+from ..session import CrawlSession
+from ..signals import dead_letter_resolved, request_dead_lettered
+from ..storage import Database
+from ..storage.dead_letters import pending_letters
+from ..storage.products import KnownProduct, load_known_products
+
+logger = logging.getLogger(__name__)
+
+LISTING_PATH = "/csa-iot_products/"
+#: Detail pages before listing pages keeps the queue of product pages short.
+DETAIL_PRIORITY = 10
+LIST_PRIORITY = 0
+#: Statuses a listing page past the end answers with (redirects are not followed).
+PAST_END_STATUSES = (301, 302, 303, 307, 308, 404, 410)
+
+
+def _positive_int(name: str, value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"spider argument {name} must be a whole number, not {value!r}") from None
+    if number < 1:
+        raise ValueError(f"spider argument {name} must be at least 1, not {number}")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in {"1", "true", "yes", "on"} if value is not None else False
+
+
+class MatterProductsSpider(Spider):
+    name = "matter_products"
+
+    def __init__(
+        self,
+        mode: str = "auto",
+        refresh: str = "changed",
+        start_page: Any = None,
+        end_page: Any = None,
+        max_pages: Any = None,
+        max_products: Any = None,
+        replay_dead_letters: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        # **kwargs: scrapyd passes _job, and Scrapy its own keyword arguments
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(
+                f"spider argument mode must be one of {', '.join(MODES)}, not {mode!r}"
+            )
+        if refresh not in REFRESH:
+            raise ValueError(
+                f"spider argument refresh must be one of {', '.join(REFRESH)}, not {refresh!r}"
+            )
+        self.mode_requested = mode
+        self.refresh_all = refresh == "all"
+        self.start_page = _positive_int("start_page", start_page) or 1
+        self.end_page = _positive_int("end_page", end_page)
+        self.max_pages = _positive_int("max_pages", max_pages)
+        self.max_products = _positive_int("max_products", max_products)
+        if self.end_page is not None and self.end_page < self.start_page:
+            raise ValueError(
+                f"spider argument end_page ({self.end_page}) "
+                f"is before start_page ({self.start_page})"
+            )
+        self.replay_dead_letters = _flag(replay_dead_letters)
+        self.plan: CrawlPlan | None = None
+        self.known: dict[str, KnownProduct] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> MatterProductsSpider:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        settings = crawler.settings
+        spider.base_url = settings.get("CSA_BASE_URL", "https://csa-iot.org").rstrip("/")
+        spider.listing_query = settings.get("CSA_LISTING_QUERY", "").lstrip("?")
+        spider.site_host = urlparse(spider.base_url).hostname or ""
+        spider.allowed_domains = [spider.site_host]
+        spider.database = Database.from_crawler(crawler)
+        spider.session = CrawlSession.from_crawler(crawler)
+        spider.session.register_state("spider", spider._saved_state)
+        crawler.signals.connect(spider._dead_lettered, signal=request_dead_lettered)
+        return spider
+
+    # -- URLs -----------------------------------------------------------------
+
+    def listing_url(self, page: int) -> str:
+        path = LISTING_PATH if page == 1 else f"{LISTING_PATH}page/{page}/"
+        query = f"?{self.listing_query}" if self.listing_query else ""
+        return f"{self.base_url}{path}{query}"
+
+    def listing_request(self, page: int, *, refetch: bool = False) -> Request:
+        meta: dict[str, Any] = {"stage": "list", "page": page}
+        if refetch:
+            meta["refetch"] = True
+        if page > 1:
+            # a page past the end answers 404 or redirects: the callback decides
+            meta["dont_redirect"] = True
+            meta["handle_httpstatus_list"] = list(PAST_END_STATUSES)
+        return Request(
+            self.listing_url(page),
+            callback=self.parse_listing,
+            errback=self.listing_failed,
+            priority=LIST_PRIORITY,
+            dont_filter=refetch,
+            meta=meta,
+        )
+
+    def detail_request(self, card: ListingCard, page: int) -> Request:
+        return Request(
+            card.url,
+            callback=self.parse_detail,
+            errback=self.detail_failed,
+            priority=DETAIL_PRIORITY,
+            meta={"stage": "detail", "listing_page": page},
+        )
+
+    # -- start ------------------------------------------------------------------
+
+    async def start(self) -> AsyncIterator[Any]:
+        self.known = await self.database.run(load_known_products)
+        saved = self.session.restored_state("spider", queue_bound=True)
+        if saved:
+            self.plan = CrawlPlan.from_state(saved["plan"])
+            logger.info(
+                "Resuming a %s crawl: %d listing pages done, %d scheduled",
+                self.plan.mode,
+                len(self.plan.pages_done),
+                len(self.plan.pages_scheduled),
+            )
+        elif self.replay_dead_letters:
+            self.plan = CrawlPlan(mode="replay", limited=True)
+        else:
+            mode = choose_mode(self.mode_requested, len(self.known))
+            last_wanted = self.end_page
+            if self.max_pages is not None:
+                by_count = self.start_page + self.max_pages - 1
+                last_wanted = by_count if last_wanted is None else min(last_wanted, by_count)
+            self.plan = CrawlPlan(
+                mode=mode,
+                refresh_all=self.refresh_all,
+                first_page=self.start_page,
+                last_page_wanted=last_wanted,
+                limited=last_wanted is not None or self.start_page > 1 or bool(self.max_products),
+            )
+            logger.info(
+                "Planning a %s crawl of %s (%d products known, refresh=%s)",
+                mode,
+                self.base_url,
+                len(self.known),
+                "all" if self.refresh_all else "changed",
+            )
+
+        if self.plan.mode == "replay":
+            for letter in await self.database.run(pending_letters):
+                yield self._replay_request(letter)
+            return
+        self.plan.pages_scheduled.add(1)
+        yield self.listing_request(1)
+
+    def _replay_request(self, letter: dict[str, Any]) -> Request:
+        stage = letter["stage"]
+        meta = {"replay": True}
+        if stage == "list":
+            request = self.listing_request(page_number_from_url(letter["url"]) or 1)
+            return request.replace(dont_filter=True, meta={**request.meta, **meta})
+        return Request(
+            letter["url"],
+            callback=self.parse_detail,
+            errback=self.detail_failed,
+            priority=DETAIL_PRIORITY,
+            dont_filter=True,
+            meta={"stage": stage or "detail", **meta},
+        )
+
+    # -- list stage -----------------------------------------------------------------
+
+    def parse_listing(self, response: Response) -> Iterator[Any]:
+        plan = self._plan()
+        page: int = response.meta["page"]
+        if response.status != 200:
+            self._past_the_end(page, response.status)
+            return
+        listing = parse_listing(response.body, response.url, response.encoding)
+        stats = self.crawler.stats
+        stats.inc_value("matter/list/pages")
+        stats.inc_value("matter/list/cards", len(listing.cards))
+
+        if not listing.cards and page > 1:
+            self._past_the_end(page, "no cards")
+            return
+        yield from self._extend_plan(listing.last_page or page, page)
+
+        last_page = plan.site_last_page or page
+        if (
+            len(listing.cards) < CARDS_PER_PAGE
+            and page < last_page
+            and not response.meta.get("refetch")
+        ):
+            # a short page that is not the last is suspect: trust it only once fetched again
+            stats.inc_value("matter/list/short_page_refetched")
+            logger.info("Page %d shows %d cards, fetching it again", page, len(listing.cards))
+            yield self.listing_request(page, refetch=True)
+            yield from self._cards(listing.cards, page)
+            return
+        if len(listing.cards) < CARDS_PER_PAGE and page < last_page:
+            stats.inc_value("matter/list/short_page_accepted")
+            logger.warning("Page %d shows %d cards again; accepting it", page, len(listing.cards))
+
+        in_range = page >= plan.first_page
+        if in_range:
+            yield from self._cards(listing.cards, page)
+        plan.pages_done.add(page)
+        if response.meta.get("replay"):
+            self._resolved(response)
+        if plan.mode == "incremental":
+            yield from self._continue_incremental(page)
+
+    def _extend_plan(self, shown_last_page: int, page: int) -> Iterator[Request]:
+        """Learn the page count (page 1, or a page showing more pages than planned)."""
+        plan = self._plan()
+        if plan.site_last_page is not None and shown_last_page <= plan.site_last_page:
+            return
+        previous = plan.site_last_page
+        plan.site_last_page = max(shown_last_page, page)
+        logger.info(
+            "The listing has %d pages%s",
+            plan.site_last_page,
+            "" if previous is None else f" (was {previous})",
+        )
+        if plan.mode == "full":
+            for number in plan.pages_to_schedule():
+                plan.pages_scheduled.add(number)
+                yield self.listing_request(number)
+        wanted = plan.last_page_wanted
+        probe = plan.site_last_page + 1
+        if (wanted is None or probe <= wanted) and plan.mode == "full":
+            # the page after the last must be past the end, or the pagination lied
+            plan.pages_scheduled.add(probe)
+            yield self.listing_request(probe)
+
+    def _past_the_end(self, page: int, why: int | str) -> None:
+        plan = self._plan()
+        plan.end_confirmed = True
+        plan.pages_scheduled.discard(page)
+        if plan.site_last_page is None or page <= plan.site_last_page:
+            # the catalogue shrank while we crawled
+            plan.site_last_page = page - 1
+        logger.info("Page %d is past the end (%s): the listing has %d pages", page, why, page - 1)
+        if plan.mode == "incremental":
+            plan.walk_finished = True
+
+    def _continue_incremental(self, page: int) -> Iterator[Request]:
+        plan = self._plan()
+        if plan.walk_finished:
+            logger.info("Incremental walk stops after page %d: the rest is known", page)
+            return
+        next_page = page + 1
+        wanted = plan.target_last_page()
+        if wanted is not None and next_page > wanted:
+            plan.walk_finished = True
+            return
+        plan.pages_scheduled.add(next_page)
+        yield self.listing_request(next_page)
+
+    def _cards(self, cards: tuple[ListingCard, ...], page: int) -> Iterator[Any]:
+        plan = self._plan()
+        stats = self.crawler.stats
+        run_id = self.session.run_id
+        known_flags: list[bool] = []
+        for card in cards:
+            if urlparse(card.url).hostname != self.site_host:
+                self._dead_letter_offsite(card, page)
+                known_flags.append(False)
+                continue
+            known = self.known.get(card.url)
+            known_flags.append(known is not None and not known.delisted)
+            wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
+            if wanted and (self.max_products is None or plan.details_scheduled < self.max_products):
+                plan.details_scheduled += 1
+                stats.inc_value("matter/detail/scheduled")
+                yield self.detail_request(card, page)
+            else:
+                stats.inc_value("matter/detail/skipped_known")
+                yield ListingSighting(
+                    url=card.url,
+                    manufacturer=card.manufacturer,
+                    model=card.model,
+                    certificate_id=card.certificate_id,
+                    page=page,
+                )
+        if plan.mode == "incremental":
+            plan.observe_incremental_page(known_flags)
+
+    def _dead_letter_offsite(self, card: ListingCard, page: int) -> None:
+        self.crawler.stats.inc_value("matter/list/offsite_cards")
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=None,
+            url=card.url,
+            stage="detail",
+            failure_class="offsite",
+            reason=f"listing page {page} links the product off-site ({card.url})",
+            attempts=0,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def listing_failed(self, failure: Failure) -> None:
+        request = failure.request  # type: ignore[attr-defined]
+        page = request.meta["page"]
+        plan = self._plan()
+        plan.pages_failed.add(page)
+        logger.warning("Listing page %d failed for good: %s", page, failure.getErrorMessage())
+        self._dead_letter_unless_done(failure, "list")
+        if plan.mode == "incremental":
+            yield from self._continue_incremental(page)
+
+    # -- detail stage ---------------------------------------------------------------
+
+    def parse_detail(self, response: Response) -> Iterator[ProductItem]:
+        page = parse_detail(response.body, response.url, response.encoding)
+        # the card's URL is the product's key, even when the page redirected
+        url = response.meta.get("redirect_urls", [response.url])[0]
+        self.crawler.stats.inc_value("matter/detail/pages")
+        item = build_product(page, url)
+        if response.meta.get("replay"):
+            self._resolved(response)
+        yield item
+
+    def detail_failed(self, failure: Failure) -> None:
+        self.crawler.stats.inc_value("matter/detail/failed")
+        self._dead_letter_unless_done(failure, "detail")
+
+    # -- dead letters -----------------------------------------------------------------
+
+    def _dead_letter_unless_done(self, failure: Failure, stage: str) -> None:
+        """Failures the retry middleware did not dead-letter (robots.txt...) go there too."""
+        if failure.check(DeadLettered):
+            return
+        request = failure.request  # type: ignore[attr-defined]
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=request,
+            url=request.url,
+            stage=stage,
+            failure_class="ignored",
+            reason=f"{failure.type.__name__}: {failure.getErrorMessage()}",
+            attempts=request.meta.get("retry_times", 0) + 1,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def _dead_lettered(self, stage: str, url: str, **_: Any) -> None:
+        if stage == "list" and self.plan is not None:
+            self.plan.pages_failed.add(page_number_from_url(url) or 1)
+
+    def _resolved(self, response: Response) -> None:
+        url = response.meta.get("redirect_urls", [response.url])[0]
+        self.crawler.signals.send_catch_log(signal=dead_letter_resolved, url=url)
+
+    # -- state ----------------------------------------------------------------------
+
+    def _plan(self) -> CrawlPlan:
+        assert self.plan is not None, "start() sets the plan"
+        return self.plan
+
+    def _saved_state(self) -> dict[str, Any] | None:
+        return {"plan": self.plan.to_state()} if self.plan is not None else None
+
+    def listing_complete(self) -> bool:
+        """Whether this run saw the whole listing (products it did not see are delisted)."""
+        return self.plan is not None and self.plan.listing_complete()
+
+    def stage(self) -> str:
+        """The stage the crawl is in: planning, list, detail or done."""
+        plan = self.plan
+        if plan is None:
+            return "planning"
+        if plan.mode == "replay":
+            return "detail"
+        if plan.site_last_page is None:
+            return "planning"
+        return "detail" if plan.list_stage_finished() else "list"

@@ -1,0 +1,15 @@
+"""Storage: the SQLAlchemy schema, the crawl's database handle and the writes it makes."""
+
+from .database import DEFAULT_DATABASE_URL, Database, create_database_engine
+from .models import Base, CrawlRun, DeadLetter, Product, ProductChange
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "Base",
+    "CrawlRun",
+    "Database",
+    "DeadLetter",
+    "Product",
+    "ProductChange",
+    "create_database_engine",
+]

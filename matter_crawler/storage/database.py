@@ -1,0 +1,90 @@
+"""One database per crawl: the SQLAlchemy engine and the thread that writes to it.
+
+Every component of a crawl (pipelines, run record, dead letters, the spider's
+planner) reaches the same :class:`Database` through
+:meth:`Database.from_crawler`. All statements run on one worker thread so the
+reactor never waits on disk and SQLite sees a single writer; the crawl awaits
+the results (``await database.run(fn, ...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from scrapy import signals
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from .models import Base
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///data/matter.sqlite3"
+
+_per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
+
+
+def create_database_engine(url: str) -> Engine:
+    """An engine for ``url``; for SQLite: the file's folder created, WAL, a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers (exports, `scrapy runs`) work while a crawl writes;
+        # NORMAL sync is durable in WAL mode except for the last commits on power loss.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+class Database:
+    """The engine plus a single writer thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_database_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matter-db")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Database:
+        """The crawl's shared database (created on first use, closed when the engine stops)."""
+        database = _per_crawler.get(crawler)
+        if database is None:
+            database = cls(crawler.settings.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+            _per_crawler[crawler] = database
+            crawler.signals.connect(database.close, signal=signals.engine_stopped)
+            logger.info("Database: %s", make_url(database.url).render_as_string(hide_password=True))
+        return database
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(engine, *args)`` on the writer thread and wait for its result."""
+        future = self._executor.submit(function, self.engine, *args)
+        return await asyncio.wrap_future(future)
+
+    def run_sync(self, function: Callable[..., T], *args: Any) -> T:
+        """Run on the writer thread and block: only for start-up and shutdown paths."""
+        return self._executor.submit(function, self.engine, *args).result()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.engine.dispose()

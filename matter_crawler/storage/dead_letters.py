@@ -1,0 +1,113 @@
+"""The dead-letter queue: requests that failed for good, kept with their reason.
+
+One row per URL. A URL that fails again updates its letter (and reopens it if
+it had been resolved); a later success resolves it. Pending letters are the
+unresolved ones, which ``-a replay_dead_letters=1`` fetches again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func, insert, select, update
+
+from .models import DeadLetter
+
+letters = DeadLetter.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """A request that failed for good."""
+
+    url: str
+    stage: str | None
+    failure_class: str
+    last_error: str
+    attempts: int
+    first_failed_at: datetime
+    last_failed_at: datetime
+
+
+def add_letters(engine: Engine, batch: Sequence[Letter], run_id: int | None) -> None:
+    """Store letters; a URL that already has one gets it updated and reopened."""
+    if not batch:
+        return
+    latest: dict[str, Letter] = {letter.url: letter for letter in batch}
+    with engine.begin() as conn:
+        existing = {
+            row.url: row
+            for row in conn.execute(
+                select(letters.c.url, letters.c.first_failed_at).where(
+                    letters.c.url.in_(list(latest))
+                )
+            )
+        }
+        new = [_row(letter, run_id) for url, letter in latest.items() if url not in existing]
+        known = [
+            {
+                **_row(letter, run_id),
+                "_url": url,
+                "first_failed_at": min(existing[url].first_failed_at, letter.first_failed_at),
+            }
+            for url, letter in latest.items()
+            if url in existing
+        ]
+        if new:
+            conn.execute(insert(letters), new)
+        if known:
+            names = [name for name in known[0] if name not in ("_url", "url")]
+            conn.execute(
+                update(letters)
+                .where(letters.c.url == bindparam("_url"))
+                .values({name: bindparam(f"v_{name}") for name in names}),
+                [{"_url": row["_url"], **{f"v_{n}": row[n] for n in names}} for row in known],
+            )
+
+
+def _row(letter: Letter, run_id: int | None) -> dict[str, Any]:
+    return {
+        "url": letter.url,
+        "stage": letter.stage,
+        "failure_class": letter.failure_class,
+        "last_error": letter.last_error[:4000],
+        "attempts": letter.attempts,
+        "first_failed_at": letter.first_failed_at,
+        "last_failed_at": letter.last_failed_at,
+        "run_id": run_id,
+        "resolved_at": None,
+        "resolved_run_id": None,
+    }
+
+
+def resolve_letters(engine: Engine, urls: Sequence[str], run_id: int | None, now: datetime) -> int:
+    """Resolve the pending letters of URLs that have now succeeded. Returns how many."""
+    if not urls:
+        return 0
+    statement = (
+        update(letters)
+        .where(letters.c.url == bindparam("_url"))
+        .where(letters.c.resolved_at.is_(None))
+        .values(resolved_at=now, resolved_run_id=run_id)
+    )
+    with engine.begin() as conn:
+        return conn.execute(statement, [{"_url": url} for url in urls]).rowcount or 0
+
+
+def pending_letters(engine: Engine, limit: int | None = None) -> list[dict[str, Any]]:
+    statement = (
+        select(letters).where(letters.c.resolved_at.is_(None)).order_by(letters.c.last_failed_at)
+    )
+    if limit:
+        statement = statement.limit(limit)
+    with engine.connect() as conn:
+        return [row._asdict() for row in conn.execute(statement)]
+
+
+def count_pending(engine: Engine) -> int:
+    with engine.connect() as conn:
+        statement = select(func.count()).select_from(letters).where(letters.c.resolved_at.is_(None))
+        return int(conn.execute(statement).scalar() or 0)

@@ -1,0 +1,121 @@
+"""The database schema (SQLAlchemy 2 declarative models).
+
+- ``products``: one row per product URL, columns named after the catalogue
+  record's fields; lists and unknown labels as JSON text; first/last seen times.
+- ``product_changes``: one row per changed field when a product is fetched again
+  and differs from what was stored (old and new value as JSON text).
+- ``crawl_runs``: one row per run, written at start and at close, never per page.
+- ``dead_letters``: requests that failed for good, with their reason, until a
+  later run succeeds on them.
+
+Times are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Product(Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(512), unique=True)
+    manufacturer: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    device_type: Mapped[str | None] = mapped_column(Text)
+    certificate_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    certification_date: Mapped[date | None] = mapped_column(Date)
+    software_version: Mapped[str | None] = mapped_column(Text)
+    hardware_version: Mapped[str | None] = mapped_column(Text)
+    firmware_version: Mapped[str | None] = mapped_column(Text)
+    vid: Mapped[str | None] = mapped_column(String(8))
+    vid_int: Mapped[int | None] = mapped_column(Integer, index=True)
+    pid: Mapped[str | None] = mapped_column(String(8))
+    pid_int: Mapped[int | None] = mapped_column(Integer)
+    family_id: Mapped[str | None] = mapped_column(Text)
+    family_sku: Mapped[str | None] = mapped_column(Text)
+    family_variant_sku: Mapped[str | None] = mapped_column(Text)
+    tis_trp_tested: Mapped[bool | None] = mapped_column(Boolean)
+    specification_version: Mapped[str | None] = mapped_column(String(16))
+    transport_interface: Mapped[list[str]] = mapped_column(JSON, default=list)
+    primary_device_type_id: Mapped[str | None] = mapped_column(String(8))
+    application_categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    description: Mapped[str | None] = mapped_column(Text)
+    compliance_document_url: Mapped[str | None] = mapped_column(Text)
+    extra_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
+    last_fetched_at: Mapped[datetime] = mapped_column(DateTime)
+    first_seen_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_seen_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    last_fetched_run_id: Mapped[int | None] = mapped_column(Integer)
+    delisted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ProductChange(Base):
+    __tablename__ = "product_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_url: Mapped[str] = mapped_column(String(512), index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    changed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CrawlRun(Base):
+    __tablename__ = "crawl_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spider: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    mode: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))  # running, finished, stopped, failed
+    stage: Mapped[str | None] = mapped_column(String(32))
+    finish_reason: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    duration_seconds: Mapped[float | None] = mapped_column(Float)
+    sessions: Mapped[int] = mapped_column(Integer, default=1)  # 1 + number of resumes
+    pages_planned: Mapped[int | None] = mapped_column(Integer)
+    pages_crawled: Mapped[int] = mapped_column(Integer, default=0)
+    products_listed: Mapped[int] = mapped_column(Integer, default=0)
+    products_fetched: Mapped[int] = mapped_column(Integer, default=0)
+    products_new: Mapped[int] = mapped_column(Integer, default=0)
+    products_changed: Mapped[int] = mapped_column(Integer, default=0)
+    products_delisted: Mapped[int] = mapped_column(Integer, default=0)
+    items_invalid: Mapped[int] = mapped_column(Integer, default=0)
+    dead_letters: Mapped[int] = mapped_column(Integer, default=0)
+    dead_letters_resolved: Mapped[int] = mapped_column(Integer, default=0)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(1024), unique=True)
+    stage: Mapped[str | None] = mapped_column(String(32))
+    failure_class: Mapped[str] = mapped_column(String(32))
+    last_error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime] = mapped_column(DateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(DateTime)
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    resolved_run_id: Mapped[int | None] = mapped_column(Integer)

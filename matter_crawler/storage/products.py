@@ -1,0 +1,195 @@
+"""Writing products: batch upserts with change history, sightings, delisting.
+
+Each function takes a connection inside the caller's transaction, so the batch
+pipeline writes a batch's products and sightings in one transaction, on the
+database's writer thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..items import PRODUCT_FIELDS, ListingSighting, ProductItem
+from ..parsing.normalize import iso_date
+from .models import Product, ProductChange
+
+products = Product.__table__
+changes = ProductChange.__table__
+
+#: Fields whose changes are recorded (derived integer ids follow their text form).
+TRACKED_FIELDS: tuple[str, ...] = tuple(
+    name for name in PRODUCT_FIELDS if name not in ("url", "vid_int", "pid_int")
+)
+_SQL_IN_CHUNK = 500
+
+
+@dataclass(slots=True)
+class UpsertResult:
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    changes: list[tuple[str, str]] = field(default_factory=list)  # (url, field)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownProduct:
+    """What the planner needs to know of a stored product."""
+
+    manufacturer: str | None
+    model: str | None
+    certificate_id: str | None
+    last_fetched_run_id: int | None
+    delisted: bool
+
+
+def product_row(item: ProductItem) -> dict[str, Any]:
+    """The column values of a product item (dates typed for the Date column)."""
+    row = {name: getattr(item, name) for name in PRODUCT_FIELDS}
+    row["certification_date"] = iso_date(item.certification_date)
+    return row
+
+
+def upsert_products(
+    conn: Connection, items: Sequence[ProductItem], run_id: int | None, now: datetime
+) -> UpsertResult:
+    """Insert new products and update known ones, recording a change row per changed field."""
+    result = UpsertResult()
+    if not items:
+        return result
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:  # the last sighting of a URL in a batch wins
+        rows[item.url] = product_row(item)
+
+    stored: dict[str, dict[str, Any]] = {}
+    urls = list(rows)
+    columns = [products.c.url, *(products.c[name] for name in TRACKED_FIELDS)]
+    for start in range(0, len(urls), _SQL_IN_CHUNK):
+        chunk = urls[start : start + _SQL_IN_CHUNK]
+        for record in conn.execute(select(*columns).where(products.c.url.in_(chunk))):
+            stored[record.url] = record._asdict()
+
+    change_rows: list[dict[str, Any]] = []
+    new_rows: list[dict[str, Any]] = []
+    known_rows: list[dict[str, Any]] = []
+    for url, row in rows.items():
+        row.update(
+            last_seen_at=now,
+            last_fetched_at=now,
+            last_seen_run_id=run_id,
+            last_fetched_run_id=run_id,
+            delisted_at=None,
+        )
+        old = stored.get(url)
+        if old is None:
+            row.update(first_seen_at=now, first_seen_run_id=run_id)
+            new_rows.append(row)
+            result.new += 1
+            continue
+        known_rows.append(row)
+        differing = [name for name in TRACKED_FIELDS if old[name] != row[name]]
+        if not differing:
+            result.unchanged += 1
+            continue
+        result.changed += 1
+        for name in differing:
+            result.changes.append((url, name))
+            change_rows.append(
+                {
+                    "product_url": url,
+                    "field": name,
+                    "old_value": _as_json(old[name]),
+                    "new_value": _as_json(row[name]),
+                    "run_id": run_id,
+                    "changed_at": now,
+                }
+            )
+
+    if new_rows:
+        conn.execute(_insert_or_update(conn), new_rows)
+    if known_rows:
+        conn.execute(
+            update(products)
+            .where(products.c.url == bindparam("_url"))
+            .values({name: bindparam(name) for name in known_rows[0] if name != "url"}),
+            [{**row, "_url": row["url"]} for row in known_rows],
+        )
+    if change_rows:
+        conn.execute(insert(changes), change_rows)
+    return result
+
+
+def _insert_or_update(conn: Connection) -> Any:
+    """INSERT that turns into an UPDATE when another writer stored the URL meanwhile."""
+    dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+    make_insert = dialects.get(conn.dialect.name)
+    if make_insert is None:
+        return insert(products)
+    statement = make_insert(products)
+    excluded = statement.excluded
+    keep_first_seen = {"id", "url", "first_seen_at", "first_seen_run_id"}
+    return statement.on_conflict_do_update(
+        index_elements=[products.c.url],
+        set_={c.name: excluded[c.name] for c in products.c if c.name not in keep_first_seen},
+    )
+
+
+def _as_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+
+def record_sightings(
+    conn: Connection, sightings: Iterable[ListingSighting], run_id: int | None, now: datetime
+) -> int:
+    """Mark products seen on a listing page (no detail fetch needed). Returns rows touched."""
+    params = [{"_url": sighting.url} for sighting in sightings]
+    if not params:
+        return 0
+    statement = (
+        update(products)
+        .where(products.c.url == bindparam("_url"))
+        .values(last_seen_at=now, last_seen_run_id=run_id, delisted_at=None)
+    )
+    return conn.execute(statement, params).rowcount or 0
+
+
+def mark_delisted(conn: Connection, run_id: int, now: datetime) -> int:
+    """Mark products that this (complete, full) run did not see on any listing page."""
+    statement = (
+        update(products)
+        .where(products.c.delisted_at.is_(None))
+        .where(or_(products.c.last_seen_run_id.is_(None), products.c.last_seen_run_id != run_id))
+        .values(delisted_at=now)
+    )
+    return conn.execute(statement).rowcount or 0
+
+
+def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
+    """Every stored product's card fields, for deciding which detail pages to fetch."""
+    statement = select(
+        products.c.url,
+        products.c.manufacturer,
+        products.c.model,
+        products.c.certificate_id,
+        products.c.last_fetched_run_id,
+        products.c.delisted_at,
+    )
+    with engine.connect() as conn:
+        return {
+            row.url: KnownProduct(
+                row.manufacturer,
+                row.model,
+                row.certificate_id,
+                row.last_fetched_run_id,
+                row.delisted_at is not None,
+            )
+            for row in conn.execute(statement)
+        }

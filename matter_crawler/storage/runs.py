@@ -1,0 +1,105 @@
+"""The ``crawl_runs`` record: inserted when a run starts, updated when it stops."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from .models import CrawlRun, DeadLetter
+
+runs = CrawlRun.__table__
+letters = DeadLetter.__table__
+
+
+def start_run(
+    engine: Engine,
+    *,
+    spider: str,
+    job_id: str | None,
+    mode: str | None,
+    settings: dict[str, Any],
+    now: datetime,
+) -> int:
+    """Insert a new run (status ``running``) and return its id."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            insert(runs).values(
+                spider=spider,
+                job_id=job_id,
+                mode=mode,
+                status="running",
+                stage="planning",
+                started_at=now,
+                sessions=1,
+                settings=settings,
+                stats={},
+            )
+        )
+        return int(result.inserted_primary_key[0])
+
+
+def resume_run(engine: Engine, run_id: int) -> bool:
+    """Mark a run as running again (a JOBDIR resume). False if the run is unknown."""
+    with engine.begin() as conn:
+        sessions = conn.execute(select(runs.c.sessions).where(runs.c.id == run_id)).scalar()
+        if sessions is None:
+            return False
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(status="running", finished_at=None, sessions=sessions + 1)
+        )
+        return True
+
+
+def update_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def finish_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
+    """Write the run's final record; dead letters are counted from their table.
+
+    Counting in the same writer-thread task as the update sees every letter the
+    dead-letter store submitted before it.
+    """
+    with engine.begin() as conn:
+        pending = (
+            select(func.count())
+            .select_from(letters)
+            .where(letters.c.run_id == run_id, letters.c.resolved_at.is_(None))
+        )
+        resolved = (
+            select(func.count()).select_from(letters).where(letters.c.resolved_run_id == run_id)
+        )
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                **values,
+                dead_letters=conn.execute(pending).scalar() or 0,
+                dead_letters_resolved=conn.execute(resolved).scalar() or 0,
+            )
+        )
+
+
+def recent_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(runs).order_by(runs.c.id.desc()).limit(limit))
+        return [row._asdict() for row in rows]
+
+
+def previous_run_id(engine: Engine, before: int | None = None) -> int | None:
+    """The newest run (before ``before`` when given)."""
+    statement = select(runs.c.id).order_by(runs.c.id.desc()).limit(1)
+    if before is not None:
+        statement = statement.where(runs.c.id < before)
+    with engine.connect() as conn:
+        return conn.execute(statement).scalar()
+
+
+def started_at(engine: Engine, run_id: int) -> datetime | None:
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar()
