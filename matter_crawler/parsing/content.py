@@ -38,7 +38,11 @@ def page_problem(body: bytes, stage: str) -> ContentProblem | None:
     markers = _LISTING_MARKERS if stage == "list" else _DETAIL_MARKERS
     if any(marker in body for marker in markers):
         return None
-    if b"<script" in body.lower():
+    # Real pages carry scripts too: only a page with none of the catalogue's markup is a shell.
+    has_catalogue_markup = any(
+        m in body for m in (*_LISTING_MARKERS, *_DETAIL_MARKERS, b"entry-title")
+    )
+    if not has_catalogue_markup and b"<script" in body.lower():
         return ContentProblem(
             f"empty shell: no {stage} markup, the page is built by JavaScript",
             needs_javascript=True,

@@ -19,18 +19,14 @@ _model = css("h1.entry-title")
 _company = css("p.entry-company")
 _category = css("h6.entry-category")
 _detail_items = css("div.entry-product-details li.item")
-_item_label = css("span.label")
-_item_value = css("span.value")
 _legacy_rows = css("table.product-certificates-table tr")
 _cells = etree.XPath("./td|./th")
-_description = css("p.entry-description, div.entry-description, .entry-content > p")
-_zip_links = etree.XPath("//a[contains(translate(@href, 'ZIP', 'zip'), '.zip')]/@href")
-_category_items = etree.XPath(
-    "//*[self::h2 or self::h3 or self::h4]"
-    "[starts-with(normalize-space(translate(., 'ABCDEFGHIJKLMNOPQRSTUVWXYZ',"
-    " 'abcdefghijklmnopqrstuvwxyz')), 'application categor')]"
-    "/following-sibling::ul[1]/li"
-)
+# Hand-written where the generic CSS translation scans the whole tree several times.
+_description = etree.XPath("(//p|//div)[contains(@class, 'entry-description')]")
+_content_paragraphs = css(".entry-content > p")
+_zip_links = etree.XPath("//a/@href[contains(., '.zip') or contains(., '.ZIP')]")
+_headings = etree.XPath("//h2|//h3|//h4")
+_list_items = etree.XPath("./li")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +50,9 @@ def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None
     fields: list[tuple[str, str | None]] = []
     layout = "none"
     for item in _detail_items(doc):
-        label = node_text(first(_item_label(item)))
+        label, value = _label_and_value(item)
         if label:
-            fields.append((_strip_colon(label), node_text(first(_item_value(item)))))
+            fields.append((_strip_colon(label), value))
     if fields:
         layout = "items"
     else:
@@ -69,18 +65,40 @@ def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None
         if fields:
             layout = "table"
 
-    categories = tuple(text for li in _category_items(doc) if (text := node_text(li)))
     zip_links = _zip_links(doc)
     return DetailPage(
         model=node_text(first(_model(doc))),
         manufacturer=node_text(first(_company(doc))),
         device_type=node_text(first(_category(doc))),
         fields=tuple(fields),
-        application_categories=categories,
-        description=node_text(first(_description(doc))),
+        application_categories=_application_categories(doc),
+        description=node_text(first(_description(doc) or _content_paragraphs(doc))),
         compliance_document_url=urljoin(base_url, zip_links[0].strip()) if zip_links else None,
         layout=layout,
     )
+
+
+def _label_and_value(item) -> tuple[str | None, str | None]:
+    """``span.label`` and ``span.value`` of an ``li.item`` (a direct walk: cheaper than XPath)."""
+    label = value = None
+    for span in item.iter("span"):
+        classes = span.get("class", "").split()
+        if label is None and "label" in classes:
+            label = node_text(span)
+        elif value is None and "value" in classes:
+            value = node_text(span)
+    return label, value
+
+
+def _application_categories(doc) -> tuple[str, ...]:
+    """The ``li`` texts of the first ``ul`` after the "Application Categories" heading."""
+    for heading in _headings(doc):
+        title = (node_text(heading) or "").lower()
+        if title.startswith("application categor"):
+            for sibling in heading.itersiblings("ul"):
+                return tuple(text for li in _list_items(sibling) if (text := node_text(li)))
+            return ()
+    return ()
 
 
 def _strip_colon(label: str) -> str:

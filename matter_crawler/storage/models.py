@@ -8,16 +8,35 @@
 - ``dead_letters``: requests that failed for good, with their reason, until a
   later run succeeds on them.
 
-Times are UTC.
+Times are stored as naive UTC (SQLite has no time zones) and read back as
+aware UTC datetimes (:class:`UTCDateTime`).
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Dialect, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass an aware (UTC) datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 class Base(DeclarativeBase):
@@ -53,13 +72,13 @@ class Product(Base):
     compliance_document_url: Mapped[str | None] = mapped_column(Text)
     extra_fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
-    first_seen_at: Mapped[datetime] = mapped_column(DateTime)
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime)
-    last_fetched_at: Mapped[datetime] = mapped_column(DateTime)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
     first_seen_run_id: Mapped[int | None] = mapped_column(Integer)
     last_seen_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     last_fetched_run_id: Mapped[int | None] = mapped_column(Integer)
-    delisted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    delisted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ProductChange(Base):
@@ -71,7 +90,7 @@ class ProductChange(Base):
     old_value: Mapped[str | None] = mapped_column(Text)  # JSON
     new_value: Mapped[str | None] = mapped_column(Text)  # JSON
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    changed_at: Mapped[datetime] = mapped_column(DateTime)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class CrawlRun(Base):
@@ -84,8 +103,8 @@ class CrawlRun(Base):
     status: Mapped[str] = mapped_column(String(32))  # running, finished, stopped, failed
     stage: Mapped[str | None] = mapped_column(String(32))
     finish_reason: Mapped[str | None] = mapped_column(String(64))
-    started_at: Mapped[datetime] = mapped_column(DateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     sessions: Mapped[int] = mapped_column(Integer, default=1)  # 1 + number of resumes
     pages_planned: Mapped[int | None] = mapped_column(Integer)
@@ -114,8 +133,8 @@ class DeadLetter(Base):
     failure_class: Mapped[str] = mapped_column(String(32))
     last_error: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer)
-    first_failed_at: Mapped[datetime] = mapped_column(DateTime)
-    last_failed_at: Mapped[datetime] = mapped_column(DateTime)
+    first_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    resolved_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     resolved_run_id: Mapped[int | None] = mapped_column(Integer)

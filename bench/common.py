@@ -1,0 +1,117 @@
+"""Shared helpers for the benchmark scripts: measured child processes, machine facts, tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass
+class Measurement:
+    """What one child process cost: wall and CPU seconds, peak resident memory."""
+
+    wall: float
+    user: float
+    system: float
+    peak_mib: float
+    returncode: int
+    output: str
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+
+def _high_water_mark_kib(pid: int) -> int:
+    """VmHWM of a running process (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def run_measured(command: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600) -> Measurement:
+    """Run a command; CPU from wait4 (its own rusage), peak memory from VmHWM.
+
+    ``ru_maxrss`` would count the forked copy of this (large) benchmark process
+    before the child's exec, so the peak is sampled from ``/proc/<pid>/status``
+    instead: VmHWM belongs to the exec'd program alone and never decreases.
+    """
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.monotonic_ns()}.log"
+    with log_path.open("w+b") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        deadline = started + timeout
+        peak_kib = 0
+        while True:
+            peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        output = log.read().decode("utf-8", "replace")
+    log_path.unlink(missing_ok=True)
+    return Measurement(
+        wall=wall,
+        user=usage.ru_utime,
+        system=usage.ru_stime,
+        peak_mib=peak_kib / 1024,
+        returncode=process.returncode,
+        output=output,
+    )
+
+
+def machine() -> str:
+    """One line describing the machine the figures come from."""
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import scrapy
+
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"Scrapy {scrapy.__version__}, {platform.system()} {platform.release()}"
+    )
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        return str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh Debian machine: system packages, then a virtualenv
+# with the project and its test tools. Idempotent: a second run installs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+# Debian packages the tests use: Chromium (scrapy-playwright rendering, the live
+# page test), Prometheus and the Pushgateway (metrics tests). Playwright cannot
+# download its own browser here, so the system Chromium is used.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then
+    echo "Installing Debian packages: ${missing[*]}"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  else
+    echo "Warning: cannot install ${missing[*]} (no apt-get or no root); tests needing them skip." >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  touch "$stamp"
+fi

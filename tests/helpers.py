@@ -1,0 +1,152 @@
+"""Helpers for tests that run real crawls against the simulated site.
+
+Crawls run as ``python -m scrapy crawl matter_products`` child processes from
+the project root, exactly as a user runs them, each with its own SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select, text
+
+from matter_crawler.storage.models import CrawlRun
+from matter_crawler.verify import diff_records, stored_records
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class CrawlResult:
+    returncode: int
+    output: str
+    database_url: str
+
+    def check(self) -> CrawlResult:
+        assert self.returncode == 0, f"crawl exited {self.returncode}:\n{self.output[-6000:]}"
+        assert "Traceback" not in self.output, f"crawl logged a traceback:\n{self.output[-6000:]}"
+        return self
+
+
+def crawl_command(
+    base_url: str,
+    database_url: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    args: Mapping[str, Any] | None = None,
+) -> list[str]:
+    command = [sys.executable, "-m", "scrapy", "crawl", "matter_products"]
+    merged = {
+        "CSA_BASE_URL": base_url,
+        "DATABASE_URL": database_url,
+        "CRAWL_PROFILE": "fast",
+        "LOG_LEVEL": "INFO",
+        **(settings or {}),
+    }
+    for name, value in merged.items():
+        text = json.dumps(value) if isinstance(value, dict | list) else value
+        command += ["-s", f"{name}={text}"]
+    for name, value in (args or {}).items():
+        command += ["-a", f"{name}={value}"]
+    return command
+
+
+def run_crawl(
+    base_url: str,
+    database_url: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    args: Mapping[str, Any] | None = None,
+    timeout: float = 300,
+) -> CrawlResult:
+    """Run a crawl to its end."""
+    completed = subprocess.run(
+        crawl_command(base_url, database_url, settings=settings, args=args),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CrawlResult(completed.returncode, completed.stdout + completed.stderr, database_url)
+
+
+def start_crawl(
+    base_url: str,
+    database_url: str,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    args: Mapping[str, Any] | None = None,
+    log_path: Path,
+) -> subprocess.Popen[bytes]:
+    """Start a crawl in the background (its output goes to ``log_path``)."""
+    log = log_path.open("ab")
+    try:
+        return subprocess.Popen(
+            crawl_command(base_url, database_url, settings=settings, args=args),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 60):
+    """Send ``sig`` and wait; kill if it does not end. Never leaves the child running."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def database_differences(database_url: str, truth: Iterable[dict[str, Any]]) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        return diff_records(truth, stored_records(engine), limit=0)
+    finally:
+        engine.dispose()
+
+
+def crawl_runs(database_url: str) -> list[dict[str, Any]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            table = CrawlRun.__table__
+            return [row._asdict() for row in conn.execute(select(table).order_by(table.c.id))]
+    finally:
+        engine.dispose()
+
+
+def query(database_url: str, sql: str) -> list[tuple]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql))]
+    finally:
+        engine.dispose()

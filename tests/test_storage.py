@@ -1,0 +1,170 @@
+"""Storage on real SQLite files: upserts, change history, sightings, delisting, letters, runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from matter_crawler.items import ListingSighting, ProductItem
+from matter_crawler.pipelines.store import delist_unseen, write_batch
+from matter_crawler.storage import Database
+from matter_crawler.storage.dead_letters import Letter, add_letters, count_pending, resolve_letters
+from matter_crawler.storage.models import Product, ProductChange
+from matter_crawler.storage.products import load_known_products
+from matter_crawler.storage.runs import finish_run, recent_runs, resume_run, start_run
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def product(n: int, **changes) -> ProductItem:
+    item = ProductItem(
+        url=f"https://csa-iot.org/csa_product/plug-{n}/",
+        manufacturer="Acme & Co",
+        model=f"Plug {n}",
+        device_type="Smart Plug",
+        certificate_id=f"CSA22059MAT4{n:04d}-24",
+        certification_date="2025-03-02",
+        vid="0x1552",
+        vid_int=0x1552,
+        pid=f"0x{n:04X}",
+        pid_int=n,
+        tis_trp_tested=False,
+        transport_interface=["Wi-Fi", "Bluetooth"],
+        application_categories=["Smart Plug"],
+        extra_fields={"Certification Type": "New"},
+    )
+    return replace(item, **changes)
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/store.sqlite3")
+    yield db
+    db.close()
+
+
+def rows(database, model):
+    with database.engine.connect() as conn:
+        return [row._asdict() for row in conn.execute(select(model.__table__))]
+
+
+def test_wal_mode_and_tables(database):
+    with database.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        tables = {
+            r[0] for r in conn.execute(text("select name from sqlite_master where type='table'"))
+        }
+    assert {"products", "product_changes", "crawl_runs", "dead_letters"} <= tables
+
+
+def test_upsert_inserts_then_records_changes_per_field(database):
+    first = database.run_sync(write_batch, [product(1), product(2)], [], 1, NOW)
+    assert (first.new, first.changed, first.unchanged) == (2, 0, 0)
+
+    later = NOW + timedelta(days=1)
+    changed = product(1, firmware_version="2.0", transport_interface=["Thread"])
+    second = database.run_sync(write_batch, [changed, product(2)], [], 2, later)
+    assert (second.new, second.changed, second.unchanged) == (0, 1, 1)
+    assert sorted(second.changes) == [
+        (changed.url, "firmware_version"),
+        (changed.url, "transport_interface"),
+    ]
+
+    stored = {row["url"]: row for row in rows(database, Product)}
+    assert len(stored) == 2
+    row = stored[changed.url]
+    assert row["firmware_version"] == "2.0"
+    assert row["transport_interface"] == ["Thread"]
+    assert row["first_seen_at"] == NOW
+    assert row["last_seen_at"] == later
+    assert (row["first_seen_run_id"], row["last_seen_run_id"]) == (1, 2)
+
+    history = {
+        (c["field"], c["old_value"], c["new_value"], c["run_id"])
+        for c in rows(database, ProductChange)
+    }
+    assert history == {
+        ("firmware_version", None, '"2.0"', 2),
+        ("transport_interface", '["Wi-Fi", "Bluetooth"]', '["Thread"]', 2),
+    }
+
+
+def test_same_url_twice_in_a_batch_is_one_row(database):
+    result = database.run_sync(write_batch, [product(1), product(1, model="Plug One")], [], 1, NOW)
+    assert result.new == 1
+    assert [row["model"] for row in rows(database, Product)] == ["Plug One"]
+
+
+def test_hostile_text_is_stored_verbatim(database):
+    hostile = product(
+        3, model="Robert'); DROP TABLE products;--", description="<script>alert(1)</script>"
+    )
+    database.run_sync(write_batch, [hostile], [], 1, NOW)
+    (row,) = rows(database, Product)
+    assert row["model"] == "Robert'); DROP TABLE products;--"
+    assert row["description"] == "<script>alert(1)</script>"
+
+
+def test_sightings_refresh_last_seen_and_delisting(database):
+    database.run_sync(write_batch, [product(1), product(2), product(3)], [], 1, NOW)
+    later = NOW + timedelta(hours=1)
+    sighting = ListingSighting(
+        url=product(1).url, manufacturer=None, model=None, certificate_id=None, page=1
+    )
+    database.run_sync(write_batch, [product(2)], [sighting], 2, later)
+    assert database.run_sync(delist_unseen, 2, later) == 1  # product 3 was not seen by run 2
+    stored = {row["url"]: row for row in rows(database, Product)}
+    assert stored[product(3).url]["delisted_at"] == later
+    assert stored[product(1).url]["delisted_at"] is None
+    assert stored[product(1).url]["last_seen_run_id"] == 2
+
+    known = database.run_sync(load_known_products)
+    assert known[product(3).url].delisted
+    assert not known[product(1).url].delisted
+    # seen again: listed again
+    database.run_sync(write_batch, [product(3)], [], 3, later)
+    assert database.run_sync(load_known_products)[product(3).url].delisted is False
+
+
+def test_dead_letters_update_resolve_and_reopen(database):
+    letter = Letter("https://x/a", "detail", "server", "HTTP 503", 5, NOW, NOW)
+    database.run_sync(add_letters, [letter], 1)
+    database.run_sync(
+        add_letters, [replace(letter, last_error="HTTP 500", last_failed_at=NOW + timedelta(1))], 2
+    )
+    assert database.run_sync(count_pending) == 1
+    assert database.run_sync(resolve_letters, ["https://x/a", "https://x/unknown"], 3, NOW) == 1
+    assert database.run_sync(count_pending) == 0
+    database.run_sync(add_letters, [letter], 4)
+    assert database.run_sync(count_pending) == 1
+    with database.engine.connect() as conn:
+        (row,) = conn.execute(text("select first_failed_at, run_id, resolved_at from dead_letters"))
+    assert row.run_id == 4
+    assert row.resolved_at is None
+
+
+def test_run_record_lifecycle(database):
+    run_id = database.run_sync(
+        lambda engine: start_run(
+            engine, spider="s", job_id="j1", mode="auto", settings={"A": 1}, now=NOW
+        )
+    )
+    assert database.run_sync(resume_run, run_id)
+    assert not database.run_sync(resume_run, 999)
+    database.run_sync(
+        add_letters, [Letter("https://x/b", "list", "server", "e", 5, NOW, NOW)], run_id
+    )
+    database.run_sync(
+        finish_run, run_id, {"status": "finished", "finished_at": NOW, "products_new": 7}
+    )
+    (run,) = database.run_sync(recent_runs)
+    assert run["status"] == "finished"
+    assert run["sessions"] == 2
+    assert run["dead_letters"] == 1
+    assert run["products_new"] == 7
+    assert run["settings"] == {"A": 1}
+    assert json.loads(json.dumps(run["stats"])) == {}
