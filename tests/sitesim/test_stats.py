@@ -1,0 +1,125 @@
+"""The server's own account, the request log, and the loopback-only control API."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from matter_crawler.sitesim.api import is_loopback
+from matter_crawler.sitesim.process import SimulatedSite
+
+from .webclient import fetch
+
+
+def test_counts_by_kind_and_status(fault_site: SimulatedSite) -> None:
+    site = fault_site
+    detail = site.url(site.truth()[0]["url"])
+    started = time.time()
+    fetch(site.listing_url(1))
+    fetch(site.listing_url(2))
+    fetch(site.listing_url(99))  # 404, still a list request
+    fetch(detail)
+    fetch(site.url("/csa_product/nope/"))
+    fetch(site.url("/robots.txt"))
+    site.truth()  # control API: never counted
+    site.faults()
+    stats = site.stats()
+    assert stats["requests_total"] == 6
+    assert stats["by_kind"] == {"list": 3, "detail": 2, "other": 1}
+    assert stats["by_status"] == {"200": 4, "404": 2}
+    assert stats["faults"] == dict.fromkeys(stats["faults"], 0)
+    assert stats["open_requests"] == 0
+    assert stats["max_concurrency"] == 1
+    assert sum(count for _, count in stats["rps"]) == 6
+    assert stats["started_at"] <= started
+    log = site.requests_log()
+    assert [e["kind"] for e in log] == ["list", "list", "list", "detail", "detail", "other"]
+    assert [e["status"] for e in log] == [200, 200, 404, 200, 404, 200]
+    assert log[0]["path"] == site.listing_url(1)[len(site.base_url) :]
+    assert all(e["fault"] is None and e["retry_after"] is None for e in log)
+    assert all(e["duration_ms"] >= 0 and e["t"] >= started for e in log)
+    assert site.requests_log(since=log[3]["t"]) == log[3:]
+
+
+def test_max_concurrency_counts_slow_requests_open_at_once(fault_site: SimulatedSite) -> None:
+    fault_site.set_faults(latency_ms=400)
+    urls = [fault_site.url(r["url"]) for r in fault_site.truth()[:5]]
+    with ThreadPoolExecutor(5) as pool:
+        assert {r.status for r in pool.map(fetch, urls)} == {200}
+    stats = fault_site.stats()
+    assert stats["max_concurrency"] == 5
+    assert stats["open_requests"] == 0
+    assert all(e["duration_ms"] >= 399 for e in fault_site.requests_log())
+
+
+def test_reset_zeroes_everything(fault_site: SimulatedSite) -> None:
+    fault_site.set_faults(error_rate=1)
+    fetch(fault_site.listing_url(1))
+    assert fault_site.stats()["requests_total"] == 1
+    before = time.time()
+    stats = fault_site.reset_stats()
+    assert stats["requests_total"] == 0
+    assert stats["by_status"] == {}
+    assert stats["rps"] == []
+    assert stats["max_concurrency"] == 0
+    assert sum(stats["faults"].values()) == 0
+    assert stats["started_at"] >= before
+    assert fault_site.requests_log() == []
+
+
+def test_request_log_is_a_ring_buffer(fault_site: SimulatedSite) -> None:
+    fault_site.set_faults(request_log_size=3)
+    for page in range(1, 6):
+        fetch(fault_site.listing_url(page))
+    log = fault_site.requests_log()
+    assert [e["path"].split("/")[3] for e in log] == ["3", "4", "5"]
+    assert fault_site.stats()["requests_total"] == 5
+
+
+def test_loopback_check() -> None:
+    for host in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
+        assert is_loopback(host), host
+    for host in ("10.0.0.1", "192.168.1.2", "::ffff:10.0.0.1", "2001:db8::1", "", "localhost"):
+        assert not is_loopback(host), host
+
+
+def test_control_api_errors(site: SimulatedSite) -> None:
+    assert fetch(site.url("/__sim__/nothing")).status == 404
+    reply = fetch(site.url("/__sim__/mutate"))
+    assert reply.status == 405
+    assert reply.headers["allow"] == "POST"
+    request = urllib.request.Request(site.url("/__sim__/faults"), data=b"[1, 2]", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=5)
+    assert raised.value.code == 400
+
+
+def _non_loopback_address() -> str | None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))  # no packet is sent: only picks a route
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if is_loopback(address) else address
+
+
+def test_control_api_refuses_other_clients() -> None:
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    with SimulatedSite(products=20, seed=1, host="0.0.0.0") as site:
+        port = site.base_url.rsplit(":", 1)[1]
+        assert fetch(f"http://{address}:{port}/__sim__/stats").status == 403
+        assert site.stats()["requests_total"] == 0, "loopback clients may"
+        page = fetch(f"http://{address}:{port}{site.truth()[0]['url']}")
+        assert page.status == 200
+        assert f'href="http://{address}:{port}/csa_product/' in page.text, (
+            "on a wildcard address, links follow the Host header"
+        )
