@@ -51,7 +51,8 @@ def run_measured(command: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3
     before the child's exec, so the peak is sampled from ``/proc/<pid>/status``
     instead: VmHWM belongs to the exec'd program alone and never decreases.
     """
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.monotonic_ns()}.log"
+    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
+    log_path = scratch / f"bench-{os.getpid()}-{time.monotonic_ns()}.log"
     with log_path.open("w+b") as log:
         started = time.monotonic()
         process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)

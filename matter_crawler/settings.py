@@ -54,6 +54,7 @@ FEED_EXPORT_ENCODING = "utf-8"
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "matter_crawler.middlewares.retry.ClassifiedRetryMiddleware": 550,
+    "matter_crawler.middlewares.breaker.CircuitBreakerMiddleware": 610,
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "scrapy.downloadermiddlewares.httpproxy.HttpProxyMiddleware": None,
@@ -77,6 +78,16 @@ RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"at
 RETRY_AFTER_MAX = 300.0
 RETRY_MAX_TOTAL_ATTEMPTS = 12
 RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.content_problem"
+
+# -- circuit breaker (see matter_crawler.middlewares.breaker) ----------------------------
+CIRCUIT_BREAKER_ENABLED = True
+CIRCUIT_FAILURE_THRESHOLD = 10
+CIRCUIT_FAILURE_RATIO = 0.8
+CIRCUIT_WINDOW = 50
+CIRCUIT_COOLDOWN = 10.0
+CIRCUIT_COOLDOWN_MAX = 120.0
+CIRCUIT_HALF_OPEN_PROBES = 1
+CIRCUIT_CLOSE_AFTER = 2
 
 # -- storage ---------------------------------------------------------------------------
 STORE_BATCH_SIZE = 500

@@ -1,0 +1,289 @@
+"""Per-domain circuit breaking: stop hammering a site that is down, probe it, resume.
+
+One breaker per download slot (the domain). It opens after
+``CIRCUIT_FAILURE_THRESHOLD`` consecutive failures, or when more than
+``CIRCUIT_FAILURE_RATIO`` of the last ``CIRCUIT_WINDOW`` outcomes failed. Open,
+it holds every request to the domain for ``CIRCUIT_COOLDOWN`` seconds (doubling
+on each re-open up to ``CIRCUIT_COOLDOWN_MAX``), then turns half-open and lets
+at most ``CIRCUIT_HALF_OPEN_PROBES`` probe requests through; after
+``CIRCUIT_CLOSE_AFTER`` successful probes it closes, after a failed one it opens
+again.
+
+Failures are the classes that say the server is in trouble (transient, server,
+throttled: :data:`.classify.SERVER_TROUBLE`); permanent answers (404...) and our
+own configuration errors do not count toward opening, and a permanent answer
+shows the server is up.
+
+Held requests are neither failed nor dropped: ``process_request`` hands back a
+copy carrying ``meta["not_before"]`` (when the breaker will next let requests
+through), which :class:`~matter_crawler.scheduler.DelayedRequestScheduler` keeps
+until then, outside the downloader, without taking a concurrency slot, and in
+JOBDIR across a pause. Its order number (610) puts it nearest the download
+handler of the middlewares that change responses, after redirects and the
+classified retry: it sees every raw outcome (a redirect too, which would
+otherwise become a new request and leave a probe unaccounted for).
+
+Readable by other components: :func:`circuit_states` (domain -> state), the
+``circuit_state_changed`` signal, and stats ``circuit/<domain>/state``,
+``circuit/<domain>/opened``, ``.../half_open``, ``.../closed``,
+``circuit/<domain>/held_requests``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from time import time
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.http import Request, Response
+from scrapy.utils.httpobj import urlparse_cached
+
+from ..scheduler import NOT_BEFORE
+from ..session import CrawlSession
+from ..signals import circuit_state_changed
+from .classify import SERVER_TROUBLE, FailureClass, classify_exception, classify_status
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+PROBE = "circuit_probe"
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    failure_threshold: int = 10
+    failure_ratio: float = 0.8
+    window: int = 50
+    cooldown: float = 10.0
+    cooldown_max: float = 120.0
+    half_open_probes: int = 1
+    close_after: int = 2
+
+
+@dataclass
+class Breaker:
+    """The state machine of one domain's breaker (times are epoch seconds)."""
+
+    policy: BreakerPolicy
+    state: CircuitState = CircuitState.CLOSED
+    consecutive_failures: int = 0
+    outcomes: deque[bool] = field(default_factory=deque)  # True = failure
+    opened_at: float = 0.0
+    cooldown: float = 0.0
+    probes_in_flight: int = 0
+    probe_successes: int = 0
+
+    def __post_init__(self) -> None:
+        self.outcomes = deque(self.outcomes, maxlen=self.policy.window)
+        self.cooldown = self.cooldown or self.policy.cooldown
+
+    def reopens_at(self) -> float:
+        return self.opened_at + self.cooldown
+
+    def admit(self, now: float) -> tuple[bool, str | None]:
+        """Whether a request may go now, and a transition reason if the state changed."""
+        change = None
+        if self.state is CircuitState.OPEN and now >= self.reopens_at():
+            self.state = CircuitState.HALF_OPEN
+            self.probes_in_flight = self.probe_successes = 0
+            change = f"cool-down of {self.cooldown:.0f}s over, probing"
+        if self.state is CircuitState.CLOSED:
+            return True, change
+        if (
+            self.state is CircuitState.HALF_OPEN
+            and self.probes_in_flight < self.policy.half_open_probes
+        ):
+            self.probes_in_flight += 1
+            return True, change
+        return False, change
+
+    def record(self, failed: bool, *, probe: bool, now: float) -> str | None:
+        """Count an outcome; returns a transition reason if the state changed."""
+        if probe and self.probes_in_flight:
+            self.probes_in_flight -= 1
+        self.outcomes.append(failed)
+        self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
+        if self.state is CircuitState.HALF_OPEN:
+            if failed:
+                self._open(now, self.cooldown * 2)
+                return "a probe failed"
+            self.probe_successes += 1
+            if self.probe_successes >= self.policy.close_after:
+                self.state = CircuitState.CLOSED
+                self.outcomes.clear()
+                self.consecutive_failures = 0
+                self.cooldown = self.policy.cooldown
+                return f"{self.probe_successes} probes succeeded"
+            return None
+        if self.state is CircuitState.CLOSED and failed:
+            if self.consecutive_failures >= self.policy.failure_threshold:
+                self._open(now, self.policy.cooldown)
+                return f"{self.consecutive_failures} failures in a row"
+            window = self.outcomes
+            if len(window) == window.maxlen:
+                share = sum(window) / len(window)
+                if share > self.policy.failure_ratio:
+                    self._open(now, self.policy.cooldown)
+                    return f"{share:.0%} of the last {len(window)} requests failed"
+        return None
+
+    def _open(self, now: float, cooldown: float) -> None:
+        self.state = CircuitState.OPEN
+        self.opened_at = now
+        self.cooldown = min(cooldown, self.policy.cooldown_max)
+        self.probes_in_flight = self.probe_successes = 0
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "opened_at": self.opened_at,
+            "cooldown": self.cooldown,
+            "outcomes": list(self.outcomes),
+            "consecutive_failures": self.consecutive_failures,
+        }
+
+    @classmethod
+    def from_state(cls, policy: BreakerPolicy, saved: dict[str, Any]) -> Breaker:
+        breaker = cls(
+            policy,
+            state=CircuitState(saved["state"]),
+            consecutive_failures=saved.get("consecutive_failures", 0),
+            outcomes=deque(saved.get("outcomes", ())),
+            opened_at=saved.get("opened_at", 0.0),
+            cooldown=saved.get("cooldown", 0.0),
+        )
+        if breaker.state is CircuitState.HALF_OPEN:
+            breaker.state = CircuitState.OPEN  # probes in flight died with the old process
+            breaker.opened_at = 0.0  # ... so probe again at once
+        return breaker
+
+
+class CircuitBreakerMiddleware:
+    def __init__(self, crawler: Crawler, policy: BreakerPolicy) -> None:
+        self.crawler = crawler
+        self.policy = policy
+        self.breakers: dict[str, Breaker] = {}
+        self.rng = random.Random()
+        session = CrawlSession.from_crawler(crawler)
+        for domain, saved in (session.restored_state("circuit_breakers") or {}).items():
+            self.breakers[domain] = Breaker.from_state(policy, saved)
+        session.register_state("circuit_breakers", self._saved_state)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("CIRCUIT_BREAKER_ENABLED", True):
+            raise NotConfigured
+        policy = BreakerPolicy(
+            failure_threshold=settings.getint("CIRCUIT_FAILURE_THRESHOLD", 10),
+            failure_ratio=settings.getfloat("CIRCUIT_FAILURE_RATIO", 0.8),
+            window=settings.getint("CIRCUIT_WINDOW", 50),
+            cooldown=settings.getfloat("CIRCUIT_COOLDOWN", 10.0),
+            cooldown_max=settings.getfloat("CIRCUIT_COOLDOWN_MAX", 120.0),
+            half_open_probes=settings.getint("CIRCUIT_HALF_OPEN_PROBES", 1),
+            close_after=settings.getint("CIRCUIT_CLOSE_AFTER", 2),
+        )
+        return cls(crawler, policy)
+
+    # -- downloader middleware API ---------------------------------------------------
+
+    def process_request(self, request: Request) -> Request | None:
+        domain = self._domain(request)
+        breaker = self._breaker(domain)
+        now = time()
+        allowed, change = breaker.admit(now)
+        if change:
+            self._changed(domain, CircuitState.OPEN, breaker.state, change)
+        if allowed:
+            if breaker.state is CircuitState.HALF_OPEN:
+                request.meta[PROBE] = True
+            return None
+        # held, not failed: back to the scheduler until the breaker lets requests through
+        if breaker.state is CircuitState.OPEN:
+            release = breaker.reopens_at()
+        else:
+            release = now + max(1.0, breaker.policy.cooldown / 4)
+        held = request.replace(dont_filter=True)
+        held.meta[NOT_BEFORE] = release + self.rng.uniform(0, 0.5)
+        held.meta.pop(PROBE, None)
+        self.crawler.stats.inc_value(f"circuit/{domain}/held_requests")
+        return held
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        failure_class = classify_status(response)
+        self._record(request, failure_class in SERVER_TROUBLE if failure_class else False)
+        return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        failure_class = classify_exception(exception)
+        if isinstance(exception, IgnoreRequest) or failure_class is FailureClass.CONFIG:
+            # says nothing about the server, but a probe slot must not leak
+            if request.meta.pop(PROBE, False):
+                breaker = self._breaker(self._domain(request))
+                breaker.probes_in_flight = max(0, breaker.probes_in_flight - 1)
+            return
+        self._record(request, failure_class in SERVER_TROUBLE)
+
+    # -- state -------------------------------------------------------------------------
+
+    def states(self) -> dict[str, CircuitState]:
+        return {domain: breaker.state for domain, breaker in self.breakers.items()}
+
+    def _record(self, request: Request, failed: bool) -> None:
+        domain = self._domain(request)
+        breaker = self._breaker(domain)
+        old = breaker.state
+        change = breaker.record(failed, probe=bool(request.meta.pop(PROBE, False)), now=time())
+        if change:
+            self._changed(domain, old, breaker.state, change)
+
+    def _changed(self, domain: str, old: CircuitState, new: CircuitState, reason: str) -> None:
+        stats = self.crawler.stats
+        stats.inc_value(f"circuit/{domain}/{new.value}")
+        stats.set_value(f"circuit/{domain}/state", new.value)
+        level = logging.WARNING if new is CircuitState.OPEN else logging.INFO
+        logger.log(level, "Circuit for %s: %s -> %s (%s)", domain, old.value, new.value, reason)
+        self.crawler.signals.send_catch_log(
+            signal=circuit_state_changed, domain=domain, old=old.value, new=new.value, reason=reason
+        )
+
+    def _breaker(self, domain: str) -> Breaker:
+        breaker = self.breakers.get(domain)
+        if breaker is None:
+            breaker = self.breakers[domain] = Breaker(self.policy)
+        return breaker
+
+    def _domain(self, request: Request) -> str:
+        """The download slot's key: the hostname unless the request names a slot."""
+        try:
+            return self.crawler.engine.downloader.get_slot_key(request)
+        except RuntimeError:  # no engine (a middleware used on its own)
+            return urlparse_cached(request).hostname or ""
+
+    def _saved_state(self) -> dict[str, Any]:
+        return {domain: breaker.to_state() for domain, breaker in self.breakers.items()}
+
+
+def circuit_states(crawler: Crawler) -> dict[str, CircuitState]:
+    """Every domain's breaker state in a running crawl ({} without the middleware)."""
+    try:
+        middlewares = crawler.engine.downloader.middleware.middlewares
+    except RuntimeError:  # the crawl has not started
+        return {}
+    for middleware in middlewares:
+        if isinstance(middleware, CircuitBreakerMiddleware):
+            return middleware.states()
+    return {}
