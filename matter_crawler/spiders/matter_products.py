@@ -410,6 +410,30 @@ class MatterProductsSpider(Spider):
         """Whether this run saw the whole listing (products it did not see are delisted)."""
         return self.plan is not None and self.plan.listing_complete()
 
+    def progress(self) -> dict[str, Any]:
+        """Counts for progress reporting: listing pages and product pages, planned and done."""
+        plan = self.plan
+        stats = self.crawler.stats
+        detail_done = stats.get_value("matter/detail/pages", 0)
+        detail_failed = stats.get_value("matter/detail/failed", 0)
+        if plan is None:
+            return {"stage": "planning", "list_total": None, "list_done": 0, "list_failed": 0,
+                    "detail_total": 0, "detail_done": 0, "detail_failed": 0}  # fmt: skip
+        list_total = plan.target_last_page()
+        if plan.mode == "incremental" and not plan.walk_finished:
+            list_total = max(len(plan.pages_scheduled), len(plan.pages_done))
+        return {
+            "stage": self.stage(),
+            "mode": plan.mode,
+            "list_total": list_total,
+            "list_done": len(plan.pages_done),
+            "list_failed": len(plan.pages_failed),
+            # product pages known to be wanted so far; grows while listing pages are read
+            "detail_total": plan.details_scheduled,
+            "detail_done": detail_done,
+            "detail_failed": detail_failed,
+        }
+
     def stage(self) -> str:
         """The stage the crawl is in: planning, list, detail or done."""
         plan = self.plan
