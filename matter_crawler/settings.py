@@ -30,6 +30,9 @@ USER_AGENT = (
     "(+https://github.com/matter-crawler/matter-crawler; Matter certified-products catalogue)"
 )
 DOWNLOAD_TIMEOUT = 30
+# a product page is ~30 KB: anything near these sizes is not a catalogue page
+DOWNLOAD_MAXSIZE = 10 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 2 * 1024 * 1024
 COOKIES_ENABLED = False  # the catalogue needs no session
 
 # -- engine --------------------------------------------------------------------------

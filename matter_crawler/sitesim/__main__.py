@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dump-truth", metavar="FILE", help="write the ground truth (JSON lines) and exit"
     )
+    parser.add_argument(
+        "--hostile",
+        action="store_true",
+        help="serve a few products badly (malformed, missing fields, oversized, redirect loop, "
+        "off-site link; see GET /__sim__/hostile)",
+    )
     defaults = Settings().as_json()
     for name, option in OPTIONS.items():
         parser.add_argument(
@@ -105,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
     settings = replace(Settings(), **given)
     catalogue = Catalogue(args.products, args.seed)
+    if args.hostile:
+        catalogue.enable_hostile()
     if args.dump_truth:
         if args.dump_truth == "-":
             truth.dump(catalogue, settings.variant_rate, sys.stdout)

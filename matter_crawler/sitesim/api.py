@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.web.http import Request
 
-from . import truth
+from . import hostile, truth
 from .catalogue import CatalogueError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class SimApi:
         self.sim = sim
         self._routes = {
             "/__sim__/truth": {b"GET": self.get_truth},
+            "/__sim__/hostile": {b"GET": self.get_hostile},
             "/__sim__/faults": {b"GET": self.get_faults, b"POST": self.post_faults},
             "/__sim__/mutate": {b"POST": self.post_mutate},
             "/__sim__/stats": {b"GET": self.get_stats},
@@ -87,6 +88,10 @@ class SimApi:
         """The current ground truth as JSON lines, newest first."""
         lines = truth.json_lines(self.sim.catalogue, self.sim.settings.variant_rate)
         return NDJSON, "".join(lines).encode()
+
+    def get_hostile(self, _request: Request) -> tuple[bytes, bytes]:
+        """The hostile products (``--hostile``) and what a correct crawler does with each."""
+        return JSON, _json(hostile.describe(self.sim.catalogue.hostile))
 
     def get_faults(self, _request: Request) -> tuple[bytes, bytes]:
         """The options in force, with the absolute outage window (epoch seconds)."""

@@ -27,6 +27,7 @@ from datetime import date, timedelta
 from itertools import accumulate
 from typing import Any
 
+from . import hostile
 from .seeding import stream
 
 PAGE_SIZE = 12
@@ -351,6 +352,7 @@ class Catalogue:
         self._by_vendor: dict[int, list[Entry]] | None = None
         self._next_serial = 0
         self._sql_serial = -1  # the product whose description looks like SQL
+        self.hostile: dict[str, str] = {}  # slug -> hostile kind (see hostile.py)
         self._populate(products)
 
     # --- building -----------------------------------------------------------
@@ -471,6 +473,15 @@ class Catalogue:
     def _append(self, entry: Entry) -> None:
         self._entries.append(entry)
         self._by_slug[entry.slug] = entry
+
+    def enable_hostile(self) -> None:
+        """Serve a few of the newest products badly (see hostile.py)."""
+        self.hostile = hostile.choose([entry.slug for entry in self.newest_first()])
+
+    def stores_fine(self, entry: Entry) -> bool:
+        """Whether a correct crawler ends up storing this product (not a dead letter)."""
+        kind = self.hostile.get(entry.slug)
+        return kind is None or hostile.HOSTILE_KINDS[kind] == "stored"
 
     # --- reading ------------------------------------------------------------
 

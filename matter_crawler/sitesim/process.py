@@ -100,7 +100,11 @@ class SimulatedSite:
             "--products", str(self.products), "--seed", str(self.seed),
         ]  # fmt: skip
         for name, value in self.options.items():
-            command += [f"--{name.replace('_', '-')}", _cli_value(value)]
+            flag = f"--{name.replace('_', '-')}"
+            if value is True:  # a switch such as hostile=True
+                command.append(flag)
+            elif value is not False:
+                command += [flag, _cli_value(value)]
         return command
 
     def start(self) -> Self:
@@ -240,6 +244,10 @@ class SimulatedSite:
         return json.loads(
             self._api("/__sim__/mutate", {"add": add, "remove": remove, "change": change})
         )
+
+    def hostile(self) -> list[dict[str, Any]]:
+        """The hostile products (``hostile=True``): path, kind and the expected outcome."""
+        return json.loads(self._api("/__sim__/hostile"))
 
     def faults(self) -> dict[str, Any]:
         """The fault and presentation options in force."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 from html import escape
 
+from . import hostile
 from .catalogue import Catalogue, Entry, Product
 from .variants import (
     DetailVariants,
@@ -226,9 +227,11 @@ class Renderer:
                 f'<p class="entry-certificate-id">Certificate ID: {entry.certificate_id}</p>'
             )
         company = escape(self.catalogue.vendors[entry.vendor].name)
+        offsite = self.catalogue.hostile.get(entry.slug) == "offsite_link"
+        base = hostile.OFFSITE_BASE if offsite else self.base
         return (
             f'<article class="post-{entry.wp_id} product type-product status-publish hentry">'
-            f'<a href="{self.base}{entry.path}"><div class="inner"><div class="contents">'
+            f'<a href="{base}{entry.path}"><div class="inner"><div class="contents">'
             f'<p class="entry-company notranslate">{company}</p>'
             f'<h3 class="entry-title">{escape(entry.model)}</h3>'
             f"{certificate}</div></div></a></article>"

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import resource, server
 from twisted.web.http import Request
 
+from . import hostile
 from .api import SimApi
 from .catalogue import Catalogue, Entry
 from .config import Settings
@@ -77,6 +78,18 @@ def hard_reset(request: Request) -> None:
     if isinstance(handle, socket.socket):
         handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abortConnection()
+
+
+def _unchanged(page: bytes) -> bytes:
+    return page
+
+
+# How a hostile product's detail page is spoiled (see hostile.py).
+_SPOILERS: dict[str, Callable[[bytes], bytes]] = {
+    "malformed_html": hostile.malformed,
+    "missing_fields": hostile.without_required_fields,
+    "oversized": hostile.oversized,
+}
 
 
 class SimServer:
@@ -166,6 +179,11 @@ class SimServer:
             entry = self.catalogue.entry(match.group(1))
             if entry is None:
                 return self._not_found("detail", renderer)
+            if self.catalogue.hostile.get(entry.slug) == "redirect_loop":
+                # /x/ -> /x/?moved=1 -> /x/ -> ...
+                moved = b"moved" in request.args
+                location = renderer.base + entry.path + ("" if moved else "?moved=1")
+                return self._redirect("detail", f"detail:{entry.slug}", location, 302)
             if not match.group(2):
                 return self._redirect(
                     "detail", f"detail:{entry.slug}", renderer.base + entry.path, 301
@@ -201,10 +219,11 @@ class SimServer:
 
     def _detail(self, renderer: Renderer, entry: Entry) -> Target:
         rate = self.settings.variant_rate
+        spoil = _SPOILERS.get(self.catalogue.hostile.get(entry.slug, ""), _unchanged)
         return Target(
             "detail",
             f"detail:{entry.slug}",
-            lambda js_only: Response(200, renderer.detail(entry, rate, js_only)),
+            lambda js_only: Response(200, spoil(renderer.detail(entry, rate, js_only))),
             is_page=True,
         )
 

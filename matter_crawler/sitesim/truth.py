@@ -76,8 +76,13 @@ def record(product: Product, extra_label_shown: bool) -> dict[str, Any]:
 
 
 def records(catalogue: Catalogue, variant_rate: float) -> Iterator[dict[str, Any]]:
-    """Every listed product's record, newest first (the listing's order)."""
+    """Every listed product's record, newest first (the listing's order).
+
+    Hostile products a correct crawler cannot store (``--hostile``) are left out.
+    """
     for entry in catalogue.newest_first():
+        if not catalogue.stores_fine(entry):
+            continue
         shown = shows_extra_label(catalogue.seed, entry.slug, variant_rate)
         yield record(catalogue.product(entry), shown)
 

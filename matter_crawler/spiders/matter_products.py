@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -120,6 +121,7 @@ class MatterProductsSpider(Spider):
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state("spider", spider._saved_state)
         crawler.signals.connect(spider._dead_lettered, signal=request_dead_lettered)
+        crawler.signals.connect(spider._request_dropped, signal=signals.request_dropped)
         return spider
 
     # -- URLs -----------------------------------------------------------------
@@ -359,8 +361,7 @@ class MatterProductsSpider(Spider):
 
     def parse_detail(self, response: Response) -> Iterator[ProductItem]:
         page = parse_detail(response.body, response.url, response.encoding)
-        # the card's URL is the product's key, even when the page redirected
-        url = response.meta.get("redirect_urls", [response.url])[0]
+        url = self._card_url(response.request)
         self.crawler.stats.inc_value("matter/detail/pages")
         item = build_product(page, url)
         if response.meta.get("replay"):
@@ -378,23 +379,52 @@ class MatterProductsSpider(Spider):
         if failure.check(DeadLettered):
             return
         request = failure.request  # type: ignore[attr-defined]
+        # IgnoreRequest: robots.txt, too many redirects... asking again changes nothing
+        failure_class = "permanent" if failure.check(IgnoreRequest) else "transient"
         self.crawler.signals.send_catch_log(
             signal=request_dead_lettered,
             request=request,
-            url=request.url,
+            url=self._card_url(request),
             stage=stage,
-            failure_class="ignored",
+            failure_class=failure_class,
             reason=f"{failure.type.__name__}: {failure.getErrorMessage()}",
             attempts=request.meta.get("retry_times", 0) + 1,
             first_failed_at=datetime.now(UTC),
         )
+
+    def _request_dropped(self, request: Request) -> None:
+        """A redirect to a URL already requested is dropped by the dupefilter: account for it."""
+        chain = request.meta.get("redirect_urls")
+        if not chain or request.meta.get("stage") not in ("list", "detail"):
+            return  # duplicates of our own requests are expected (cards seen twice)
+        loop = request.url in chain
+        reason = (
+            "redirect loop: " + " -> ".join([*chain, request.url])
+            if loop
+            else f"redirects to {request.url}, which this crawl already requested"
+        )
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=request,
+            url=chain[0],
+            stage=request.meta["stage"],
+            failure_class="permanent",
+            reason=reason,
+            attempts=request.meta.get("retry_times", 0) + 1,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    @staticmethod
+    def _card_url(request: Request) -> str:
+        """The URL the crawl asked for (before any redirect): the product's key."""
+        return request.meta.get("redirect_urls", [request.url])[0]
 
     def _dead_lettered(self, stage: str, url: str, **_: Any) -> None:
         if stage == "list" and self.plan is not None:
             self.plan.pages_failed.add(page_number_from_url(url) or 1)
 
     def _resolved(self, response: Response) -> None:
-        url = response.meta.get("redirect_urls", [response.url])[0]
+        url = self._card_url(response.request)
         self.crawler.signals.send_catch_log(signal=dead_letter_resolved, url=url)
 
     # -- state ----------------------------------------------------------------------
