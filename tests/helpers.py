@@ -11,8 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +153,25 @@ def query(database_url: str, sql: str) -> list[tuple]:
             return [tuple(row) for row in conn.execute(text(sql))]
     finally:
         engine.dispose()
+
+
+def retry_after_violations(log: list[dict]) -> list[str]:
+    """Requests for a path that came back before the Retry-After of its previous 429."""
+    by_path: dict[str, list[dict]] = defaultdict(list)
+    for entry in log:
+        by_path[entry["path"]].append(entry)
+    violations = []
+    for path, entries in by_path.items():
+        entries.sort(key=lambda e: e["t"])
+        for answer, following in pairwise(entries):
+            value = answer.get("retry_after")
+            if answer["status"] != 429 or not value:
+                continue
+            answered = answer["t"] + answer["duration_ms"] / 1000
+            if value.strip().isdigit():
+                earliest = answered + int(value)
+            else:
+                earliest = parsedate_to_datetime(value).timestamp()
+            if following["t"] < earliest - 0.05:
+                violations.append(f"{path}: back {earliest - following['t']:.2f}s early ({value})")
+    return violations

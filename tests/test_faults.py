@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from email.utils import parsedate_to_datetime
-from itertools import pairwise
 
 import pytest
 
@@ -13,6 +10,7 @@ from .helpers import (
     crawl_runs,
     database_differences,
     query,
+    retry_after_violations,
     run_crawl,
     start_crawl,
     stop_process,
@@ -51,28 +49,6 @@ def accounted_for(database_url: str, truth: list[dict], base_url: str) -> list[s
         if url not in stored and url not in letters and not page_lettered:
             lost.append(record["url"])
     return lost
-
-
-def retry_after_violations(log: list[dict]) -> list[str]:
-    """Requests for a path that came back before the Retry-After of its previous 429."""
-    by_path: dict[str, list[dict]] = defaultdict(list)
-    for entry in log:
-        by_path[entry["path"]].append(entry)
-    violations = []
-    for path, entries in by_path.items():
-        entries.sort(key=lambda e: e["t"])
-        for answer, following in pairwise(entries):
-            value = answer.get("retry_after")
-            if answer["status"] != 429 or not value:
-                continue
-            answered = answer["t"] + answer["duration_ms"] / 1000
-            if value.strip().isdigit():
-                earliest = answered + int(value)
-            else:
-                earliest = parsedate_to_datetime(value).timestamp()
-            if following["t"] < earliest - 0.05:
-                violations.append(f"{path}: back {earliest - following['t']:.2f}s early ({value})")
-    return violations
 
 
 @pytest.mark.slow

@@ -120,6 +120,7 @@ class MatterProductsSpider(Spider):
         spider.database = Database.from_crawler(crawler)
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state("spider", spider._saved_state)
+        spider.session.register_state("spider_run", spider._saved_run)
         crawler.signals.connect(spider._dead_lettered, signal=request_dead_lettered)
         crawler.signals.connect(spider._request_dropped, signal=signals.request_dropped)
         return spider
@@ -162,6 +163,8 @@ class MatterProductsSpider(Spider):
     async def start(self) -> AsyncIterator[Any]:
         self.known = await self.database.run(load_known_products)
         saved = self.session.restored_state("spider", queue_bound=True)
+        # what this run set out to do survives even a hard kill (the same run goes on)
+        run = self.session.restored_state("spider_run") or {}
         if saved:
             self.plan = CrawlPlan.from_state(saved["plan"])
             logger.info(
@@ -170,10 +173,15 @@ class MatterProductsSpider(Spider):
                 len(self.plan.pages_done),
                 len(self.plan.pages_scheduled),
             )
-        elif self.replay_dead_letters:
+            if self.plan.mode == "replay":
+                return  # the letters not yet replayed are in the job's queue
+        elif self.replay_dead_letters or run.get("mode") == "replay":
             self.plan = CrawlPlan(mode="replay", limited=True)
         else:
-            mode = choose_mode(self.mode_requested, len(self.known))
+            # after a hard kill, the run keeps its mode: "auto" would now see a
+            # partly filled database and walk it incrementally, missing the rest
+            mode = run.get("mode") or choose_mode(self.mode_requested, len(self.known))
+            self.refresh_all = run.get("refresh_all", self.refresh_all)
             last_wanted = self.end_page
             if self.max_pages is not None:
                 by_count = self.start_page + self.max_pages - 1
@@ -193,6 +201,7 @@ class MatterProductsSpider(Spider):
                 "all" if self.refresh_all else "changed",
             )
 
+        self.session.save_state()  # a hard kill from here on still knows the run's mode
         if self.plan.mode == "replay":
             for letter in await self.database.run(pending_letters):
                 yield self._replay_request(letter)
@@ -435,6 +444,11 @@ class MatterProductsSpider(Spider):
 
     def _saved_state(self) -> dict[str, Any] | None:
         return {"plan": self.plan.to_state()} if self.plan is not None else None
+
+    def _saved_run(self) -> dict[str, Any] | None:
+        if self.plan is None:
+            return None
+        return {"mode": self.plan.mode, "refresh_all": self.plan.refresh_all}
 
     def listing_complete(self) -> bool:
         """Whether this run saw the whole listing (products it did not see are delisted)."""
