@@ -1,10 +1,41 @@
 """Operating profiles: one switch (``CRAWL_PROFILE``) for the whole speed envelope.
 
-- ``polite`` (default; for the real site): at most 2 requests at once to the
-  domain, 1 s between requests, the adaptive controller kept inside that.
-- ``balanced``: up to 8 at once, 0.25 s delay floor.
-- ``fast``: up to 32 at once, no delay: for the local simulated site and
+Each profile is a documented set of bounds for the adaptive-concurrency
+extension (:mod:`matter_crawler.extensions.adaptive`) plus the fixed values a
+crawl falls back on when that extension is off:
+
+=========================  ==========  ==========  ==========
+setting                    polite      balanced    fast
+=========================  ==========  ==========  ==========
+ADAPTIVE_MIN_CONCURRENCY   1           1           1
+ADAPTIVE_MAX_CONCURRENCY   3           8           32
+ADAPTIVE_MIN_DELAY         1.0 s       0.25 s      0
+ADAPTIVE_MAX_DELAY         60 s        30 s        10 s
+ADAPTIVE_TARGET_LATENCY    2.0 s       1.0 s       0.5 s
+ADAPTIVE_MEMORY_LIMIT_MB   400         400         800
+MEMUSAGE_LIMIT_MB          500         500         1000
+CONCURRENT_REQUESTS        8           16          32
+CONCURRENT_REQUESTS_PER_   2           8           32
+DOMAIN (adaptive off)
+DOWNLOAD_DELAY             1.0 s       0.25 s      0
+(adaptive off)
+=========================  ==========  ==========  ==========
+
+- ``polite`` (the default; for the real site): what the predecessor crawler
+  used, at most 3 requests at once and at least one second between requests,
+  the controller free to go slower (up to 60 s apart) but never faster.
+- ``balanced``: up to 8 at once, at least 0.25 s apart: a site you have been
+  told can take more.
+- ``fast``: up to 32 at once, no delay floor: for the local simulated site and
   benchmarks, never for someone else's server.
+
+``ADAPTIVE_TARGET_LATENCY`` is the latency the controller accepts whatever the
+site's baseline: a round of responses only counts as a latency rise above both
+it and ``ADAPTIVE_LATENCY_TOLERANCE`` times the baseline. The memory ceiling
+``ADAPTIVE_MEMORY_LIMIT_MB`` sits below Scrapy's ``MEMUSAGE_LIMIT_MB`` so that
+concurrency comes down before Scrapy's MemoryUsage extension would stop the
+crawl. The per-domain politeness ceiling ``ADAPTIVE_DOMAIN_LIMITS`` (in
+``settings.py``) applies on top of every profile.
 
 A profile is a Scrapy add-on: it sets its values at add-on priority, above
 Scrapy's defaults and below the project's ``settings.py``, ``-s`` on the
@@ -24,10 +55,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
         "DOWNLOAD_DELAY": 1.0,
         "ADAPTIVE_MIN_CONCURRENCY": 1,
-        "ADAPTIVE_MAX_CONCURRENCY": 2,
+        "ADAPTIVE_MAX_CONCURRENCY": 3,
         "ADAPTIVE_MIN_DELAY": 1.0,
         "ADAPTIVE_MAX_DELAY": 60.0,
         "ADAPTIVE_TARGET_LATENCY": 2.0,
+        "ADAPTIVE_MEMORY_LIMIT_MB": 400,
         "MEMUSAGE_LIMIT_MB": 500,
     },
     "balanced": {
@@ -39,6 +71,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ADAPTIVE_MIN_DELAY": 0.25,
         "ADAPTIVE_MAX_DELAY": 30.0,
         "ADAPTIVE_TARGET_LATENCY": 1.0,
+        "ADAPTIVE_MEMORY_LIMIT_MB": 400,
         "MEMUSAGE_LIMIT_MB": 500,
     },
     "fast": {
@@ -50,6 +83,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "ADAPTIVE_MIN_DELAY": 0.0,
         "ADAPTIVE_MAX_DELAY": 10.0,
         "ADAPTIVE_TARGET_LATENCY": 0.5,
+        "ADAPTIVE_MEMORY_LIMIT_MB": 800,
         "MEMUSAGE_LIMIT_MB": 1000,
     },
 }

@@ -74,6 +74,8 @@ EXTENSIONS = {
     # the dead-letter store closes before the run record counts the letters
     "matter_crawler.extensions.dead_letters.DeadLetterStore": 100,
     "matter_crawler.extensions.run_record.RunRecorder": 200,
+    # replaces AutoThrottle; refuses to start if AUTOTHROTTLE_ENABLED is on too
+    "matter_crawler.extensions.adaptive.AdaptiveConcurrency": 300,
 }
 
 # -- classified retry (see matter_crawler.middlewares.retry) -------------------------------
@@ -97,3 +99,19 @@ STORE_BATCH_SIZE = 500
 STORE_FLUSH_INTERVAL = 2.0
 DEAD_LETTER_FLUSH_INTERVAL = 5.0
 JOBDIR_STATE_SAVE_INTERVAL = 30.0
+
+# -- adaptive concurrency (see matter_crawler.extensions.adaptive, docs/adaptive.md) ---------
+# Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
+# ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles).
+ADAPTIVE_CONCURRENCY_ENABLED = True  # False: fixed concurrency, or AUTOTHROTTLE_ENABLED=True
+# politeness ceiling per domain (and its subdomains), whatever the profile; the
+# predecessor crawled the real site at 1 request/s, 3 at a time
+ADAPTIVE_DOMAIN_LIMITS = {"csa-iot.org": {"max_concurrency": 3, "min_delay": 1.0}}
+ADAPTIVE_TROUBLE_STATUSES = [408, 429, 502, 503, 504, 522, 524]  # "too busy" answers
+ADAPTIVE_LATENCY_TOLERANCE = 2.0  # a round slower than this times the baseline is a rise
+ADAPTIVE_DECREASE_FACTOR = 0.5  # the cut when a level that was fine brings trouble
+ADAPTIVE_PROBE_INTERVAL = 5.0  # seconds at one below a known ceiling before probing it
+ADAPTIVE_PROBE_INTERVAL_MAX = 15.0  # the wait doubles after each failed probe, up to this
+ADAPTIVE_BASELINE_WINDOW = 60.0  # the baseline latency is the minimum over 1-2 windows
+ADAPTIVE_MEMORY_CHECK_INTERVAL = 2.0  # seconds between resident-memory readings
+ADAPTIVE_DEBUG = False  # log every decision at INFO

@@ -1,0 +1,575 @@
+"""The adaptive-concurrency control law for one domain, free of Scrapy.
+
+:class:`DomainController` turns a stream of outcomes (a good response and its
+latency, an overload answer, a timeout, a reset, a Retry-After, the circuit
+breaker's state, memory pressure) into the concurrency and the delay the
+domain's download slot should use. It never reads a clock: every call carries
+``now`` (monotonic seconds), so tests drive it with scripted sequences. The
+extension (:mod:`matter_crawler.extensions.adaptive`) feeds it and applies its
+decisions to Scrapy's slots.
+
+The law, briefly (docs/adaptive.md has the reasoning):
+
+- **Rounds.** A level is judged after ``concurrency`` good responses that came
+  back while the slot really had ``concurrency`` requests out (a level the crawl
+  never fills proves nothing), not counting requests sent before the last cut.
+  A clean round whose mean latency stays under
+  ``max(target_latency, latency_tolerance x baseline)`` allows one increase.
+- **Increase.** With no known ceiling, grow by half (1, 2, 3, 4, 6, 9, 13, 17...),
+  never by more than 4 a round: an overshoot comes back as a run of refusals,
+  and a run of 10 trips the circuit breaker. Once a ceiling (a level that
+  brought trouble) is known, climb halfway to it per clean round, then sit one
+  below it and *probe* it only every ``probe_interval`` seconds, doubling the
+  wait after each failed probe (up to ``probe_interval_max``). A probe that
+  stays clean for two rounds lifts the ceiling; growth accelerates again
+  (+1, +2, +4, +4...).
+- **Decrease.** Trouble (429/503-class answers, timeouts, resets, a latency
+  rise) above the highest level proved clean is an overshoot: step back to that
+  level. Trouble at a level that was clean: one step down (the crawler counts a
+  request as out a little longer than the server does, so a level can pass a
+  round by luck); trouble again before a clean round: cut by
+  ``decrease_factor`` (halve), every round-trip until it stops. After a step
+  back, more refusals than the step's own excess are a burst (the capacity
+  fell): halve at once. Otherwise trouble from requests sent before the last
+  cut is not counted again. At the minimum concurrency a rate limit (429) or a
+  latency rise doubles the delay, and clean rounds halve it back; errors,
+  timeouts and resets at the minimum leave it alone: a site failing one
+  request at a time is down, the circuit breaker's business.
+- **Background failures.** Trouble a site shows whatever the load (the lower
+  share of trouble of the last two 5-second windows) is tolerated within three
+  standard deviations: a flaky site is not an overloaded one.
+- **Overrides.** A Retry-After on trouble at a level that was fine pauses the
+  domain until it has passed (on a probe's refusal, the step back removes the
+  excess and the refused request alone waits). An open breaker drops the
+  domain to its minimum until it closes. Memory pressure halves every domain's
+  concurrency and blocks increases.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+#: Multiplicative growth per clean round while no ceiling is known.
+GROWTH_FACTOR = 1.5
+#: Largest increase in one round. Everything an increase overshoots by comes back as a
+#: run of refusals, and 10 in a row open the circuit breaker (CIRCUIT_FAILURE_THRESHOLD).
+GROWTH_STEP_MAX = 4
+#: Weight of a new latency sample in the smoothed latency.
+SMOOTHING = 0.125
+#: Smallest delay worth setting when trouble persists at minimum concurrency.
+DELAY_FLOOR_STEP = 0.1
+#: The background trouble rate is the lower share of trouble of the last two such windows (s).
+BACKGROUND_WINDOW = 5.0
+#: Outcomes a window needs before its share counts toward the background.
+BACKGROUND_WARMUP = 20
+#: Clean rounds a probe of the ceiling must pass before the ceiling is dropped.
+PROBE_ROUNDS = 2
+#: A background share from which a ceiling found before it was known is forgotten.
+FORGET_CEILING_AT = 0.05
+#: How far (in standard deviations) a round's trouble may exceed the background unnoticed.
+BACKGROUND_SIGMAS = 3.0
+
+
+class Trouble(StrEnum):
+    """What went wrong, as far as the controller cares."""
+
+    THROTTLED = "throttled"  # 429, or any answer with a Retry-After: a rate limit
+    OVERLOAD = "overload"  # 503 and the other "too busy" statuses
+    TIMEOUT = "timeout"  # no answer in time (or a 408)
+    CONNECTION = "connection"  # reset, refused, lost connection
+    LATENCY = "latency"  # a round's latency rose above the allowed band
+
+
+class Mode(StrEnum):
+    START = "start"  # no ceiling known: multiplicative growth
+    CLIMB = "climb"  # a ceiling is known: climb to it, probe it now and then
+    GROW = "grow"  # a probe above the old ceiling succeeded: accelerating growth
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds of one domain's concurrency and delay (seconds)."""
+
+    min_concurrency: int = 1
+    max_concurrency: int = 32
+    min_delay: float = 0.0
+    max_delay: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_concurrency <= self.max_concurrency:
+            raise ValueError(
+                f"concurrency bounds need 1 <= min <= max, got "
+                f"{self.min_concurrency}..{self.max_concurrency}"
+            )
+        if not 0 <= self.min_delay <= self.max_delay:
+            raise ValueError(
+                f"delay bounds need 0 <= min <= max, got {self.min_delay}..{self.max_delay}"
+            )
+
+    def narrowed(
+        self, *, max_concurrency: int | None = None, min_delay: float | None = None
+    ) -> Limits:
+        """These limits inside a politeness ceiling (it can only make them stricter)."""
+        top = self.max_concurrency if max_concurrency is None else int(max_concurrency)
+        top = max(1, min(self.max_concurrency, top))
+        floor = self.min_delay if min_delay is None else max(self.min_delay, float(min_delay))
+        return replace(
+            self,
+            min_concurrency=min(self.min_concurrency, top),
+            max_concurrency=top,
+            min_delay=floor,
+            max_delay=max(self.max_delay, floor),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tuning:
+    """How the controller reacts (the same for every domain)."""
+
+    target_latency: float = 0.5
+    latency_tolerance: float = 2.0
+    decrease_factor: float = 0.5
+    probe_interval: float = 5.0
+    probe_interval_max: float = 15.0
+    baseline_window: float = 60.0
+    retry_after_max: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.decrease_factor < 1:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {self.decrease_factor}")
+        if self.latency_tolerance < 1:
+            raise ValueError(f"latency_tolerance must be >= 1, got {self.latency_tolerance}")
+        if self.probe_interval <= 0 or self.probe_interval_max < self.probe_interval:
+            raise ValueError("probe intervals need 0 < probe_interval <= probe_interval_max")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A decision: the new concurrency and delay, and why."""
+
+    concurrency: int
+    delay: float
+    old_concurrency: int
+    old_delay: float
+    reason: str
+    paused_until: float | None = None  # set when a Retry-After pauses the domain
+
+    @property
+    def direction(self) -> int:
+        """+1 faster, -1 slower, 0 neither (a pause counts as slower)."""
+        if self.paused_until is not None:
+            return -1
+        if self.concurrency != self.old_concurrency:
+            return 1 if self.concurrency > self.old_concurrency else -1
+        if self.delay != self.old_delay:
+            return 1 if self.delay < self.old_delay else -1
+        return 0
+
+
+class DomainController:
+    """Concurrency and delay of one domain, from the outcomes of its requests."""
+
+    def __init__(self, limits: Limits, tuning: Tuning, *, now: float = 0.0) -> None:
+        self.limits = limits
+        self.tuning = tuning
+        self.concurrency = limits.min_concurrency
+        self.delay = limits.min_delay
+        self.mode = Mode.START
+        self.ceiling: int | None = None  # lowest level known to bring trouble
+        self.clean = 0  # highest level that completed a clean round (0: none yet)
+        self.step = 1  # growth step in GROW mode
+        self.probe_interval = tuning.probe_interval
+        self.next_probe_at = now
+        self.probing = False
+        self.probe_rounds = 0  # clean rounds the probe has passed
+        self.strikes = 0  # trouble at clean levels since the last clean round
+        self._stepped = False  # the last reaction was a step back, not a cut
+        self._server_worse = False  # the last reaction was to trouble at a clean level
+        self._step_excess = 0  # ... by this many requests
+        self._late_troubles = 0  # troubles from before it that came back since
+        self.last_cut_at = -math.inf
+        self.changed_at = now
+        self.paused_until = -math.inf
+        self.breaker_open = False
+        self.memory_pressure = False
+        # latency: smoothed, and a windowed minimum of round means as the baseline
+        self.latency: float | None = None
+        self._baseline_now: float | None = None
+        self._baseline_before: float | None = None
+        self._baseline_since = now
+        # trouble: the share of the window in progress, and of the last two complete ones
+        self._window_outcomes = 0
+        self._window_troubles = 0
+        self._window_shares: list[float] = []
+        self._window_since = now
+        # the round in progress
+        self._round_count = 0
+        self._round_latency = 0.0
+        self._round_troubles = 0
+        # counters for stats and tests
+        self.increases = 0
+        self.decreases = 0
+        self.ignored = 0
+        self.tolerated = 0
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def baseline(self) -> float | None:
+        """The lowest round-mean latency of the last one to two baseline windows."""
+        values = [v for v in (self._baseline_now, self._baseline_before) if v is not None]
+        return min(values) if values else None
+
+    @property
+    def background(self) -> float:
+        """The share of trouble the site shows whatever we do: the lowest smoothed trouble
+        share of the last two complete windows (0 for a site that only fails under load,
+        and until two windows have passed: early trouble always counts)."""
+        return min(self._window_shares) if len(self._window_shares) == 2 else 0.0
+
+    def latency_limit(self) -> float | None:
+        """Round-mean latency above which a round counts as a latency rise."""
+        baseline = self.baseline
+        if baseline is None:
+            return None
+        return max(self.tuning.target_latency, self.tuning.latency_tolerance * baseline)
+
+    def is_paused(self, now: float) -> bool:
+        return now < self.paused_until
+
+    def slot_concurrency(self, now: float) -> int:
+        """What the download slot should allow now: 0 while a Retry-After pause lasts."""
+        return 0 if self.is_paused(now) else self.concurrency
+
+    # -- outcomes ------------------------------------------------------------
+
+    def success(
+        self, now: float, latency: float, in_flight: int, sent_at: float | None = None
+    ) -> Change | None:
+        """A good answer (any status but trouble) after ``latency`` seconds.
+
+        ``in_flight``: the slot's requests out when it came back, itself included.
+        """
+        self.latency = (
+            latency if self.latency is None else self.latency + SMOOTHING * (latency - self.latency)
+        )
+        self._observe(now, troubled=False)
+        if sent_at is not None and sent_at < self.last_cut_at:
+            return None  # sent before the last cut, at a level now known to be too high
+        delay_limited = self.delay > self.limits.min_delay
+        if in_flight < self.concurrency and not delay_limited:
+            return None  # the level was not filled: no evidence either way
+        self._round_count += 1
+        self._round_latency += latency
+        if self._round_count < self.concurrency:
+            return None
+        mean = self._round_latency / self._round_count
+        self._reset_round()
+        limit = self.latency_limit()
+        if limit is not None and mean > limit:
+            return self._trouble(now, Trouble.LATENCY, f"latency {mean:.3f}s > {limit:.3f}s")
+        self._update_baseline(now, mean)
+        return self._clean_round(now)
+
+    def trouble(
+        self,
+        now: float,
+        kind: Trouble,
+        *,
+        sent_at: float | None = None,
+        retry_after: float | None = None,
+    ) -> Change | None:
+        """An answer or failure that says the server is struggling.
+
+        ``sent_at``: when the failed request went out, if known; trouble from
+        requests sent before the last cut describes the old level and does not
+        cut again (without it, trouble within one smoothed latency of the last
+        cut does not). Trouble the site's background failure rate explains
+        changes nothing. ``retry_after``: seconds the server asked for; on
+        trouble at a level that was fine, the domain pauses until they have passed.
+        """
+        self._observe(now, troubled=True)
+        if self.breaker_open:
+            self.ignored += 1  # the breaker holds every request anyway
+            return None
+        if sent_at is not None:
+            stale = sent_at < self.last_cut_at
+        else:
+            stale = now - self.last_cut_at < (self.latency or 0.0)
+        change = None
+        if stale:
+            self.ignored += 1
+            if self._stepped:
+                # a step back expects at most its own excess to come back refused; a
+                # burst beyond that says the server got worse at once: cut now
+                self._late_troubles += 1
+                if self._late_troubles > self._step_excess + 1:
+                    change = self._halve(now, f"{kind.value}: a burst after a step back")
+        else:
+            self._round_troubles += 1
+            if self._within_background():
+                self.tolerated += 1
+                return None
+            change = self._trouble(now, kind, kind.value)
+        if retry_after is None or retry_after <= 0 or not self._server_worse:
+            # a probe's refusal: the step back already removed the excess, and the
+            # refused request waits its Retry-After in the retry middleware
+            return change
+        until = now + min(retry_after, self.tuning.retry_after_max)
+        if until <= self.paused_until:
+            return change
+        extending = self.is_paused(now)
+        self.paused_until = until
+        if extending:
+            return change  # quietly: the extension looks again when the pause was to end
+        reason = f"Retry-After: paused {until - now:.1f}s"
+        if change is not None:
+            return replace(change, paused_until=until, reason=f"{change.reason}; {reason}")
+        return Change(self.concurrency, self.delay, self.concurrency, self.delay, reason, until)
+
+    def breaker_changed(self, now: float, state: str) -> Change | None:
+        """The domain's circuit breaker moved to ``state`` (closed, open, half_open)."""
+        if state == "open":
+            self.breaker_open = True
+            return self._set(now, self.limits.min_concurrency, self.delay, "circuit open")
+        if state == "closed" and self.breaker_open:
+            self.breaker_open = False
+            self.clean = self.concurrency
+            self.mode = Mode.START if self.ceiling is None else Mode.CLIMB
+            self.next_probe_at = now + self.probe_interval
+            self._reset_round()
+        return None
+
+    def memory(self, now: float, pressure: bool) -> Change | None:
+        """Memory is (or no longer is) near its ceiling; under pressure, halve."""
+        self.memory_pressure = pressure
+        if not pressure or self.concurrency <= self.limits.min_concurrency:
+            return None
+        lower = max(
+            self.limits.min_concurrency, int(self.concurrency * self.tuning.decrease_factor)
+        )
+        self.clean = min(self.clean, lower)
+        return self._set(now, lower, self.delay, "memory pressure")
+
+    # -- the law -------------------------------------------------------------
+
+    def _clean_round(self, now: float) -> Change | None:
+        level = self.concurrency
+        limits = self.limits
+        if self.probing:
+            self.probe_rounds += 1
+            if self.probe_rounds < PROBE_ROUNDS:
+                return None  # one round can pass by luck: hold the probe a little longer
+            # the ceiling held: capacity is higher than we knew
+            self.probing = False
+            self.ceiling = None
+            self.mode = Mode.GROW
+            self.step = 1
+            self.probe_interval = self.tuning.probe_interval
+        self.clean = max(self.clean, level)
+        self.strikes = 0
+        self._stepped = False
+        self._server_worse = False
+        if self.delay > limits.min_delay:
+            delay = self.delay / 2
+            if delay < max(DELAY_FLOOR_STEP, limits.min_delay):
+                delay = limits.min_delay
+            return self._set(now, level, delay, "clean round, delay down")
+        if self.memory_pressure or self.breaker_open or level >= limits.max_concurrency:
+            return None
+        if self.mode is Mode.START:
+            target = max(level + 1, int(level * GROWTH_FACTOR))
+            reason = "clean round, growing"
+        elif self.mode is Mode.GROW:
+            target = level + min(self.step, max(1, level // 2))
+            self.step *= 2
+            reason = "clean round, growing past the old ceiling"
+        else:
+            assert self.ceiling is not None
+            if level + 1 < self.ceiling:
+                target = level + max(1, (self.ceiling - level) // 2)
+                reason = f"clean round, climbing toward {self.ceiling}"
+            elif now >= self.next_probe_at:
+                target = level + 1
+                self.probing = True
+                self.probe_rounds = 0
+                reason = f"probing {target}"
+            else:
+                return None
+        target = min(target, level + GROWTH_STEP_MAX, limits.max_concurrency)
+        return self._set(now, target, self.delay, reason)
+
+    def _trouble(self, now: float, kind: Trouble, reason: str) -> Change | None:
+        level = self.concurrency
+        limits = self.limits
+        self.last_cut_at = now
+        if self.probing or level > self.clean >= limits.min_concurrency:
+            # an overshoot: step back to the highest level known to be clean
+            if self.probing:
+                self.probing = False
+                self.probe_interval = min(self.probe_interval * 2, self.tuning.probe_interval_max)
+            self.ceiling = level if self.ceiling is None else min(self.ceiling, level)
+            self.mode = Mode.CLIMB
+            self.next_probe_at = now + self.probe_interval
+            lower = max(limits.min_concurrency, min(self.clean, level - 1))
+            self._stepped_back(level - lower)
+            self._server_worse = False
+            return self._set(now, lower, self.delay, f"{reason} above clean level, step back")
+        # trouble at a level that was fine: the server got worse
+        self._server_worse = True
+        self.mode = Mode.CLIMB
+        self.ceiling = level
+        self.probe_interval = self.tuning.probe_interval
+        self.next_probe_at = now + self.probe_interval
+        if level > limits.min_concurrency:
+            self.strikes += 1
+            if self.strikes == 1:
+                # once may be the level's bad luck (the crawler counts a request as out a
+                # little longer than the server does): one step down, and see
+                self.clean = level - 1
+                self._stepped_back(1)
+                return self._set(now, level - 1, self.delay, f"{reason}, one step down")
+            # again before a clean round: it is the server, cut sharply
+            return self._halve(now, f"{reason} again")
+        # already at the minimum: a rate limit or slow answers call for a longer delay
+        self.clean = level
+        if kind not in (Trouble.THROTTLED, Trouble.LATENCY):
+            return None
+        delay = max(self.delay * 2, self.latency or 0.0, DELAY_FLOOR_STEP, limits.min_delay)
+        delay = min(delay, limits.max_delay)
+        if delay == self.delay:
+            return None
+        return self._set(now, level, delay, f"{reason} at minimum concurrency, delay up")
+
+    def _halve(self, now: float, reason: str) -> Change | None:
+        """The sharp cut: the level was fine and is not any more."""
+        level = self.concurrency
+        self.last_cut_at = now
+        self.mode = Mode.CLIMB
+        self.ceiling = level
+        self.strikes = max(self.strikes, 1)
+        self._stepped = False
+        self._server_worse = True
+        lower = max(self.limits.min_concurrency, int(level * self.tuning.decrease_factor))
+        self.clean = lower
+        return self._set(now, lower, self.delay, f"{reason}, cut")
+
+    def _stepped_back(self, excess: int) -> None:
+        self._stepped = True
+        self._step_excess = excess
+        self._late_troubles = 0
+
+    def _set(self, now: float, concurrency: int, delay: float, reason: str) -> Change | None:
+        concurrency = min(
+            max(concurrency, self.limits.min_concurrency), self.limits.max_concurrency
+        )
+        delay = min(max(delay, self.limits.min_delay), self.limits.max_delay)
+        if concurrency == self.concurrency and delay == self.delay:
+            return None
+        change = Change(concurrency, delay, self.concurrency, self.delay, reason)
+        if change.direction > 0:
+            self.increases += 1
+        elif change.direction < 0:
+            self.decreases += 1
+        self.concurrency = concurrency
+        self.delay = delay
+        self.changed_at = now
+        self._reset_round()
+        return change
+
+    def _reset_round(self) -> None:
+        self._round_count = 0
+        self._round_latency = 0.0
+        self._round_troubles = 0
+
+    def _observe(self, now: float, *, troubled: bool) -> None:
+        """Count one outcome in the window in progress; close the window when it is over."""
+        if now - self._window_since >= BACKGROUND_WINDOW:
+            if self._window_outcomes >= BACKGROUND_WARMUP:
+                share = self._window_troubles / self._window_outcomes
+                before = self.background
+                self._window_shares = [*self._window_shares[-1:], share]
+                if before == 0 and self.background >= FORGET_CEILING_AT and not self.probing:
+                    # the ceiling was found while every trouble counted: it may be nothing
+                    # but the site's background failures, so look for the real one again
+                    self.ceiling = None
+                    self.mode = Mode.START
+            self._window_outcomes = self._window_troubles = 0
+            self._window_since = now
+        self._window_outcomes += 1
+        self._window_troubles += troubled
+
+    def _within_background(self) -> bool:
+        """Whether the round's trouble so far is what the site's background rate explains.
+
+        A site that only fails under load has a background of 0: its first trouble counts.
+        One that fails a share of requests whatever the load (a flaky page, a broken
+        backend) would otherwise hold every crawl at the minimum for nothing.
+        """
+        rate = self.background
+        if rate <= 0:
+            return False
+        # judged against a whole round's worth of outcomes, not the few seen so far: checking
+        # a growing count after every outcome would cross a tight early bound by chance
+        outcomes = max(
+            self._round_count + self._round_troubles, self.concurrency / max(1e-9, 1 - rate)
+        )
+        allowed = rate * outcomes + BACKGROUND_SIGMAS * math.sqrt(rate * (1 - rate) * outcomes)
+        return self._round_troubles <= allowed
+
+    def _update_baseline(self, now: float, mean: float) -> None:
+        if now - self._baseline_since >= self.tuning.baseline_window:
+            self._baseline_before = self._baseline_now
+            self._baseline_now = None
+            self._baseline_since = now
+        if self._baseline_now is None or mean < self._baseline_now:
+            self._baseline_now = mean
+
+    # -- persistence ---------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """What was learned, as JSON-ready data (times are not kept: they are per process)."""
+        return {
+            "concurrency": self.concurrency,
+            "delay": self.delay,
+            "mode": self.mode.value,
+            "ceiling": self.ceiling,
+            "clean": self.clean,
+            "step": self.step,
+            "probe_interval": self.probe_interval,
+            "latency": self.latency,
+            "baseline": self.baseline,
+            "increases": self.increases,
+            "decreases": self.decreases,
+        }
+
+    @classmethod
+    def from_state(
+        cls, limits: Limits, tuning: Tuning, state: dict[str, Any], *, now: float = 0.0
+    ) -> DomainController:
+        """A controller resuming from :meth:`to_state`, kept inside today's limits."""
+        controller = cls(limits, tuning, now=now)
+        controller.concurrency = int(state.get("concurrency", limits.min_concurrency))
+        controller.delay = float(state.get("delay", limits.min_delay))
+        controller.concurrency = min(
+            max(controller.concurrency, limits.min_concurrency), limits.max_concurrency
+        )
+        controller.delay = min(max(controller.delay, limits.min_delay), limits.max_delay)
+        controller.mode = Mode(state.get("mode", Mode.START.value))
+        ceiling = state.get("ceiling")
+        controller.ceiling = None if ceiling is None else int(ceiling)
+        controller.clean = min(int(state.get("clean", 0)), controller.concurrency)
+        controller.step = max(1, int(state.get("step", 1)))
+        controller.probe_interval = min(
+            max(float(state.get("probe_interval", tuning.probe_interval)), tuning.probe_interval),
+            tuning.probe_interval_max,
+        )
+        controller.next_probe_at = now + controller.probe_interval
+        controller.latency = state.get("latency")
+        controller._baseline_now = state.get("baseline")
+        controller.increases = int(state.get("increases", 0))
+        controller.decreases = int(state.get("decreases", 0))
+        return controller

@@ -1,0 +1,435 @@
+"""Adaptive concurrency: find how fast each domain can be crawled without hurting it.
+
+Scrapy's AutoThrottle only stretches a delay from latency: it never changes
+concurrency, ignores timeouts and connection errors, cannot react to a quick
+429, and forgets what it learned when an idle slot is garbage-collected. This
+extension replaces it. Per download slot (domain) a
+:class:`~matter_crawler.adaptive_controller.DomainController` sets both the
+slot's concurrency and its delay from what comes back:
+
+- good answers and their latency (``response_downloaded``);
+- 429/503-class answers (``ADAPTIVE_TROUBLE_STATUSES``) and their Retry-After,
+  which pauses the domain until it has passed;
+- timeouts, resets and refused connections: no Scrapy signal carries download
+  errors, so they come from the classified-retry middleware's
+  ``request_retrying`` / ``request_dead_lettered`` (failure class ``transient``);
+- the circuit breaker (``circuit_state_changed``): open drops the domain to its
+  minimum;
+- memory: every ``ADAPTIVE_MEMORY_CHECK_INTERVAL`` seconds the process's
+  resident memory is read from ``/proc/self/statm``; at ``ADAPTIVE_MEMORY_LIMIT_MB``
+  (the profile's memory ceiling, below Scrapy's ``MEMUSAGE_LIMIT_MB``) every
+  domain's concurrency is halved and held until memory falls back.
+
+Bounds come from the profile (``ADAPTIVE_MIN/MAX_CONCURRENCY``,
+``ADAPTIVE_MIN/MAX_DELAY``, capped by ``CONCURRENT_REQUESTS``) and from
+``ADAPTIVE_DOMAIN_LIMITS``, a politeness ceiling per domain (matching the domain
+and its subdomains).
+
+What it learned is kept per slot key, outside the slot: when Scrapy drops a slot
+idle for 60 s and later makes a new one (with ``CONCURRENT_REQUESTS_PER_DOMAIN``
+and ``DOWNLOAD_DELAY``), the learned values go back on it at its first request
+(``request_reached_downloader``). With JOBDIR it is saved with the crawl's state
+(:class:`~matter_crawler.session.CrawlSession`) and a resumed crawl starts where
+the last one left off.
+
+The slot's concurrency really holds thanks to
+:class:`~matter_crawler.downloader.SlotConcurrencyDownloader`.
+
+It is enabled by ``ADAPTIVE_CONCURRENCY_ENABLED`` (on by default) and refuses to
+start together with ``AUTOTHROTTLE_ENABLED``: two controllers writing the same
+slot's delay would fight. To compare with stock AutoThrottle, turn this off.
+
+Readable by other components: :func:`adaptive_state` (domain -> decisions) and
+the stats ``adaptive/<domain>/concurrency``, ``.../delay``, ``.../increases``,
+``.../decreases``, ``.../pauses``, ``.../ceiling``, ``.../latency_ms``,
+``.../baseline_latency_ms``, and ``adaptive/memory_pressure`` (times memory
+pressure lowered concurrency) and ``adaptive/rss_mb`` (last reading).
+Per-response work is a few dictionary look-ups and arithmetic; stats are only
+written when a decision changes something.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import sys
+from time import monotonic, time
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy import Request, signals
+from scrapy.exceptions import NotConfigured
+from scrapy.http import Response
+from scrapy.utils.asyncio import call_later, create_looping_call
+
+from ..adaptive_controller import Change, DomainController, Limits, Trouble, Tuning
+from ..middlewares.retry import parse_retry_after
+from ..session import CrawlSession
+from ..signals import circuit_state_changed, request_dead_lettered, request_retrying
+
+if TYPE_CHECKING:
+    from scrapy.core.downloader import Slot
+    from scrapy.crawler import Crawler
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "adaptive_concurrency"
+#: Request meta key: leave this request's outcome out of the controller's decisions.
+DONT_ADJUST = "adaptive_dont_adjust"
+#: Memory pressure ends below this share of the limit (hysteresis against flapping).
+MEMORY_RELEASE = 0.9
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_memory_mb() -> float:
+    """The process's resident memory now (peak memory where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE / 2**20
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def domain_ceiling(limits: dict[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The ``ADAPTIVE_DOMAIN_LIMITS`` entry for a slot key: the domain or a parent domain."""
+    host = key.lower().rstrip(".")
+    while host:
+        if host in limits:
+            return limits[host]
+        _, _, host = host.partition(".")
+    return None
+
+
+class AdaptiveConcurrency:
+    def __init__(
+        self,
+        crawler: Crawler,
+        limits: Limits,
+        tuning: Tuning,
+        *,
+        domain_limits: dict[str, dict[str, Any]],
+        trouble_statuses: frozenset[int],
+        memory_limit_mb: float,
+        memory_check_interval: float,
+        debug: bool,
+    ) -> None:
+        self.crawler = crawler
+        self.limits = limits
+        self.tuning = tuning
+        self.domain_limits = {name.lower(): value for name, value in domain_limits.items()}
+        self.trouble_statuses = trouble_statuses
+        self.memory_limit_mb = memory_limit_mb
+        self.memory_check_interval = memory_check_interval
+        self.log_level = logging.INFO if debug else logging.DEBUG
+        self.download_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT", 180.0)
+        self.controllers: dict[str, DomainController] = {}
+        self._slots: dict[str, Slot] = {}  # the slot object each key's values were put on
+        self._resumers: dict[str, Any] = {}  # Retry-After pauses: key -> delayed call
+        self._memory_timer: Any = None
+        self._downloader_slots: dict[str, Slot] = {}  # the downloader's own dict, once open
+        self.memory_pressure = False
+        session = CrawlSession.from_crawler(crawler)
+        now = monotonic()
+        for key, saved in (session.restored_state(STATE_NAME) or {}).items():
+            self.controllers[key] = DomainController.from_state(
+                self.limits_for(key), tuning, saved, now=now
+            )
+            logger.info(
+                "Adaptive concurrency for %s restored: %d at a time, %.2fs apart",
+                key,
+                self.controllers[key].concurrency,
+                self.controllers[key].delay,
+            )
+        session.register_state(STATE_NAME, self.saved_state)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("ADAPTIVE_CONCURRENCY_ENABLED", True):
+            raise NotConfigured
+        if settings.getbool("AUTOTHROTTLE_ENABLED"):
+            raise ValueError(
+                "ADAPTIVE_CONCURRENCY_ENABLED and AUTOTHROTTLE_ENABLED are both on: two "
+                "controllers would fight over the same download slots. Set "
+                "ADAPTIVE_CONCURRENCY_ENABLED=False to crawl with stock AutoThrottle."
+            )
+        total = settings.getint("CONCURRENT_REQUESTS")
+        top = settings.getint("ADAPTIVE_MAX_CONCURRENCY", 32)
+        if total > 0:
+            top = min(top, total)
+        limits = Limits(
+            min_concurrency=min(settings.getint("ADAPTIVE_MIN_CONCURRENCY", 1), top),
+            max_concurrency=top,
+            min_delay=settings.getfloat("ADAPTIVE_MIN_DELAY", 0.0),
+            max_delay=settings.getfloat("ADAPTIVE_MAX_DELAY", 60.0),
+        )
+        tuning = Tuning(
+            target_latency=settings.getfloat("ADAPTIVE_TARGET_LATENCY", 0.5),
+            latency_tolerance=settings.getfloat("ADAPTIVE_LATENCY_TOLERANCE", 2.0),
+            decrease_factor=settings.getfloat("ADAPTIVE_DECREASE_FACTOR", 0.5),
+            probe_interval=settings.getfloat("ADAPTIVE_PROBE_INTERVAL", 5.0),
+            probe_interval_max=settings.getfloat("ADAPTIVE_PROBE_INTERVAL_MAX", 15.0),
+            baseline_window=settings.getfloat("ADAPTIVE_BASELINE_WINDOW", 60.0),
+            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
+        )
+        memory_limit = settings.getfloat("ADAPTIVE_MEMORY_LIMIT_MB", 0.0)
+        if memory_limit <= 0 and settings.getbool("MEMUSAGE_ENABLED"):
+            # no ceiling of our own: act a little before Scrapy's MemoryUsage stops the crawl
+            memory_limit = 0.8 * settings.getfloat("MEMUSAGE_LIMIT_MB", 0.0)
+        extension = cls(
+            crawler,
+            limits,
+            tuning,
+            domain_limits=settings.getdict("ADAPTIVE_DOMAIN_LIMITS"),
+            trouble_statuses=frozenset(
+                int(status) for status in settings.getlist("ADAPTIVE_TROUBLE_STATUSES")
+            ),
+            memory_limit_mb=memory_limit,
+            memory_check_interval=settings.getfloat("ADAPTIVE_MEMORY_CHECK_INTERVAL", 2.0),
+            debug=settings.getbool("ADAPTIVE_DEBUG"),
+        )
+        connect = crawler.signals.connect
+        connect(extension.request_reached_downloader, signal=signals.request_reached_downloader)
+        connect(extension.response_downloaded, signal=signals.response_downloaded)
+        connect(extension.request_retrying, signal=request_retrying)
+        connect(extension.request_dead_lettered, signal=request_dead_lettered)
+        connect(extension.circuit_state_changed, signal=circuit_state_changed)
+        connect(extension.spider_opened, signal=signals.spider_opened)
+        connect(extension.spider_closed, signal=signals.spider_closed)
+        return extension
+
+    # -- per domain ----------------------------------------------------------------
+
+    def limits_for(self, key: str) -> Limits:
+        ceiling = domain_ceiling(self.domain_limits, key) if self.domain_limits else None
+        if not ceiling:
+            return self.limits
+        return self.limits.narrowed(
+            max_concurrency=ceiling.get("max_concurrency"), min_delay=ceiling.get("min_delay")
+        )
+
+    def controller(self, key: str) -> DomainController:
+        controller = self.controllers.get(key)
+        if controller is None:
+            controller = DomainController(self.limits_for(key), self.tuning, now=monotonic())
+            controller.memory_pressure = self.memory_pressure
+            self.controllers[key] = controller
+            self._record(key, controller)
+        return controller
+
+    def _slot(self, key: str) -> Slot | None:
+        return self._downloader_slots.get(key)
+
+    def _apply(self, key: str, controller: DomainController, slot: Slot | None) -> None:
+        if slot is None:
+            return
+        now = monotonic()
+        slot.concurrency = controller.slot_concurrency(now)
+        slot.delay = controller.delay
+        self._slots[key] = slot
+        if controller.is_paused(now) and key not in self._resumers:
+            self._resumers[key] = call_later(controller.paused_until - now, self._resume, key)
+
+    def _resume(self, key: str) -> None:
+        self._resumers.pop(key, None)
+        controller = self.controllers.get(key)
+        slot = self._slot(key)
+        if controller is None or slot is None:
+            return
+        if controller.is_paused(monotonic()):  # extended meanwhile
+            self._apply(key, controller, slot)
+            return
+        self._apply(key, controller, slot)
+        logger.log(self.log_level, "Adaptive %s: Retry-After pause over", key)
+        self.crawler.engine.downloader._process_queue(slot)  # its queue waited on us
+
+    def _decided(self, key: str, controller: DomainController, change: Change | None) -> None:
+        if change is None:
+            return
+        stats = self.crawler.stats
+        if change.paused_until is not None:
+            stats.inc_value(f"adaptive/{key}/pauses")
+            resumer = self._resumers.pop(key, None)
+            if resumer is not None:
+                resumer.cancel()
+        elif change.direction > 0:
+            stats.inc_value(f"adaptive/{key}/increases")
+        elif change.direction < 0:
+            stats.inc_value(f"adaptive/{key}/decreases")
+        slot = self._slot(key)
+        self._apply(key, controller, slot)
+        if slot is not None and change.concurrency > change.old_concurrency:
+            self.crawler.engine.downloader._process_queue(slot)  # use the room now
+        self._record(key, controller)
+        logger.log(
+            self.log_level,
+            "Adaptive %s: concurrency %d -> %d, delay %.2fs -> %.2fs (%s)",
+            key,
+            change.old_concurrency,
+            change.concurrency,
+            change.old_delay,
+            change.delay,
+            change.reason,
+        )
+
+    def _record(self, key: str, controller: DomainController) -> None:
+        stats = self.crawler.stats
+        stats.set_value(f"adaptive/{key}/concurrency", controller.concurrency)
+        stats.set_value(f"adaptive/{key}/delay", round(controller.delay, 3))
+        stats.set_value(f"adaptive/{key}/ceiling", controller.ceiling)
+        if controller.latency is not None:
+            stats.set_value(f"adaptive/{key}/latency_ms", round(controller.latency * 1000, 1))
+        if controller.baseline is not None:
+            stats.set_value(
+                f"adaptive/{key}/baseline_latency_ms", round(controller.baseline * 1000, 1)
+            )
+
+    # -- signals ---------------------------------------------------------------------
+
+    def request_reached_downloader(self, request: Request, **_: Any) -> None:
+        key = request.meta.get("download_slot")
+        if key is None:
+            return
+        slot = self._slot(key)
+        if slot is not None and self._slots.get(key) is not slot:
+            # a new slot (first request, or the old one was garbage-collected): put back
+            # what was learned instead of CONCURRENT_REQUESTS_PER_DOMAIN and DOWNLOAD_DELAY
+            self._apply(key, self.controller(key), slot)
+
+    def response_downloaded(self, response: Response, request: Request, **_: Any) -> None:
+        meta = request.meta
+        key = meta.get("download_slot")
+        controller = self.controllers.get(key) if key is not None else None
+        if controller is None or meta.get(DONT_ADJUST):
+            return
+        now = monotonic()
+        latency = meta.get("download_latency")
+        sent_at = now - latency if latency is not None else None
+        if response.status in self.trouble_statuses:
+            retry_after = parse_retry_after(response.headers.get(b"Retry-After"), time())
+            if response.status == 429 or retry_after is not None:
+                kind = Trouble.THROTTLED
+            elif response.status == 408:
+                kind = Trouble.TIMEOUT
+            else:
+                kind = Trouble.OVERLOAD
+            change = controller.trouble(now, kind, sent_at=sent_at, retry_after=retry_after)
+        elif latency is None or meta.get("playwright"):
+            return  # a browser render's time is not the server's latency
+        else:
+            slot = self._slots.get(key)
+            in_flight = len(slot.transferring) if slot is not None else controller.concurrency
+            change = controller.success(now, latency, in_flight, sent_at)
+        self._decided(key, controller, change)
+
+    def request_retrying(self, request: Request, failure_class: str, reason: str, **_: Any) -> None:
+        self._failed(request, failure_class, reason)
+
+    def request_dead_lettered(
+        self, request: Request | None, failure_class: str, reason: str, **_: Any
+    ) -> None:
+        self._failed(request, failure_class, reason)
+
+    def _failed(self, request: Request | None, failure_class: str, reason: str) -> None:
+        # Answers (HTTP ...) were already seen in response_downloaded; only download
+        # exceptions of the transient class (timeouts, resets, refusals) are news here.
+        if request is None or failure_class != "transient" or reason.startswith("HTTP "):
+            return
+        key = request.meta.get("download_slot")
+        controller = self.controllers.get(key) if key is not None else None
+        if controller is None or request.meta.get(DONT_ADJUST):
+            return
+        now = monotonic()
+        if "timeout" in reason.lower():
+            # it went out a whole timeout ago: judge the level of then, not of now
+            timeout = request.meta.get("download_timeout") or self.download_timeout
+            change = controller.trouble(now, Trouble.TIMEOUT, sent_at=now - timeout)
+        else:
+            change = controller.trouble(now, Trouble.CONNECTION)
+        self._decided(key, controller, change)
+
+    def circuit_state_changed(self, domain: str, new: str, **_: Any) -> None:
+        controller = self.controller(domain)
+        change = controller.breaker_changed(monotonic(), new)
+        if change is not None:
+            self._decided(domain, controller, change)
+        elif new == "closed":
+            self._apply(domain, controller, self._slot(domain))
+
+    def spider_opened(self) -> None:
+        self._downloader_slots = self.crawler.engine.downloader.slots
+        for key, controller in self.controllers.items():  # restored from JOBDIR
+            self._record(key, controller)
+        if self.memory_limit_mb > 0 and self.memory_check_interval > 0:
+            self._memory_timer = create_looping_call(self.check_memory)
+            self._memory_timer.start(self.memory_check_interval, now=False)
+
+    def spider_closed(self) -> None:
+        if self._memory_timer is not None and self._memory_timer.running:
+            self._memory_timer.stop()
+        for resumer in self._resumers.values():
+            resumer.cancel()
+        self._resumers.clear()
+        for key, controller in self.controllers.items():
+            self._record(key, controller)
+
+    # -- memory --------------------------------------------------------------------
+
+    def check_memory(self) -> None:
+        rss = resident_memory_mb()
+        self.crawler.stats.set_value("adaptive/rss_mb", round(rss, 1))
+        if rss >= self.memory_limit_mb:
+            if not self.memory_pressure:
+                logger.warning(
+                    "Memory at %.0f MB (ceiling %.0f MB): lowering concurrency",
+                    rss,
+                    self.memory_limit_mb,
+                )
+            self.memory_pressure = True
+        elif self.memory_pressure and rss < MEMORY_RELEASE * self.memory_limit_mb:
+            logger.info("Memory back to %.0f MB: concurrency may grow again", rss)
+            self.memory_pressure = False
+        else:
+            return
+        now = monotonic()
+        for key, controller in self.controllers.items():
+            change = controller.memory(now, self.memory_pressure)
+            if change is not None:
+                self.crawler.stats.inc_value("adaptive/memory_pressure")
+                self._decided(key, controller, change)
+
+    # -- state ---------------------------------------------------------------------
+
+    def saved_state(self) -> dict[str, Any]:
+        return {key: controller.to_state() for key, controller in self.controllers.items()}
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        now = monotonic()
+        return {
+            key: {
+                "concurrency": controller.concurrency,
+                "delay": controller.delay,
+                "ceiling": controller.ceiling,
+                "latency": controller.latency,
+                "baseline_latency": controller.baseline,
+                "paused": controller.is_paused(now),
+                "breaker_open": controller.breaker_open,
+                "memory_pressure": controller.memory_pressure,
+                "increases": controller.increases,
+                "decreases": controller.decreases,
+                "min_concurrency": controller.limits.min_concurrency,
+                "max_concurrency": controller.limits.max_concurrency,
+            }
+            for key, controller in self.controllers.items()
+        }
+
+
+def adaptive_state(crawler: Crawler) -> dict[str, dict[str, Any]]:
+    """Every domain's adaptive decisions in a running crawl ({} without the extension)."""
+    try:
+        extension = crawler.get_extension(AdaptiveConcurrency)
+    except RuntimeError:  # the extension manager does not exist yet
+        return {}
+    return extension.state() if extension is not None else {}
