@@ -76,6 +76,9 @@ EXTENSIONS = {
     "matter_crawler.extensions.run_record.RunRecorder": 200,
     # replaces AutoThrottle; refuses to start if AUTOTHROTTLE_ENABLED is on too
     "matter_crawler.extensions.adaptive.AdaptiveConcurrency": 300,
+    # monitoring (docs/monitoring.md): metrics, then live progress; both share one HTTP server
+    "matter_crawler.extensions.prometheus.PrometheusExporter": 400,
+    "matter_crawler.extensions.progress.ProgressMonitor": 410,
 }
 
 # -- classified retry (see matter_crawler.middlewares.retry) -------------------------------
@@ -115,3 +118,19 @@ ADAPTIVE_PROBE_INTERVAL_MAX = 15.0  # the wait doubles after each failed probe, 
 ADAPTIVE_BASELINE_WINDOW = 60.0  # the baseline latency is the minimum over 1-2 windows
 ADAPTIVE_MEMORY_CHECK_INTERVAL = 2.0  # seconds between resident-memory readings
 ADAPTIVE_DEBUG = False  # log every decision at INFO
+
+# -- monitoring (see docs/monitoring.md) ---------------------------------------------------
+# One local HTTP server per crawl: /metrics, /status, /events (SSE) and / (the live page).
+MONITORING_SERVER_ENABLED = True
+PROMETHEUS_HOST = "127.0.0.1"
+PROMETHEUS_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs), or 0 (any)
+PROMETHEUS_ENABLED = True  # the /metrics exporter, SD registration and push
+PROMETHEUS_SD_FILE = None  # a file_sd JSON file Prometheus watches (deploy/prometheus.yml)
+PROMETHEUS_PUSHGATEWAY_URL = None  # e.g. "http://127.0.0.1:9091": push final metrics at close
+PROGRESS_ENABLED = True  # snapshots, ETA, task events, /status, /events, the live page
+PROGRESS_INTERVAL = 1.0  # seconds between progress snapshots
+PROGRESS_RATE_WINDOW = 10.0  # seconds: the fast rate behind the ETA (the slow one: 6x)
+PROGRESS_LOG_INTERVAL = 10.0  # seconds between progress lines in the log (0: none)
+PROGRESS_BAR = "auto"  # a progress bar on stderr: auto (when a terminal), true, false
+PROGRESS_EVENTS_FILE = None  # JSON-lines events file; %(name)s, %(job)s, %(time)s replaced
+PROGRESS_RECENT_TASKS = 100  # finished tasks a newly opened live page is shown

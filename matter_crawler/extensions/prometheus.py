@@ -1,0 +1,145 @@
+"""Prometheus metrics of a crawl: ``/metrics``, service discovery, a push at close.
+
+Metrics (see :mod:`matter_crawler.monitoring.metrics`) live in a registry of
+this crawl's own and are served at ``/metrics`` by the crawl's HTTP server
+(``PROMETHEUS_HOST``, ``PROMETHEUS_PORT``: one port, a range such as
+``9410-9430``, or 0). With ``PROMETHEUS_SD_FILE`` the crawl adds itself to
+that Prometheus file-based service-discovery file when it opens and removes
+itself when it closes, so Prometheus finds every running job without a change
+to its configuration (see ``deploy/prometheus.yml``). With
+``PROMETHEUS_PUSHGATEWAY_URL`` the final values are pushed there at close, for
+jobs too short to be scraped.
+
+Counters are fed by signals, O(1) per request; gauges are read at scrape time.
+``PROMETHEUS_ENABLED = False`` turns all of it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Self
+
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.http import Request, Response
+
+from ..monitoring.discovery import ServiceDiscoveryEntry
+from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
+from ..monitoring.progress import ProgressAggregator, job_label
+from ..monitoring.push import push_metrics
+from ..monitoring.server import MetricsResource, MonitoringServer
+from ..signals import (
+    batch_stored,
+    circuit_state_changed,
+    item_invalid,
+    request_dead_lettered,
+    request_retrying,
+)
+
+logger = logging.getLogger(__name__)
+
+_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+
+
+class PrometheusExporter:
+    def __init__(self, crawler: Crawler, sd_file: str | None, pushgateway: str | None) -> None:
+        self.crawler = crawler
+        spider = crawler.spider
+        self.labels = {"spider": getattr(spider, "name", "spider"), "job": job_label(spider)}
+        self.metrics = CrawlMetrics(**self.labels)
+        self.registry = self.metrics.registry
+        self.aggregator = ProgressAggregator.from_crawler(crawler)
+        self.registry.register(CrawlStateCollector(crawler, self.aggregator, self.labels))
+        self.server = MonitoringServer.from_crawler(crawler)
+        self.server.put("metrics", MetricsResource(self.registry))
+        self.sd_file = Path(sd_file) if sd_file else None
+        self.sd_entry: ServiceDiscoveryEntry | None = None
+        self.pushgateway = pushgateway
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("PROMETHEUS_ENABLED", True):
+            raise NotConfigured
+        exporter = cls(
+            crawler,
+            sd_file=settings.get("PROMETHEUS_SD_FILE") or None,
+            pushgateway=settings.get("PROMETHEUS_PUSHGATEWAY_URL") or None,
+        )
+        connect = crawler.signals.connect
+        connect(exporter.spider_opened, signal=signals.spider_opened)
+        connect(exporter.spider_closed, signal=signals.spider_closed)
+        connect(exporter.request_reached_downloader, signal=signals.request_reached_downloader)
+        connect(exporter.response_downloaded, signal=signals.response_downloaded)
+        connect(exporter.batch_stored, signal=batch_stored)
+        connect(exporter.item_invalid, signal=item_invalid)
+        connect(exporter.retrying, signal=request_retrying)
+        connect(exporter.dead_lettered, signal=request_dead_lettered)
+        connect(exporter.circuit_changed, signal=circuit_state_changed)
+        return exporter
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def spider_opened(self) -> None:
+        self.aggregator.start()
+        self.server.start()
+        port = self.server.port
+        if self.sd_file is None:
+            return
+        if port is None:
+            logger.warning("No monitoring server: not registering in %s", self.sd_file)
+            return
+        host = self.server.host
+        if host in _WILDCARD_HOSTS:
+            host = socket.getfqdn()
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sd_entry = ServiceDiscoveryEntry(self.sd_file, address, self.labels)
+        try:
+            self.sd_entry.add()
+        except OSError as error:
+            logger.error(
+                "Could not register in the Prometheus target file %s: %s", self.sd_file, error
+            )
+            self.sd_entry = None
+
+    async def spider_closed(self, reason: str) -> None:
+        self.aggregator.finish(reason)  # gauges show the final progress
+        if self.sd_entry is not None:
+            self.sd_entry.remove()
+        if self.pushgateway:
+            await push_metrics(self.pushgateway, self.registry, self.labels)
+
+    # -- counters (per request: O(1)) ---------------------------------------------------------
+
+    def request_reached_downloader(self, request: Request, **_: Any) -> None:
+        meta = request.meta
+        self.metrics.request_sent(meta.get("download_slot", ""), meta.get("stage") or OTHER_STAGE)
+
+    def response_downloaded(self, response: Response, request: Request, **_: Any) -> None:
+        meta = request.meta
+        self.metrics.response_received(
+            meta.get("download_slot", ""),
+            meta.get("stage") or OTHER_STAGE,
+            response.status,
+            meta.get("download_latency"),
+        )
+
+    def batch_stored(
+        self, products: int, sightings: int, new: int, changed: int, seconds: float, **_: Any
+    ) -> None:
+        self.metrics.batch_stored(products, sightings, new, changed, seconds)
+
+    def item_invalid(self, **_: Any) -> None:
+        self.metrics.item_invalid()
+
+    def retrying(self, request: Request, failure_class: str, **_: Any) -> None:
+        self.metrics.retried(request.meta.get("stage") or OTHER_STAGE, failure_class)
+
+    def dead_lettered(self, stage: str | None, failure_class: str, **_: Any) -> None:
+        self.metrics.dead_lettered(stage or OTHER_STAGE, failure_class)
+
+    def circuit_changed(self, domain: str, new: str, **_: Any) -> None:
+        self.metrics.circuit_changed(domain, new)

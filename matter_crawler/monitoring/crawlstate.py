@@ -1,0 +1,92 @@
+"""Read the live state of a running crawl: requests in flight, queue depth, slots, breakers.
+
+Read when asked (a Prometheus scrape, the once-a-second progress snapshot),
+never per request. Every reader copes with a crawl that has not started or has
+already closed (no engine, no scheduler): it returns zeros or nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..middlewares.breaker import circuit_states
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SlotState:
+    """One download slot (a domain): its limits now and its requests."""
+
+    concurrency: int
+    delay: float
+    active: int  # in the downloader: queued in the slot or transferring
+    transferring: int
+
+
+def _engine(crawler: Crawler) -> Any:
+    try:
+        return crawler.engine
+    except RuntimeError:  # Scrapy 2.19: "Crawler.engine is not set yet"
+        return None
+
+
+def requests_in_flight(crawler: Crawler) -> int:
+    """Requests in the downloader (waiting in a slot or transferring)."""
+    engine = _engine(crawler)
+    downloader = getattr(engine, "downloader", None)
+    return len(getattr(downloader, "active", ()))
+
+
+def scheduler_depth(crawler: Crawler) -> tuple[int, int]:
+    """(queued, delayed): requests the scheduler holds, and of those, waiting for a time."""
+    engine = _engine(crawler)
+    scheduler = getattr(engine, "scheduler", None) if engine is not None else None
+    if scheduler is None:
+        return 0, 0
+    try:
+        total = len(scheduler)
+    except TypeError:  # a scheduler without __len__
+        return 0, 0
+    waiting = getattr(scheduler, "waiting", None)
+    delayed = waiting() if callable(waiting) else 0
+    return max(0, total - delayed), delayed
+
+
+def domain_slots(crawler: Crawler) -> dict[str, SlotState]:
+    """Every download slot's concurrency, delay and requests (slots idle for 60 s are gone)."""
+    engine = _engine(crawler)
+    slots = getattr(getattr(engine, "downloader", None), "slots", None) or {}
+    return {
+        key: SlotState(
+            concurrency=slot.concurrency,
+            delay=float(slot.delay),
+            active=len(slot.active),
+            transferring=len(slot.transferring),
+        )
+        for key, slot in list(slots.items())
+    }
+
+
+def breaker_states(crawler: Crawler) -> dict[str, str]:
+    """Each domain's circuit-breaker state (``closed``, ``open``, ``half_open``)."""
+    if _engine(crawler) is None:
+        return {}
+    return {domain: str(state) for domain, state in circuit_states(crawler).items()}
+
+
+def resident_memory_bytes() -> int:
+    """This process's resident memory now (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024

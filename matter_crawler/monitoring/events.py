@@ -1,0 +1,124 @@
+"""The event hub: task events and snapshots to an events file and to live subscribers.
+
+Two kinds of events, each one JSON object with a ``type``:
+
+- ``task``: a request finished (``outcome`` ``done``), was retried (``retry``),
+  failed for good (``failed``) or its item was rejected (``invalid``); with
+  ``t`` (epoch seconds), ``stage``, ``url`` and what is known (``status``,
+  ``name`` and ``manufacturer`` of a product, ``failure_class``, ``reason``...).
+- ``snapshot``: the progress aggregator's snapshot, once a second.
+- ``closed``: the crawl closed (``reason``), last of all.
+
+Per request the hub keeps a small tuple in a ring of recent tasks (so a page
+opened mid-crawl shows what just finished) and does nothing else unless
+someone listens: JSON is encoded once per event, and only while an events file
+is open or a subscriber (a browser on ``/events``) is connected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from time import time
+from typing import IO, Any
+
+logger = logging.getLogger(__name__)
+
+#: A live subscriber receives (event type, JSON text).
+Subscriber = Callable[[str, str], None]
+
+_Task = tuple[float, str, str | None, str | None, dict[str, Any]]
+
+
+def encode(kind: str, payload: dict[str, Any]) -> str:
+    """One event as compact JSON (ASCII only: safe in SSE and in any line reader)."""
+    return json.dumps({"type": kind, **payload}, separators=(",", ":"), default=str)
+
+
+def _task_payload(task: _Task) -> dict[str, Any]:
+    moment, outcome, stage, url, fields = task
+    return {"t": round(moment, 3), "outcome": outcome, "stage": stage, "url": url, **fields}
+
+
+class EventHub:
+    def __init__(self, recent: int = 100) -> None:
+        self.recent: deque[_Task] = deque(maxlen=max(0, recent))
+        self.subscribers: list[Subscriber] = []
+        self.latest_snapshot: dict[str, Any] | None = None
+        self.closed: dict[str, Any] | None = None
+        self._file: IO[str] | None = None
+        self.path: Path | None = None
+
+    @property
+    def listening(self) -> bool:
+        return self._file is not None or bool(self.subscribers)
+
+    # -- producers -----------------------------------------------------------------------
+
+    def task(self, outcome: str, stage: str | None, url: str | None, **fields: Any) -> None:
+        """Record a task event; O(1), encoded only if someone listens."""
+        task = (time(), outcome, stage, url, fields)
+        self.recent.append(task)
+        if self._file is not None or self.subscribers:
+            self._send("task", encode("task", _task_payload(task)))
+
+    def snapshot(self, snapshot: dict[str, Any]) -> None:
+        self.latest_snapshot = snapshot
+        if self._file is not None or self.subscribers:
+            self._send("snapshot", encode("snapshot", snapshot))
+        if self._file is not None:
+            self._file.flush()  # once a second: a tail -f sees the crawl live
+
+    def close(self, reason: str) -> None:
+        """Send ``closed`` and close the events file (idempotent)."""
+        if self.closed is not None:
+            return
+        self.closed = {"reason": reason, "t": round(time(), 3)}
+        if self.listening:
+            self._send("closed", encode("closed", self.closed))
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError as error:
+                logger.error("Closing the events file %s failed: %s", self.path, error)
+            self._file = None
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def open_file(self, path: Path) -> None:
+        """Append events to ``path`` as JSON lines (its directory is created)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+        self.path = path
+        logger.info("Writing progress events to %s", path)
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Add a live subscriber: it first gets the latest snapshot and the recent tasks."""
+        if self.latest_snapshot is not None:
+            subscriber("snapshot", encode("snapshot", self.latest_snapshot))
+        for task in list(self.recent):
+            subscriber("task", encode("task", _task_payload(task)))
+        if self.closed is not None:
+            subscriber("closed", encode("closed", self.closed))
+        self.subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self.subscribers:
+            self.subscribers.remove(subscriber)
+
+    def _send(self, kind: str, data: str) -> None:
+        if self._file is not None:
+            try:
+                self._file.write(data + "\n")
+            except OSError as error:
+                logger.error("Writing to the events file %s failed: %s", self.path, error)
+                self._file = None
+        for subscriber in list(self.subscribers):
+            try:
+                subscriber(kind, data)
+            except Exception:
+                logger.exception("An event subscriber failed; dropping it")
+                self.unsubscribe(subscriber)

@@ -1,0 +1,280 @@
+"""The crawl's Prometheus metrics, in a registry of its own.
+
+A per-crawl :class:`~prometheus_client.CollectorRegistry` (never the global
+default), so two crawlers in one process export separate numbers. Every metric
+carries ``spider`` and ``job`` (scrapyd's ``_job``, else ``local-<pid>``).
+
+Counters and histograms are updated from signals, O(1) each: a label child is
+looked up once per (domain, stage, ...) combination and cached. Gauges are not
+updated at all: :class:`CrawlStateCollector` reads them from the engine, the
+breakers and the progress aggregator when Prometheus scrapes.
+
+Counters with a closed set of label values (retries and dead letters by stage
+and failure class) start at zero for every combination, so a dashboard shows
+"none yet" rather than "no data".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from time import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..middlewares.breaker import CircuitState
+from ..middlewares.classify import FailureClass
+from .crawlstate import (
+    breaker_states,
+    domain_slots,
+    requests_in_flight,
+    resident_memory_bytes,
+    scheduler_depth,
+)
+
+if TYPE_CHECKING:
+    from scrapy.crawler import Crawler
+
+    from .progress import ProgressAggregator
+
+PREFIX = "matter_crawler"
+STAGES = ("list", "detail")
+#: Failure classes of the classified retry, plus those the spider and validation use.
+FAILURE_CLASSES = (*(member.value for member in FailureClass), "invalid", "offsite", "ignored")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+OTHER_STAGE = "other"
+
+
+class CrawlMetrics:
+    """Counters and histograms of one crawl, and the label children it updates."""
+
+    def __init__(self, spider: str, job: str, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.labels = {"spider": spider, "job": job}
+        base = ("spider", "job")
+        reg = self.registry
+        self.requests = Counter(
+            f"{PREFIX}_requests",
+            "Requests sent to the download handler (after the downloader middlewares).",
+            (*base, "domain", "stage"),
+            registry=reg,
+        )
+        self.responses = Counter(
+            f"{PREFIX}_responses",
+            "HTTP responses received, before any middleware handles them.",
+            (*base, "domain", "stage", "status"),
+            registry=reg,
+        )
+        self.download_latency = Histogram(
+            f"{PREFIX}_download_latency_seconds",
+            "Time from sending a request to receiving its response headers.",
+            (*base, "domain", "stage"),
+            buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.items_stored = Counter(
+            f"{PREFIX}_items_stored",
+            "Items written to the database (kind: product or sighting).",
+            (*base, "kind"),
+            registry=reg,
+        )
+        self.products_new = Counter(
+            f"{PREFIX}_products_new", "Products stored for the first time.", base, registry=reg
+        )
+        self.products_changed = Counter(
+            f"{PREFIX}_products_changed",
+            "Stored products whose fields changed.",
+            base,
+            registry=reg,
+        )
+        self.items_invalid = Counter(
+            f"{PREFIX}_items_invalid", "Items that failed validation.", base, registry=reg
+        )
+        self.retries = Counter(
+            f"{PREFIX}_retries",
+            "Requests retried, by failure class.",
+            (*base, "stage", "failure_class"),
+            registry=reg,
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters",
+            "Requests and items that failed for good (the dead-letter queue).",
+            (*base, "stage", "failure_class"),
+            registry=reg,
+        )
+        self.circuit_changes = Counter(
+            f"{PREFIX}_circuit_state_changes",
+            "Circuit-breaker transitions, by the state entered.",
+            (*base, "domain", "state"),
+            registry=reg,
+        )
+        self.batch_write = Histogram(
+            f"{PREFIX}_batch_write_seconds",
+            "Time to write one batch of items to the database.",
+            base,
+            buckets=BATCH_BUCKETS,
+            registry=reg,
+        )
+        self._request_children: dict[tuple[str, str], Counter] = {}
+        self._response_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._stored = {
+            kind: self.items_stored.labels(spider, job, kind) for kind in ("product", "sighting")
+        }
+        self._new = self.products_new.labels(spider, job)
+        self._changed = self.products_changed.labels(spider, job)
+        self._invalid = self.items_invalid.labels(spider, job)
+        self._batch = self.batch_write.labels(spider, job)
+        for stage in STAGES:
+            for failure_class in FAILURE_CLASSES:
+                self.retries.labels(spider, job, stage, failure_class)
+                self.dead_letters.labels(spider, job, stage, failure_class)
+
+    # -- updates (one per signal) ------------------------------------------------------
+
+    def request_sent(self, domain: str, stage: str) -> None:
+        child = self._request_children.get((domain, stage))
+        if child is None:
+            child = self._request_children[domain, stage] = self.requests.labels(
+                *self.labels.values(), domain, stage
+            )
+        child.inc()
+
+    def response_received(
+        self, domain: str, stage: str, status: int, latency: float | None
+    ) -> None:
+        children = self._response_children.get((domain, stage, status))
+        if children is None:
+            base = self.labels.values()
+            children = self._response_children[domain, stage, status] = (
+                self.responses.labels(*base, domain, stage, str(status)),
+                self.download_latency.labels(*base, domain, stage),
+            )
+        children[0].inc()
+        if latency is not None:
+            children[1].observe(latency)
+
+    def batch_stored(
+        self, products: int, sightings: int, new: int, changed: int, seconds: float
+    ) -> None:
+        self._stored["product"].inc(products)
+        self._stored["sighting"].inc(sightings)
+        self._new.inc(new)
+        self._changed.inc(changed)
+        self._batch.observe(seconds)
+
+    def item_invalid(self) -> None:
+        self._invalid.inc()
+
+    def retried(self, stage: str, failure_class: str) -> None:
+        self.retries.labels(*self.labels.values(), stage, failure_class).inc()
+
+    def dead_lettered(self, stage: str, failure_class: str) -> None:
+        self.dead_letters.labels(*self.labels.values(), stage, failure_class).inc()
+
+    def circuit_changed(self, domain: str, state: str) -> None:
+        self.circuit_changes.labels(*self.labels.values(), domain, state).inc()
+
+
+class CrawlStateCollector(Collector):
+    """Gauges read at scrape time from the engine, the breakers and the progress aggregator."""
+
+    def __init__(
+        self, crawler: Crawler, progress: ProgressAggregator, labels: dict[str, str]
+    ) -> None:
+        self.crawler = crawler
+        self.progress = progress
+        self.names = list(labels)
+        self.values = list(labels.values())
+        self.started = time()
+
+    def _gauge(
+        self, name: str, documentation: str, extra: tuple[str, ...] = ()
+    ) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=[*self.names, *extra])
+
+    def describe(self) -> list[Metric]:
+        return [family for family in self._families(empty=True)]
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(empty=False)
+
+    def _families(self, *, empty: bool) -> Iterator[Metric]:
+        values = self.values
+        crawler = self.crawler
+
+        start = self._gauge("start_time_seconds", "When the crawl started, in Unix time.")
+        in_flight = self._gauge("requests_in_flight", "Requests in the downloader now.")
+        queued = self._gauge(
+            "scheduler_queued_requests", "Requests waiting in the scheduler's queues."
+        )
+        delayed = self._gauge(
+            "scheduler_delayed_requests",
+            "Requests the scheduler holds until their not-before time (retries, breakers).",
+        )
+        concurrency = self._gauge(
+            "domain_concurrency", "The download slot's concurrency limit now.", ("domain",)
+        )
+        delay = self._gauge(
+            "domain_delay_seconds", "The download slot's delay between requests.", ("domain",)
+        )
+        active = self._gauge(
+            "domain_active_requests", "Requests in the domain's download slot.", ("domain",)
+        )
+        circuit = self._gauge(
+            "circuit_state",
+            "The domain's circuit breaker: 1 for its current state, 0 for the others.",
+            ("domain", "state"),
+        )
+        progress = self._gauge(
+            "progress_ratio",
+            "Share of the crawl's pages done (stage total: the whole crawl).",
+            ("stage",),
+        )
+        pages = self._gauge(
+            "stage_pages",
+            "Pages per stage: done, failed, and remaining (estimated while listing).",
+            ("stage", "state"),
+        )
+        eta = self._gauge("eta_seconds", "Estimated seconds until the crawl finishes.")
+        eta_band = self._gauge(
+            "eta_uncertainty_seconds", "Half-width of the ETA's uncertainty band."
+        )
+        memory = self._gauge("memory_resident_bytes", "Resident memory of the crawl process.")
+        families = (start, in_flight, queued, delayed, concurrency, delay, active, circuit,
+                    progress, pages, eta, eta_band, memory)  # fmt: skip
+        if empty:
+            yield from families
+            return
+
+        start.add_metric(values, self.started)
+        in_flight.add_metric(values, requests_in_flight(crawler))
+        waiting, held = scheduler_depth(crawler)
+        queued.add_metric(values, waiting)
+        delayed.add_metric(values, held)
+        for domain, slot in domain_slots(crawler).items():
+            concurrency.add_metric([*values, domain], slot.concurrency)
+            delay.add_metric([*values, domain], slot.delay)
+            active.add_metric([*values, domain], slot.active)
+        for domain, state in breaker_states(crawler).items():
+            for candidate in CircuitState:
+                circuit.add_metric([*values, domain, candidate.value], float(state == candidate))
+        snapshot = self.progress.current()
+        if snapshot.get("progress") is not None:
+            progress.add_metric([*values, "total"], snapshot["progress"])
+        for name, stage in snapshot["stages"].items():
+            total = stage["total"]
+            if total:
+                share = (stage["done"] + stage["failed"]) / total
+                progress.add_metric([*values, name], min(1.0, share))
+            pages.add_metric([*values, name, "done"], stage["done"])
+            pages.add_metric([*values, name, "failed"], stage["failed"])
+            if stage["remaining"] is not None:
+                pages.add_metric([*values, name, "remaining"], stage["remaining"])
+        if snapshot["eta"]["seconds"] is not None:
+            eta.add_metric(values, snapshot["eta"]["seconds"])
+            eta_band.add_metric(values, snapshot["eta"]["band"] or 0.0)
+        memory.add_metric(values, resident_memory_bytes())
+        yield from families

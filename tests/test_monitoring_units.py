@@ -1,0 +1,444 @@
+"""Monitoring parts on their own: rates and ETA, stage counts, terminal text, the
+service-discovery file under concurrent writers, the event hub, the HTTP server's
+port choice, the shipped static files, Prometheus configuration and dashboard."""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import pytest_twisted
+from scrapy import Spider
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.test import get_crawler
+
+from matter_crawler.extensions.prometheus import PrometheusExporter
+from matter_crawler.monitoring import events as events_module
+from matter_crawler.monitoring.discovery import (
+    HOST_LABEL,
+    PID_LABEL,
+    read_groups,
+    update_groups,
+)
+from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate, format_duration
+from matter_crawler.monitoring.events import EventHub
+from matter_crawler.monitoring.metrics import CrawlMetrics, CrawlStateCollector
+from matter_crawler.monitoring.progress import ProgressAggregator, matter_stages
+from matter_crawler.monitoring.server import MonitoringServer, parse_ports
+from matter_crawler.monitoring.terminal import ProgressBar, progress_line
+
+from .conftest import require_executable
+from .helpers import PROJECT_ROOT
+
+DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "matter-crawler.json"
+PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy" / "prometheus.yml"
+
+
+# -- rates and ETA ---------------------------------------------------------------------------
+
+
+def test_smoothed_rate_is_right_from_the_first_seconds_and_steady_after():
+    rate = SmoothedRate(window=30)
+    rate.update(0.0, 0)
+    rate.update(1.0, 10)
+    assert rate.rate == pytest.approx(10)  # bias-corrected: not 10 * (1 - e^-1/30)
+    for second in range(2, 120):
+        rate.update(float(second), 10 * second)
+    assert rate.rate == pytest.approx(10)
+    assert rate.deviation == pytest.approx(0, abs=1e-6)
+
+
+def test_eta_of_a_steady_crawl_is_remaining_over_rate_with_a_narrow_band():
+    estimator = EtaEstimator(window=30)
+    for second in range(0, 60):
+        estimator.update(float(second), 20 * second + (3 if second % 2 else 0))  # a little noise
+    estimate = estimator.estimate(remaining=600)
+    assert estimate.seconds == pytest.approx(30, rel=0.05)
+    assert 0 < estimate.band < 0.1 * estimate.seconds
+
+
+def test_eta_follows_a_slowdown_and_widens_its_band_while_the_rate_drifts():
+    estimator = EtaEstimator(window=10, slow_factor=6)
+    done = 0
+    for second in range(0, 120):
+        estimator.update(float(second), done)
+        done += 20 + (4 if second % 2 else -4)  # noisy but steady: 20 pages/s
+    steady = estimator.estimate(remaining=1200)
+    assert estimator.rate == pytest.approx(estimator.slow.rate)  # the smooth rate is used
+    for second in range(120, 150):  # the site now answers half as fast
+        estimator.update(float(second), done)
+        done += 10 + (2 if second % 2 else -2)
+    slowed = estimator.estimate(remaining=1200)
+    assert steady.seconds == pytest.approx(60, rel=0.05)
+    assert estimator.rate == pytest.approx(estimator.fast.rate)  # the change is clear: follow it
+    assert slowed.seconds == pytest.approx(120, rel=0.1)
+    assert slowed.band > 5 * steady.band
+
+
+def test_eta_counts_extrapolated_work_as_uncertain_and_is_zero_when_nothing_remains():
+    estimator = EtaEstimator(window=30)
+    for second in range(0, 60):
+        estimator.update(float(second), 10 * second)
+    sure = estimator.estimate(remaining=1000)
+    guessed = estimator.estimate(remaining=1000, extrapolated=900)
+    assert guessed.seconds == sure.seconds
+    assert guessed.band > sure.band
+    assert estimator.estimate(remaining=0).seconds == 0
+    assert EtaEstimator().estimate(remaining=10).seconds is None  # no rate yet
+
+
+def test_matter_stages_extrapolate_product_pages_while_listing():
+    counts = {"stage": "list", "list_total": 50, "list_done": 10, "list_failed": 0,
+              "detail_total": 120, "detail_done": 40, "detail_failed": 2}  # fmt: skip
+    stages = matter_stages(counts)
+    assert stages["list"].remaining == 40
+    assert stages["detail"].total == pytest.approx(600)  # 12 per listing page so far
+    assert stages["detail"].extrapolated == pytest.approx(480)
+    assert stages["detail"].remaining == pytest.approx(558)
+
+    listed = matter_stages({**counts, "stage": "detail", "list_done": 50, "detail_total": 590})
+    assert listed["detail"].total == 590
+    assert listed["detail"].extrapolated == 0
+    planning = matter_stages({"stage": "planning", "list_total": None})
+    assert planning["list"].remaining is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "?"), (0, "0s"), (44.6, "45s"), (130, "2m10s"), (3725, "1h02m")],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def _snapshot(**changes):
+    snapshot = {
+        "finished": False,
+        "elapsed": 100.0,
+        "progress": 0.25,
+        "stages": {
+            "list": {"total": 498, "done": 120, "failed": 0, "estimated": False},
+            "detail": {"total": 5970, "done": 1300, "failed": 0, "estimated": False},
+        },
+        "rates": {"items": 35.2, "pages": 40.0},
+        "requests": {"retries": 0},
+        "eta": {"seconds": 130.0, "band": 15.0},
+    }
+    snapshot.update(changes)
+    return snapshot
+
+
+def test_progress_line_reads_like_the_issue_says():
+    assert progress_line(_snapshot()) == (
+        "list 120/498 pages, details 1,300/5,970, 35 items/s, ETA 2m10s +-15s"
+    )
+    estimated = _snapshot()
+    estimated["stages"]["detail"]["estimated"] = True
+    estimated["requests"]["retries"] = 12
+    assert "details 1,300/~5,970" in progress_line(estimated)
+    assert "12 retries" in progress_line(estimated)
+
+
+def test_progress_bar_fits_the_terminal_width_and_is_only_auto_on_a_terminal(tmp_path):
+    bar = ProgressBar(stream=(tmp_path / "out").open("w", encoding="ascii"))
+    text = bar.render(_snapshot(), columns=60)
+    assert len(text) == 59  # one short of the width: a wrapped line cannot be redrawn
+    assert text.startswith("[####-----------]  25% list 120/498")  # 15 cells, 4 filled
+    with (tmp_path / "not-a-tty").open("w") as stream:
+        assert ProgressBar.wanted("auto", stream) is False
+        assert ProgressBar.wanted("true", stream) is True
+        assert ProgressBar.wanted("false", stream) is False
+
+
+# -- service discovery file ----------------------------------------------------------------------
+
+
+REGISTER_THEN_WAIT = """
+import sys
+from pathlib import Path
+from matter_crawler.monitoring.discovery import ServiceDiscoveryEntry
+path, port = sys.argv[1], sys.argv[2]
+entry = ServiceDiscoveryEntry(Path(path), f"127.0.0.1:{port}", {"spider": "s", "job": port})
+entry.add()
+print("ready", flush=True)
+sys.stdin.readline()
+entry.remove()
+"""
+
+
+def test_concurrent_jobs_share_the_discovery_file_without_losing_entries(tmp_path):
+    path = tmp_path / "targets" / "matter-crawler.json"
+    ports = [9500 + n for n in range(8)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", REGISTER_THEN_WAIT, str(path), str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for port in ports
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        groups = read_groups(path)
+        assert sorted(group["targets"][0] for group in groups) == [
+            f"127.0.0.1:{port}" for port in ports
+        ]
+        assert {group["labels"]["job"] for group in groups} == {str(port) for port in ports}
+        for worker in workers:  # all remove their entries at once
+            worker.stdin.write("\n")
+            worker.stdin.flush()
+        for worker in workers:
+            assert worker.wait(30) == 0
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert read_groups(path) == []
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "matter-crawler.json",
+        "matter-crawler.json.lock",
+    ]  # no temporary file left behind
+
+
+def test_entries_of_dead_processes_are_dropped_on_the_next_update(tmp_path):
+    path = tmp_path / "sd.json"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = {
+        "targets": ["127.0.0.1:9999"],
+        "labels": {HOST_LABEL: socket.gethostname(), PID_LABEL: str(dead.pid)},
+    }
+    elsewhere = {
+        "targets": ["10.0.0.9:9410"],
+        "labels": {HOST_LABEL: "another-host", PID_LABEL: "1"},
+    }
+    path.write_text(json.dumps([stale, elsewhere]))
+    update_groups(path, lambda groups: groups)
+    assert read_groups(path) == [elsewhere]
+
+
+# -- event hub -------------------------------------------------------------------------------------
+
+
+def test_event_hub_encodes_nothing_without_listeners_and_replays_recent_tasks(
+    tmp_path, monkeypatch
+):
+    encoded = []
+    real_encode = events_module.encode
+    monkeypatch.setattr(
+        events_module,
+        "encode",
+        lambda kind, payload: encoded.append(kind) or real_encode(kind, payload),
+    )
+    hub = EventHub(recent=3)
+    for n in range(5):
+        hub.task("done", "detail", f"http://x/{n}", name=f"<b>{n}</b>")
+    hub.snapshot({"progress": 0.5})
+    assert encoded == []  # nobody listens: no JSON per request
+    assert len(hub.recent) == 3
+
+    received: list[tuple[str, dict]] = []
+    hub.subscribe(lambda kind, data: received.append((kind, json.loads(data))))
+    assert [kind for kind, _ in received] == ["snapshot", "task", "task", "task"]
+    assert [event["url"] for _, event in received[1:]] == ["http://x/2", "http://x/3", "http://x/4"]
+
+    hub.open_file(tmp_path / "events.jsonl")
+    hub.task("retry", "list", "http://x/list", failure_class="server", attempt=1)
+    hub.close("finished")
+    lines = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [line["type"] for line in lines] == ["task", "closed"]
+    assert lines[0]["failure_class"] == "server"
+    assert received[-1][0] == "closed"
+
+
+# -- HTTP server -------------------------------------------------------------------------------
+
+
+def test_port_specs():
+    assert parse_ports("9410") == [9410]
+    assert parse_ports("9410-9430") == list(range(9410, 9431))
+    assert parse_ports(0) == [0]
+    for bad in ("nine", "9430-9410", "70000", "0-5"):
+        with pytest.raises(ValueError, match="PROMETHEUS_PORT"):
+            parse_ports(bad)
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p+1 both free a moment ago."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 65535:
+            with socket.socket() as other:
+                try:
+                    other.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no two adjacent free ports")
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_takes_the_first_free_port_of_its_range_and_frees_it():
+    port = _free_port_pair()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        crawler = get_crawler(Spider, {"PROMETHEUS_PORT": f"{port}-{port + 1}"})
+        server = MonitoringServer.from_crawler(crawler)
+        assert MonitoringServer.from_crawler(crawler) is server  # one per crawl
+        assert server.start() == f"http://127.0.0.1:{port + 1}/"
+        assert server.port == port + 1
+        # a second crawl finds the whole range taken: it runs without a server
+        other = MonitoringServer.from_crawler(get_crawler(Spider, {"PROMETHEUS_PORT": port + 1}))
+        assert other.start() is None
+        await deferred_from_coro(server.stop())
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port + 1))  # freed
+
+
+# -- metrics registry ------------------------------------------------------------------------------
+
+
+def test_each_crawl_has_its_own_registry():
+    first, second = CrawlMetrics("s", "a"), CrawlMetrics("s", "b")
+    first.batch_stored(products=5, sightings=1, new=5, changed=0, seconds=0.01)
+    assert first.registry is not second.registry
+    assert (
+        first.registry.get_sample_value(
+            "matter_crawler_items_stored_total", {"spider": "s", "job": "a", "kind": "product"}
+        )
+        == 5
+    )
+    assert (
+        second.registry.get_sample_value(
+            "matter_crawler_items_stored_total", {"spider": "s", "job": "b", "kind": "product"}
+        )
+        == 0
+    )
+
+
+def _exported_metric_names() -> set[str]:
+    metrics = CrawlMetrics("s", "j")
+    crawler = get_crawler(Spider)
+    collector = CrawlStateCollector(crawler, ProgressAggregator(crawler), metrics.labels)
+    metrics.registry.register(collector)
+    names = set()
+    for family in metrics.registry.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+    for family in collector.describe():
+        names.add(family.name)
+    for family in list(metrics.registry.collect()):
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        if family.type == "histogram":
+            names.update(family.name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return names
+
+
+def test_metric_names_follow_prometheus_conventions():
+    names = _exported_metric_names()
+    for name in names:
+        assert re.fullmatch(r"matter_crawler_[a-z_]+", name), name
+    metrics = CrawlMetrics("s", "j")
+    for family in metrics.registry.collect():
+        if family.type == "histogram":
+            assert family.name.endswith("_seconds"), family.name
+
+
+# -- shipped files -------------------------------------------------------------------------------
+
+
+def test_static_files_load_with_pkgutil_and_never_insert_markup():
+    for name in ("static/index.html", "static/app.js", "static/style.css"):
+        assert pkgutil.get_data("matter_crawler.monitoring", name)
+    script = pkgutil.get_data("matter_crawler.monitoring", "static/app.js").decode()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, f"app.js uses {sink}"
+    page = pkgutil.get_data("matter_crawler.monitoring", "static/index.html").decode()
+    assert "<script>" not in page  # no inline script: the CSP allows only static/app.js
+
+
+def _dashboard_expressions() -> list[tuple[str, str]]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets", []):
+                found.append((inner["title"], target["expr"]))
+    return found
+
+
+def test_dashboard_loads_and_uses_only_exported_metrics():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"]
+    assert dashboard["title"]
+    assert dashboard["schemaVersion"] >= 30
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert {"datasource", "spider", "job"} <= variables
+    expressions = _dashboard_expressions()
+    assert len(expressions) >= 15
+    exported = _exported_metric_names() | {"up"}
+    for title, expression in expressions:
+        for name in re.findall(r"\b(matter_crawler_[a-z_]+|up)\b(?=\{)", expression):
+            assert name in exported, f"panel {title!r} uses {name}, which is not exported"
+    titles = " ".join(title.lower() for title, _ in expressions)
+    for subject in ("per second", "failure class", "circuit", "concurrency", "progress", "eta"):
+        assert subject in titles
+
+
+@pytest.mark.system
+def test_prometheus_accepts_the_shipped_configuration(tmp_path):
+    promtool = require_executable("promtool", "checks deploy/prometheus.yml")
+    shutil.copy(PROMETHEUS_CONFIG, tmp_path / "prometheus.yml")
+    (tmp_path / "targets").mkdir()
+    (tmp_path / "targets" / "matter-crawler.json").write_text("[]")
+    result = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stdout + result.stderr  # the relative files: path resolves
+
+
+def test_exporter_is_off_when_disabled():
+    from scrapy.exceptions import NotConfigured
+
+    crawler = get_crawler(Spider, {"PROMETHEUS_ENABLED": False})
+    with pytest.raises(NotConfigured):
+        PrometheusExporter.from_crawler(crawler)
+
+
+def test_snapshot_of_a_spider_without_progress_counts_responses():
+    crawler = get_crawler(Spider)
+    crawler.spider = Spider("plain")
+    crawler.stats.open_spider()
+    crawler.stats.set_value("response_received_count", 7)
+    snapshot = ProgressAggregator(crawler).take_snapshot()
+    assert snapshot["stages"] == {
+        "pages": {
+            "total": 7,
+            "done": 7,
+            "failed": 0,
+            "remaining": 0,
+            "estimated": False,
+            "rate": None,
+        }
+    }
+    assert snapshot["stage"] == "crawl"
+    json.dumps(snapshot)  # JSON-safe
+    time.sleep(0)
