@@ -21,7 +21,11 @@ CSA_LISTING_QUERY = (
 )
 DATABASE_URL = "sqlite:///data/matter.sqlite3"
 CRAWL_PROFILE = "polite"
-ADDONS = {"matter_crawler.profiles.CrawlProfile": 0}
+ADDONS = {
+    "matter_crawler.profiles.CrawlProfile": 0,
+    # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
+    "matter_crawler.rendering.Rendering": 10,
+}
 
 # -- politeness toward the real site -----------------------------------------------
 ROBOTSTXT_OBEY = True
@@ -57,6 +61,8 @@ FEED_EXPORT_ENCODING = "utf-8"
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "matter_crawler.middlewares.retry.ClassifiedRetryMiddleware": 550,
+    # only loaded with RENDERING_FORCE
+    "matter_crawler.rendering.ForcedRenderingMiddleware": 600,
     "matter_crawler.middlewares.breaker.CircuitBreakerMiddleware": 610,
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
@@ -102,6 +108,13 @@ STORE_BATCH_SIZE = 500
 STORE_FLUSH_INTERVAL = 2.0
 DEAD_LETTER_FLUSH_INTERVAL = 5.0
 JOBDIR_STATE_SAVE_INTERVAL = 30.0
+
+# -- JavaScript rendering (see matter_crawler.rendering) ---------------------------------
+RENDERING_ENABLED = True  # render JavaScript-only pages when a browser is found
+RENDERING_FORCE = False  # render every listing and product page
+PLAYWRIGHT_BROWSER_PATH = ""  # else $PLAYWRIGHT_BROWSER_PATH, else /usr/bin/chromium
+RENDERING_HEADLESS = True
+RENDERING_WAIT_TIMEOUT = 15.0
 
 # -- adaptive concurrency (see matter_crawler.extensions.adaptive, docs/adaptive.md) ---------
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,

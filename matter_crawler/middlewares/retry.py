@@ -13,7 +13,11 @@ classes, or fails permanently, is sent to the dead-letter queue
 
 Successful (2xx) responses pass ``RETRY_CONTENT_CHECK`` (a callable
 ``(request, response) -> ContentProblem | None``); a problem is a ``content``
-failure.
+failure. A page only JavaScript fills in (``problem.needs_javascript``) is first
+re-issued once through the browser (:func:`matter_crawler.rendering.render_or_explain`:
+``meta["playwright"]``, no backoff, stats ``render/...``); without a browser, or
+when the rendered page is still empty, it is an ordinary content failure whose
+dead letter says why.
 
 Per request, as with the stock middleware: ``meta["dont_retry"]`` turns retries
 off, ``meta["max_retry_times"]`` caps the retries of every class, and
@@ -57,6 +61,7 @@ from scrapy.http import Request, Response
 from scrapy.utils.misc import load_object
 
 from ..exceptions import DeadLettered
+from ..rendering import render_or_explain
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
 from .classify import FailureClass, classify_exception, classify_status
@@ -174,7 +179,13 @@ class ClassifiedRetryMiddleware:
             problem = self.content_check(request, response) if self.content_check else None
             if problem is None:
                 return response
-            return self.retry_or_give_up(request, FailureClass.CONTENT, problem.reason)
+            reason = problem.reason
+            if problem.needs_javascript:
+                rendered = render_or_explain(self.crawler, request, reason)
+                if isinstance(rendered, Request):
+                    return rendered
+                reason = rendered
+            return self.retry_or_give_up(request, FailureClass.CONTENT, reason)
         if self._handled_by_callback(request, response.status):
             return response
         reason = f"HTTP {response.status}"

@@ -6,6 +6,8 @@ nothing next to parsing, so it looks at bytes, not at a tree: a truncated body
 has no closing ``</html>``; a listing without a card container or a product page
 without its field list is not the page we wanted; an empty shell that only a
 script fills in is reported as such, so the retry can render it in a browser.
+A marker counts only outside ``<script>`` elements: a shell often carries the
+page's markup as a string inside its loader script (the simulated site's does).
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ class ContentProblem:
     needs_javascript: bool = False
 
 
+def _in_markup(body: bytes, marker: bytes) -> bool:
+    """Whether ``marker`` occurs outside every ``<script>`` element (a few byte searches)."""
+    position = body.find(marker)
+    while position != -1:
+        if body.rfind(b"<script", 0, position) <= body.rfind(b"</script", 0, position):
+            return True
+        position = body.find(marker, position + len(marker))
+    return False
+
+
 def page_problem(body: bytes, stage: str) -> ContentProblem | None:
     """Check a listing (``stage="list"``) or detail (``stage="detail"``) page body."""
     if not body.strip():
@@ -36,11 +48,11 @@ def page_problem(body: bytes, stage: str) -> ContentProblem | None:
     if b"</html>" not in body[-_TAIL:].lower():
         return ContentProblem("truncated body: no closing </html>")
     markers = _LISTING_MARKERS if stage == "list" else _DETAIL_MARKERS
-    if any(marker in body for marker in markers):
+    if any(_in_markup(body, marker) for marker in markers):
         return None
     # Real pages carry scripts too: only a page with none of the catalogue's markup is a shell.
     has_catalogue_markup = any(
-        m in body for m in (*_LISTING_MARKERS, *_DETAIL_MARKERS, b"entry-title")
+        _in_markup(body, m) for m in (*_LISTING_MARKERS, *_DETAIL_MARKERS, b"entry-title")
     )
     if not has_catalogue_markup and b"<script" in body.lower():
         return ContentProblem(

@@ -1,0 +1,299 @@
+"""Rendering JavaScript-only pages in the system's Chromium, through scrapy-playwright.
+
+Some answers of a site hold no content, only a script that builds it (a bot
+check, a client-side rendered listing). The content check
+(:mod:`matter_crawler.parsing.content`) reports such a page as an "empty
+shell"; the classified retry (:mod:`matter_crawler.middlewares.retry`) then asks
+:func:`render_or_explain` for a copy of the request that scrapy-playwright
+renders in a browser, or, when no browser can render it, for the reason the
+dead letter will carry.
+
+Pieces, each off or free when not needed:
+
+- :class:`Rendering`, a Scrapy add-on (``ADDONS``): finds the browser
+  (:func:`find_browser`) and, when there is one, installs the download handler
+  and scrapy-playwright's settings, at add-on priority so ``-s`` still wins.
+  Without a browser the crawl runs unchanged, and pages that needed one are
+  dead-lettered with a reason that says so.
+- :class:`LazyPlaywrightDownloadHandler`: scrapy-playwright's handler, with two
+  changes. Playwright (a Node.js driver, and later Chromium) starts at the first
+  request that asks for a browser, not when the engine starts: a crawl that never
+  renders pays for neither (``bench/rendering_overhead.py``, 3,251 pages: the
+  stock handler, which starts the driver with the engine, cost 4-11 % more CPU
+  than bare Scrapy; the lazy one stayed within noise of it). And a request with
+  ``dont_redirect`` gets the redirect the server answered, as from Scrapy's own
+  handler, instead of the page the browser followed it to (a listing page past
+  the end redirects to page 1).
+- :class:`ForcedRenderingMiddleware`: with ``RENDERING_FORCE``, every listing and
+  product page goes through the browser (for a site that builds every page with
+  JavaScript); otherwise not loaded at all.
+
+Why the browser is waited on with a function, not ``wait_for_selector``: the
+content selector never appears on an error page (a 404 past the end, a 503), so
+a plain selector wait would time out on every such page. The function returns
+as soon as the content is there *or* the page's own navigation answered with an
+error or redirect status, and the status then reaches the retry as usual.
+
+Settings:
+
+====================================  ============================================================
+``RENDERING_ENABLED``                 ``True``: render JavaScript-only pages when a browser is
+                                      found; ``False``: never (no handler installed)
+``RENDERING_FORCE``                   ``False``; ``True`` renders every listing and product page
+                                      (fails at start when no browser is found)
+``PLAYWRIGHT_BROWSER_PATH``           the Chromium executable; else the environment variable of
+                                      the same name; else ``/usr/bin/chromium``. A path that does
+                                      not exist means "no browser" (no fallback)
+``RENDERING_HEADLESS``                ``True``
+``RENDERING_WAIT_TIMEOUT``            15.0 s: longest wait for the content after the load event
+``PLAYWRIGHT_MAX_CONTEXTS``           1 (scrapy-playwright's setting, set by the add-on)
+``PLAYWRIGHT_MAX_PAGES_PER_CONTEXT``  4 pages open at once (likewise)
+``PLAYWRIGHT_ABORT_REQUEST``          :func:`skip_resource`: no stylesheets, images, fonts
+====================================  ============================================================
+
+Stats: ``render/requested``, ``render/requested/<stage>``, ``render/forced``,
+``render/unavailable``, plus scrapy-playwright's ``playwright/...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from scrapy.exceptions import NotConfigured
+from scrapy.http import HtmlResponse, Request, Response
+from scrapy.utils.misc import load_object
+from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
+from scrapy_playwright.page import PageMethod
+
+if TYPE_CHECKING:
+    from playwright.async_api import Request as PlaywrightRequest
+    from scrapy import Spider
+    from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+BROWSER_PATH_SETTING = "PLAYWRIGHT_BROWSER_PATH"
+#: Where Debian's ``chromium`` package puts the browser (``scripts/setup.sh`` installs it).
+DEFAULT_BROWSER_PATHS = ("/usr/bin/chromium",)
+HANDLER_PATH = f"{__name__}.LazyPlaywrightDownloadHandler"
+NO_BROWSER = f"no browser to render it (install chromium or set {BROWSER_PATH_SETTING})"
+
+#: What a rendered page must show before its HTML is taken, per ``meta["stage"]``.
+CONTENT_SELECTORS = {
+    "list": "div.post-feed, .wp-block-crown-blocks-product-index",
+    "detail": "div.entry-product-details, table.product-certificates-table",
+}
+#: True once the content is in the DOM, or the navigation answered an error or
+#: redirect status (nothing will build content then; the retry sees the status).
+WAIT_FOR_CONTENT = """(selector) => {
+  const navigation = performance.getEntriesByType("navigation")[0];
+  if (navigation && navigation.responseStatus >= 300) return true;
+  return document.querySelector(selector) !== null;
+}"""
+#: Keep Chromium off the network it would otherwise try at start (updates, sync,
+#: field trials): here every such connection is refused, and elsewhere it is noise.
+#: Playwright passes some of these itself; listing them says what we rely on.
+CHROMIUM_ARGS = (
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+)
+
+
+#: Resource types a render never needs: the content check and the parsers read the DOM.
+#: Scripts still load (they build the page); the rest would only cost the site and us.
+SKIPPED_RESOURCE_TYPES = frozenset({"stylesheet", "image", "font", "media"})
+
+
+def skip_resource(request: PlaywrightRequest) -> bool:
+    """``PLAYWRIGHT_ABORT_REQUEST``: abort the browser's fetches of styles, images and fonts."""
+    return request.resource_type in SKIPPED_RESOURCE_TYPES
+
+
+def find_browser(settings: BaseSettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """The Chromium executable to use, or None.
+
+    ``PLAYWRIGHT_BROWSER_PATH`` (setting, then environment variable) wins when
+    set, even when it names nothing: pointing it at a missing path is how a
+    crawl says "no browser" on a machine that has one.
+    """
+    environ = os.environ if environ is None else environ
+    configured = settings.get(BROWSER_PATH_SETTING) or environ.get(BROWSER_PATH_SETTING)
+    candidates = (configured,) if configured else DEFAULT_BROWSER_PATHS
+    for candidate in candidates:
+        path = shutil.which(candidate) if os.sep not in candidate else candidate
+        if path and os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def rendering_available(settings: BaseSettings) -> bool:
+    """Whether ``meta["playwright"]`` renders: a scrapy-playwright handler serves http(s)."""
+    handlers = settings.getwithbase("DOWNLOAD_HANDLERS")
+    for scheme in ("http", "https"):
+        path = handlers.get(scheme)
+        if path is None:
+            continue
+        handler = load_object(path) if isinstance(path, str) else path
+        if isinstance(handler, type) and issubclass(handler, ScrapyPlaywrightDownloadHandler):
+            return True
+    return False
+
+
+def render_meta(stage: str | None, wait_timeout: float) -> dict[str, Any]:
+    """The meta that makes scrapy-playwright render a page of ``stage`` and wait for its content.
+
+    The page is not included in the response (no ``playwright_include_page``), so
+    scrapy-playwright closes it once the HTML is taken, also on failure.
+    """
+    meta: dict[str, Any] = {"playwright": True}
+    selector = CONTENT_SELECTORS.get(stage or "")
+    if selector:
+        meta["playwright_page_methods"] = [
+            PageMethod(
+                "wait_for_function", WAIT_FOR_CONTENT, arg=selector, timeout=wait_timeout * 1000
+            )
+        ]
+    return meta
+
+
+def render_or_explain(crawler: Crawler, request: Request, reason: str) -> Request | str:
+    """For a page only JavaScript fills in: a copy of ``request`` to render, or why not.
+
+    Called by the classified retry. The copy bypasses the duplicate filter and
+    the retry's backoff (rendering is the remedy, not a repeat of what failed);
+    a string is the dead-letter reason to use for the ordinary content retry.
+    """
+    settings = crawler.settings
+    if request.meta.get("playwright"):
+        return f"{reason}, even rendered in the browser"
+    if not rendering_available(settings):
+        crawler.stats.inc_value("render/unavailable")
+        if not settings.getbool("RENDERING_ENABLED", True):
+            return f"{reason}; rendering is off (RENDERING_ENABLED=False)"
+        return f"{reason}; {NO_BROWSER}"
+    stage = request.meta.get("stage")
+    rendered = request.replace(dont_filter=True)
+    rendered.meta.update(render_meta(stage, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0)))
+    crawler.stats.inc_value("render/requested")
+    crawler.stats.inc_value(f"render/requested/{stage}")
+    logger.debug("Rendering %s in the browser: %s", request.url, reason)
+    return rendered
+
+
+class Rendering:
+    """Scrapy add-on: install scrapy-playwright when a browser is there (see the module doc)."""
+
+    def update_settings(self, settings: BaseSettings) -> None:
+        if not settings.getbool("RENDERING_ENABLED", True):
+            if settings.getbool("RENDERING_FORCE"):
+                raise ValueError("RENDERING_FORCE needs RENDERING_ENABLED")
+            return
+        browser = find_browser(settings)
+        if browser is None:
+            if settings.getbool("RENDERING_FORCE"):
+                raise ValueError(f"RENDERING_FORCE is on but there is {NO_BROWSER}")
+            logger.info("No browser found: pages built by JavaScript will be dead-lettered")
+            return
+        for scheme in ("http", "https"):
+            settings["DOWNLOAD_HANDLERS"].set(scheme, HANDLER_PATH, "addon")
+        launch_options = {
+            "executable_path": browser,
+            "headless": settings.getbool("RENDERING_HEADLESS", True),
+            "args": list(CHROMIUM_ARGS),
+        }
+        settings.setdict(
+            {
+                "PLAYWRIGHT_BROWSER_TYPE": "chromium",
+                "PLAYWRIGHT_LAUNCH_OPTIONS": launch_options,
+                # a page is a Chromium renderer (~0.3 CPU s each here): few, whatever the profile
+                "PLAYWRIGHT_MAX_CONTEXTS": 1,
+                "PLAYWRIGHT_MAX_PAGES_PER_CONTEXT": 4,
+                "PLAYWRIGHT_ABORT_REQUEST": f"{__name__}.skip_resource",
+                # Scrapy's DOWNLOAD_TIMEOUT does not reach into the browser
+                "PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT": settings.getfloat("DOWNLOAD_TIMEOUT")
+                * 1000,
+            },
+            priority="addon",
+        )
+        logger.info(
+            "Rendering %s in %s",
+            "every page" if settings.getbool("RENDERING_FORCE") else "JavaScript-only pages",
+            browser,
+        )
+
+
+class LazyPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
+    """scrapy-playwright's handler, starting Playwright only when a request needs a browser.
+
+    Requests without ``meta["playwright"]`` take the parent's plain HTTP path
+    (Scrapy's HTTP/1.1 handler) and never start the driver.
+    """
+
+    lazy = True
+
+    def __init__(self, crawler: Crawler) -> None:
+        super().__init__(crawler)
+        self._start_lock = asyncio.Lock()
+        self._playwright_started = False
+
+    async def _maybe_launch_in_thread(self) -> None:
+        """``engine_started``: the parent starts Playwright here; we wait for a render."""
+
+    async def _download_request(self, request: Request, spider: Spider | None = None) -> Response:
+        async with self._start_lock:
+            if not self._playwright_started:
+                await self._launch()
+                self._playwright_started = True
+        response = await super()._download_request(request, spider)
+        if request.meta.get("dont_redirect") and request.meta.get("redirect_urls"):
+            return self._redirect_not_followed(request, response)
+        return response
+
+    @staticmethod
+    def _redirect_not_followed(request: Request, response: Response) -> Response:
+        """The first redirect the browser followed, as the answer to ``request``."""
+        hops = request.meta.pop("redirect_urls")
+        statuses = request.meta.pop("redirect_reasons", None) or [302]
+        request.meta.pop("redirect_times", None)
+        location = hops[1] if len(hops) > 1 else response.url
+        return HtmlResponse(
+            url=request.url,
+            status=statuses[0] or 302,
+            headers={"Location": location},
+            body=b"",
+            request=request,
+            flags=["playwright", "redirect not followed"],
+        )
+
+
+class ForcedRenderingMiddleware:
+    """With ``RENDERING_FORCE``, send every listing and product page through the browser."""
+
+    def __init__(self, crawler: Crawler, wait_timeout: float) -> None:
+        self.crawler = crawler
+        self.wait_timeout = wait_timeout
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        if not settings.getbool("RENDERING_FORCE"):
+            raise NotConfigured
+        if not rendering_available(settings):
+            raise NotConfigured(f"RENDERING_FORCE is on but there is {NO_BROWSER}")
+        return cls(crawler, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0))
+
+    def process_request(self, request: Request) -> None:
+        stage = request.meta.get("stage")
+        if stage in CONTENT_SELECTORS and not request.meta.get("playwright"):
+            request.meta.update(render_meta(stage, self.wait_timeout))
+            self.crawler.stats.inc_value("render/forced")
