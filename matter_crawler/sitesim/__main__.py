@@ -11,7 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from twisted.internet import error
 from twisted.logger import (
@@ -23,6 +24,7 @@ from twisted.logger import (
 )
 
 from . import truth
+from .cassettes import Recording, RecordingError
 from .catalogue import MAX_PRODUCTS, MIN_PRODUCTS, Catalogue
 from .config import OPTIONS, Settings
 from .server import SimServer, SimSite, SiteResource
@@ -91,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a few products badly (malformed, missing fields, oversized, redirect loop, "
         "off-site link; see GET /__sim__/hostile)",
     )
+    parser.add_argument(
+        "--cassettes",
+        metavar="DIR",
+        help="serve the pages recorded in DIR by `scrapy record-site` (betamax cassettes) "
+        "instead of a generated catalogue; the truth is DIR/expectations.jsonl",
+    )
+    parser.add_argument(
+        "--set-cookies",
+        action="store_true",
+        help="set a session cookie on every page answer (tests that recorders drop cookies)",
+    )
     defaults = Settings().as_json()
     for name, option in OPTIONS.items():
         parser.add_argument(
@@ -110,17 +123,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Values were parsed (and validated) by the option table's parsers.
     given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
     settings = replace(Settings(), **given)
-    catalogue = Catalogue(args.products, args.seed)
+    recording = None
+    if args.cassettes:
+        if args.hostile:
+            parser.error("--hostile does not apply to --cassettes (a recording is served as is)")
+        try:
+            recording = Recording(Path(args.cassettes))
+        except RecordingError as failure:
+            parser.error(f"--cassettes: {failure}")
+        # no products of its own: the smallest catalogue seeds the faults and the 404 page
+        catalogue = Catalogue(MIN_PRODUCTS, args.seed)
+    else:
+        catalogue = Catalogue(args.products, args.seed)
     if args.hostile:
         catalogue.enable_hostile()
     if args.dump_truth:
+
+        def dump(out: TextIO) -> None:
+            if recording is not None:
+                out.writelines(recording.truth_lines())
+            else:
+                truth.dump(catalogue, settings.variant_rate, out)
+
         if args.dump_truth == "-":
-            truth.dump(catalogue, settings.variant_rate, sys.stdout)
+            dump(sys.stdout)
         else:
             with open(args.dump_truth, "w", encoding="utf-8") as out:
-                truth.dump(catalogue, settings.variant_rate, out)
+                dump(out)
         return 0
-    return serve(catalogue, settings, args.host, args.port, parser)
+    return serve(
+        catalogue,
+        settings,
+        args.host,
+        args.port,
+        parser,
+        recording=recording,
+        set_cookies=args.set_cookies,
+    )
 
 
 def serve(
@@ -129,6 +168,9 @@ def serve(
     host: str,
     port: int,
     parser: argparse.ArgumentParser,
+    *,
+    recording: Recording | None = None,
+    set_cookies: bool = False,
 ) -> int:
     """Listen, print the banner line, run the reactor until stopped."""
     # Importing the reactor installs it: only do so when actually serving.
@@ -144,7 +186,9 @@ def serve(
         ],
         redirectStandardIO=False,
     )
-    sim = SimServer(catalogue, settings, host, reactor)
+    sim = SimServer(
+        catalogue, settings, host, reactor, recording=recording, set_cookies=set_cookies
+    )
     site = SimSite(SiteResource(sim))
     try:
         listening = reactor.listenTCP(port, site, backlog=1024, interface=host)

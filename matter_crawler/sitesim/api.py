@@ -85,7 +85,13 @@ class SimApi:
     # --- endpoints ----------------------------------------------------------
 
     def get_truth(self, _request: Request) -> tuple[bytes, bytes]:
-        """The current ground truth as JSON lines, newest first."""
+        """The current ground truth as JSON lines, newest first.
+
+        With ``--cassettes``: the product records of the recording's reviewed
+        expectations file.
+        """
+        if self.sim.recording is not None:
+            return NDJSON, "".join(self.sim.recording.truth_lines()).encode()
         lines = truth.json_lines(self.sim.catalogue, self.sim.settings.variant_rate)
         return NDJSON, "".join(lines).encode()
 
@@ -111,6 +117,8 @@ class SimApi:
     def post_mutate(self, request: Request) -> tuple[bytes, bytes]:
         """Add, remove and change products (see Catalogue.mutate)."""
         body = _body(request)
+        if self.sim.recording is not None:
+            raise ApiError(400, "a recorded catalogue (--cassettes) cannot be mutated")
         unknown = set(body) - {"add", "remove", "change"}
         if unknown:
             raise ApiError(400, f"unknown keys: {', '.join(sorted(unknown))}")

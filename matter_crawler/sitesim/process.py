@@ -59,8 +59,9 @@ class SimulatedSite:
 
     ``SimulatedSite(products=600, seed=1, error_rate=0.1, outage="5,10")``:
     keyword options are the CLI options with underscores (lists and tuples are
-    joined with commas). Use it as a context manager, or call ``start()`` and
-    ``stop()``.
+    joined with commas). ``SimulatedSite(cassettes=DIR)`` serves a recording
+    made by ``scrapy record-site`` instead (``products`` is then unused). Use it
+    as a context manager, or call ``start()`` and ``stop()``.
     """
 
     def __init__(
@@ -71,10 +72,13 @@ class SimulatedSite:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 30.0,
+        cassettes: str | Path | None = None,
         **fault_options: Any,
     ) -> None:
         self.products = products
         self.seed = seed
+        # serve a recording (``scrapy record-site``) instead of a generated catalogue
+        self.cassettes = cassettes
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
@@ -99,6 +103,8 @@ class SimulatedSite:
             "--host", self.host, "--port", str(self.port),
             "--products", str(self.products), "--seed", str(self.seed),
         ]  # fmt: skip
+        if self.cassettes is not None:
+            command += ["--cassettes", str(self.cassettes)]
         for name, value in self.options.items():
             flag = f"--{name.replace('_', '-')}"
             if value is True:  # a switch such as hostile=True

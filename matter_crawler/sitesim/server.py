@@ -8,6 +8,7 @@ overload delays and the capacity limit all rely on. Nothing here ever sleeps.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import struct
@@ -23,6 +24,7 @@ from twisted.web.http import Request
 
 from . import hostile
 from .api import SimApi
+from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue, Entry
 from .config import Settings
 from .faults import Decision, decide, in_scope
@@ -96,9 +98,20 @@ class SimServer:
     """State of the running site: catalogue, settings, fault counters, account."""
 
     def __init__(
-        self, catalogue: Catalogue, settings: Settings, host: str, reactor: IReactorTime
+        self,
+        catalogue: Catalogue,
+        settings: Settings,
+        host: str,
+        reactor: IReactorTime,
+        *,
+        recording: Recording | None = None,
+        set_cookies: bool = False,
     ) -> None:
         self.catalogue = catalogue
+        # --cassettes: pages come from a recording; the catalogue only seeds faults and chrome
+        self.recording = recording
+        # --set-cookies: a session cookie on every page answer (recorders must drop it)
+        self.set_cookies = set_cookies
         self.host = host
         self.port = 0  # set once listening
         # All timing goes through the reactor (epoch seconds from a real one),
@@ -168,6 +181,8 @@ class SimServer:
         if request.method not in (b"GET", b"HEAD"):
             kind = "list" if path.startswith(LISTING_PATH) else "other"
             return Target(kind, path, lambda _: Response(405, error_page(405)))
+        if self.recording is not None:
+            return self._recorded(request, path, renderer)
         if path == LISTING_PATH:
             paged = request.args.get(b"paged", [b"1"])[0].decode("latin-1")
             return self._listing(renderer, paged)
@@ -226,6 +241,30 @@ class SimServer:
             lambda js_only: Response(200, spoil(renderer.detail(entry, rate, js_only))),
             is_page=True,
         )
+
+    def _recorded(self, request: Request, path: str, renderer: Renderer) -> Target:
+        """A page of the recording, links rewritten to this site; 404 when not recorded."""
+        recording = self.recording
+        assert recording is not None
+        query = request.uri.partition(b"?")[2].decode("latin-1")
+        page = recording.find(path, query)
+        if page is None:
+            missing = recording.not_found_page
+            kind = page_kind(path)
+            if missing is None:
+                return self._not_found(kind, renderer)
+            body = recording.body_for(missing, renderer.base)
+            headers = recording.headers_for(missing, renderer.base)
+            return Target(kind, "404", lambda _: Response(404, body, headers))
+        body = recording.body_for(page, renderer.base)
+        headers = recording.headers_for(page, renderer.base)
+        is_page = page.status == 200 and page.kind in ("list", "detail") and page.is_text
+
+        def render(js_only: bool) -> Response:
+            shown = js_only_shell(body, page.encoding) if js_only else body
+            return Response(page.status, shown, headers)
+
+        return Target(page.kind, page.key, render, is_page=is_page)
 
     @staticmethod
     def _redirect(kind: str, key: str, location: str, status: int) -> Target:
@@ -325,6 +364,10 @@ class SimServer:
         request.setResponseCode(response.status)
         for name, value in response.headers:
             request.setHeader(name, value)
+        if self.set_cookies:
+            # random, like a real session id: nothing may depend on it
+            cookie = f"wp_sim_session={os.urandom(8).hex()}; Path=/; HttpOnly; SameSite=Lax"
+            request.setHeader(b"set-cookie", cookie.encode())
         request.setHeader(b"content-length", str(len(response.body)).encode())
         if reset_at is None:
             request.write(response.body)
