@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# verify.py's own URL-to-path rule: one definition of what "the same record" means
+from matter_crawler.verify import TRUTH_FIELDS  # noqa: E402
+from matter_crawler.verify import _path as url_path  # noqa: E402
 
 
 @dataclass
@@ -44,7 +50,13 @@ def _high_water_mark_kib(pid: int) -> int:
     return 0
 
 
-def run_measured(command: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3600) -> Measurement:
+def run_measured(
+    command: Sequence[str],
+    *,
+    cwd: Path = ROOT,
+    timeout: float = 3600,
+    env: Mapping[str, str] | None = None,
+) -> Measurement:
     """Run a command; CPU from wait4 (its own rusage), peak memory from VmHWM.
 
     ``ru_maxrss`` would count the forked copy of this (large) benchmark process
@@ -55,7 +67,7 @@ def run_measured(command: Sequence[str], *, cwd: Path = ROOT, timeout: float = 3
     log_path = scratch / f"bench-{os.getpid()}-{time.monotonic_ns()}.log"
     with log_path.open("w+b") as log:
         started = time.monotonic()
-        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = started + timeout
         peak_kib = 0
         while True:
@@ -101,6 +113,12 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """The 1/5/15-minute load averages: figures taken on a busy machine say so."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     def cell(value: object) -> str:
         if isinstance(value, float):
@@ -116,3 +134,25 @@ def median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def item_records(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Exported items (ProductItem fields, e.g. a JSON-lines feed) as ground-truth records.
+
+    The same conversion :func:`matter_crawler.verify.stored_records` applies to
+    the products table (the truth's fields, URLs as paths), so that
+    :func:`~matter_crawler.verify.diff_records` judges a crawler that writes
+    JSON exactly as it judges matter-crawler's database.
+    """
+    records = []
+    for item in items:
+        record = {name: item.get(name) for name in TRUTH_FIELDS}
+        record["url"] = url_path(record["url"])
+        record["compliance_document_url"] = url_path(record["compliance_document_url"])
+        records.append(record)
+    return records
