@@ -47,6 +47,18 @@ def card_changed(card: ListingCard, known: KnownProduct) -> bool:
     return any(shown is not None and shown != stored for shown, stored in pairs)
 
 
+def known_before(known: KnownProduct | None, run_id: int | None) -> bool:
+    """Whether a card's product was listed before this run (the incremental walk's "known").
+
+    A product this same run stored before a hard kill is not: after the kill
+    the run plans again from the database, and counting its own new products as
+    known would end the walk before the rest of the new ones.
+    """
+    if known is None or known.delisted:
+        return False
+    return run_id is None or known.first_seen_run_id != run_id
+
+
 def needs_detail(
     card: ListingCard,
     known: KnownProduct | None,

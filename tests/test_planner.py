@@ -7,7 +7,13 @@ import json
 import pytest
 
 from matter_crawler.parsing.listing import ListingCard
-from matter_crawler.planner import CrawlPlan, card_changed, choose_mode, needs_detail
+from matter_crawler.planner import (
+    CrawlPlan,
+    card_changed,
+    choose_mode,
+    known_before,
+    needs_detail,
+)
 from matter_crawler.storage.products import KnownProduct
 
 CARD = ListingCard("https://csa-iot.org/csa_product/a/", "Acme", "Plug", "CSA22059MAT40059-24", 1)
@@ -38,6 +44,16 @@ def test_needs_detail():
     assert needs_detail(CARD, KNOWN, refresh_all=True, run_id=4)
     # the same run after a hard kill does not fetch again what it fetched already
     assert not needs_detail(CARD, KNOWN, refresh_all=True, run_id=3)
+
+
+def test_known_before_this_run():
+    stored_by_run_2 = KnownProduct("Acme", "Plug", None, 2, delisted=False, first_seen_run_id=2)
+    assert known_before(stored_by_run_2, run_id=3)
+    # stored by this very run before a hard kill: still news to the incremental walk
+    assert not known_before(stored_by_run_2, run_id=2)
+    assert not known_before(None, run_id=3)
+    delisted = KnownProduct("Acme", "Plug", None, 2, delisted=True, first_seen_run_id=1)
+    assert not known_before(delisted, run_id=3)
 
 
 def test_full_plan_completes_only_with_every_page_and_the_end_confirmed():

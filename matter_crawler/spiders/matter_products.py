@@ -37,7 +37,15 @@ from ..exceptions import DeadLettered
 from ..items import ListingSighting, ProductItem
 from ..parsing import build_product, page_number_from_url, parse_detail, parse_listing
 from ..parsing.listing import ListingCard
-from ..planner import CARDS_PER_PAGE, MODES, REFRESH, CrawlPlan, choose_mode, needs_detail
+from ..planner import (
+    CARDS_PER_PAGE,
+    MODES,
+    REFRESH,
+    CrawlPlan,
+    choose_mode,
+    known_before,
+    needs_detail,
+)
 from ..session import CrawlSession
 from ..signals import dead_letter_resolved, request_dead_lettered
 from ..storage import Database
@@ -325,7 +333,7 @@ class MatterProductsSpider(Spider):
                 known_flags.append(False)
                 continue
             known = self.known.get(card.url)
-            known_flags.append(known is not None and not known.delisted)
+            known_flags.append(known_before(known, run_id))
             wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
             if wanted and (self.max_products is None or plan.details_scheduled < self.max_products):
                 plan.details_scheduled += 1

@@ -47,6 +47,7 @@ class KnownProduct:
     certificate_id: str | None
     last_fetched_run_id: int | None
     delisted: bool
+    first_seen_run_id: int | None = None
 
 
 def product_row(item: ProductItem) -> dict[str, Any]:
@@ -181,6 +182,7 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
         products.c.certificate_id,
         products.c.last_fetched_run_id,
         products.c.delisted_at,
+        products.c.first_seen_run_id,
     )
     with engine.connect() as conn:
         return {
@@ -190,6 +192,7 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
                 row.certificate_id,
                 row.last_fetched_run_id,
                 row.delisted_at is not None,
+                row.first_seen_run_id,
             )
             for row in conn.execute(statement)
         }
