@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text, update
 
 from matter_crawler.items import ListingSighting, ProductItem
 from matter_crawler.pipelines.store import delist_unseen, write_batch
 from matter_crawler.storage import Database
 from matter_crawler.storage.dead_letters import Letter, add_letters, count_pending, resolve_letters
 from matter_crawler.storage.models import Product, ProductChange
-from matter_crawler.storage.products import load_known_products
+from matter_crawler.storage.products import load_known_products, product_row
 from matter_crawler.storage.runs import finish_run, recent_runs, resume_run, start_run
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -168,3 +169,67 @@ def test_run_record_lifecycle(database):
     assert run["products_new"] == 7
     assert run["settings"] == {"A": 1}
     assert json.loads(json.dumps(run["stats"])) == {}
+
+
+def test_prepared_writes_store_what_sqlalchemy_core_stores(tmp_path):
+    """The write path bypasses SQLAlchemy's per-row processing: the bytes must not differ."""
+    prepared = Database(f"sqlite:///{tmp_path}/prepared.sqlite3")
+    core = Database(f"sqlite:///{tmp_path}/core.sqlite3")
+    odd = product(
+        3,
+        manufacturer="삼성전자 & Söhne <b>",
+        transport_interface=[],
+        extra_fields={"Note": None, "Größe": "x"},
+        tis_trp_tested=None,
+        certification_date=None,
+    )
+    first = [product(1), product(2, tis_trp_tested=True), odd]
+    later = NOW + timedelta(hours=5, microseconds=7)
+    second = [product(1, firmware_version="2.0"), product(4)]
+    sighting = ListingSighting(product(2).url, None, None, None, 1)
+
+    prepared.run_sync(write_batch, first, [], 1, NOW)
+    prepared.run_sync(write_batch, second, [sighting], 2, later)
+
+    def core_rows(items, run_id, now, *, new):
+        rows = []
+        for item in items:
+            row = product_row(item)
+            row.update(
+                last_seen_at=now,
+                last_fetched_at=now,
+                last_seen_run_id=run_id,
+                last_fetched_run_id=run_id,
+                delisted_at=None,
+            )
+            if new:
+                row.update(first_seen_at=now, first_seen_run_id=run_id)
+            rows.append(row)
+        return rows
+
+    products_table = Product.__table__
+    with core.engine.begin() as conn:
+        conn.execute(insert(products_table), core_rows(first, 1, NOW, new=True))
+    with core.engine.begin() as conn:
+        changed, added = second
+        conn.execute(insert(products_table), core_rows([added], 2, later, new=True))
+        (row,) = core_rows([changed], 2, later, new=False)
+        conn.execute(update(products_table).where(products_table.c.url == row["url"]).values(row))
+        conn.execute(
+            update(products_table)
+            .where(products_table.c.url == sighting.url)
+            .values(last_seen_at=later, last_seen_run_id=2, delisted_at=None)
+        )
+
+    def raw(database):
+        path = database.engine.url.database
+        with sqlite3.connect(path) as connection:
+            cursor = connection.execute("select * from products order by url")
+            names = [column[0] for column in cursor.description]
+            rows = cursor.fetchall()
+        return [{k: v for k, v in zip(names, row, strict=True) if k != "id"} for row in rows]
+
+    assert raw(prepared) == raw(core)
+    assert len(raw(prepared)) == 4
+    prepared.close()
+    core.close()

@@ -4,17 +4,21 @@ Items are buffered and written in one transaction per batch: new products
 inserted, known ones updated with a ``product_changes`` row per changed field,
 sightings (cards seen without fetching their page) refreshing ``last_seen_at``.
 A batch is written when it reaches ``STORE_BATCH_SIZE`` items, when
-``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. The item that
-fills a batch waits for the write, which holds the crawl back if the database
-falls behind instead of letting the buffer grow. Writes run on the database's
-own thread (:class:`~matter_crawler.storage.Database`), so the reactor keeps
-downloading meanwhile.
+``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. Writes run on
+the database's own thread (:class:`~matter_crawler.storage.Database`), so the
+reactor keeps downloading meanwhile, and a batch is written while the next one
+fills; the item that fills a batch waits until the one before it is written,
+which holds the crawl back if the database falls behind instead of letting
+buffers grow. A batch the database refuses (disk full...) is logged as an
+error with what it held and counted in ``store/batches_failed`` and
+``store/products_failed``.
 
 At close, after the last batch, a full run that saw the whole listing marks the
 products it did not see as delisted.
 
-Stats: ``store/batches``, ``store/products_new``, ``store/products_changed``,
-``store/products_unchanged``, ``store/sightings``, ``store/products_delisted``.
+Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
+``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
+``store/products_delisted``.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ class BatchStorePipeline:
         self.flush_interval = flush_interval
         self._products: list[ProductItem] = []
         self._sightings: list[ListingSighting] = []
-        self._lock = asyncio.Lock()  # batches are written one at a time, in order
+        self._lock = asyncio.Lock()  # batches are handed over one at a time, in order
+        self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._last_flush = monotonic()
         self._timer = None
 
@@ -109,19 +114,43 @@ class BatchStorePipeline:
             )
 
     async def flush(self) -> None:
-        """Write what is buffered (waits for a write already under way first)."""
+        """Hand what is buffered to the writer thread, once the batch before it is written.
+
+        The batch is written while the next one fills: at most one batch is
+        being written and one buffered, so a database that falls behind holds
+        back the item that fills the next batch instead of letting buffers grow.
+        """
         async with self._lock:
+            await self._wait_for_write()
             products, self._products = self._products, []
             sightings, self._sightings = self._sightings, []
             self._last_flush = monotonic()
-            if not products and not sightings:
-                return
-            started = monotonic()
+            if products or sightings:
+                self._writing = asyncio.ensure_future(self._write(products, sightings))
+
+    async def _wait_for_write(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            await writing
+
+    async def _write(self, products: list[ProductItem], sightings: list[ListingSighting]) -> None:
+        started = monotonic()
+        stats = self.crawler.stats
+        try:
             result = await self.database.run(
                 write_batch, products, sightings, self.session.run_id, datetime.now(UTC)
             )
-            seconds = monotonic() - started
-        stats = self.crawler.stats
+        except Exception:
+            # the database itself failed (disk full, locked for 30 s...): say what was lost
+            stats.inc_value("store/batches_failed")
+            stats.inc_value("store/products_failed", len(products))
+            logger.exception(
+                "Could not store a batch of %d products and %d sightings",
+                len(products),
+                len(sightings),
+            )
+            return
+        seconds = monotonic() - started
         stats.inc_value("store/batches")
         stats.inc_value("store/products_new", result.new)
         stats.inc_value("store/products_changed", result.changed)
@@ -141,6 +170,8 @@ class BatchStorePipeline:
         if self._timer is not None and self._timer.running:
             self._timer.stop()
         await self.flush()
+        async with self._lock:
+            await self._wait_for_write()
         spider = self.crawler.spider
         run_id = self.session.run_id
         complete = getattr(spider, "listing_complete", None)

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///data/matter.sqlite3"
+_WAL_CHECKPOINT_PAGES = 10_000
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
 
@@ -51,6 +52,9 @@ def create_database_engine(url: str) -> Engine:
         # NORMAL sync is durable in WAL mode except for the last commits on power loss.
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint (two fsyncs) every 10,000 WAL pages (40 MB) instead of
+        # SQLite's 1,000: a third of a batch's commit time went to them.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
         cursor.close()
 
     return engine

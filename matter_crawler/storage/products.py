@@ -2,7 +2,8 @@
 
 Each function takes a connection inside the caller's transaction, so the batch
 pipeline writes a batch's products and sightings in one transaction, on the
-database's writer thread.
+database's writer thread. The writes are prepared statements
+(:mod:`matter_crawler.storage.prepared`), compiled once per dialect.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..items import PRODUCT_FIELDS, ListingSighting, ProductItem
 from ..parsing.normalize import iso_date
 from .models import Product, ProductChange
+from .prepared import PreparedStatement
 
 products = Product.__table__
 changes = ProductChange.__table__
@@ -50,11 +53,67 @@ class KnownProduct:
     first_seen_run_id: int | None = None
 
 
+_product_values = attrgetter(*PRODUCT_FIELDS)
+
+
 def product_row(item: ProductItem) -> dict[str, Any]:
     """The column values of a product item (dates typed for the Date column)."""
-    row = {name: getattr(item, name) for name in PRODUCT_FIELDS}
+    row = dict(zip(PRODUCT_FIELDS, _product_values(item), strict=True))
     row["certification_date"] = iso_date(item.certification_date)
     return row
+
+
+#: Columns a fetched product sets: its fields plus when and by which run it was seen.
+_FETCH_COLUMNS = (
+    *PRODUCT_FIELDS,
+    "last_seen_at",
+    "last_fetched_at",
+    "last_seen_run_id",
+    "last_fetched_run_id",
+    "delisted_at",
+)
+_NEW_COLUMNS = (*_FETCH_COLUMNS, "first_seen_at", "first_seen_run_id")
+_SIGHTING_COLUMNS = ("last_seen_at", "last_seen_run_id", "delisted_at")
+
+
+@dataclass(slots=True)
+class _Statements:
+    find_urls: PreparedStatement  # which of _SQL_IN_CHUNK URLs are stored
+    insert_new: PreparedStatement
+    update_known: PreparedStatement
+    record_sighting: PreparedStatement
+
+
+_prepared: dict[tuple[str, str], _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    """The write statements for a dialect, compiled on first use."""
+    key = (dialect.name, dialect.paramstyle)
+    statements = _prepared.get(key)
+    if statements is None:
+        url_parameters = [
+            bindparam(f"url_{n}", type_=products.c.url.type) for n in range(_SQL_IN_CHUNK)
+        ]
+        statements = _prepared[key] = _Statements(
+            find_urls=PreparedStatement(
+                select(products.c.url).where(products.c.url.in_(url_parameters)), dialect
+            ),
+            insert_new=PreparedStatement(_insert_or_update(dialect), dialect, _NEW_COLUMNS),
+            update_known=PreparedStatement(
+                update(products)
+                .where(products.c.url == bindparam("_url"))
+                .values({name: bindparam(name) for name in _FETCH_COLUMNS if name != "url"}),
+                dialect,
+            ),
+            record_sighting=PreparedStatement(
+                update(products)
+                .where(products.c.url == bindparam("_url"))
+                .values({name: bindparam(name) for name in _SIGHTING_COLUMNS}),
+                dialect,
+            ),
+        )
+    return statements
 
 
 def upsert_products(
@@ -68,31 +127,19 @@ def upsert_products(
     for item in items:  # the last sighting of a URL in a batch wins
         rows[item.url] = product_row(item)
 
-    stored: dict[str, dict[str, Any]] = {}
-    urls = list(rows)
-    columns = [products.c.url, *(products.c[name] for name in TRACKED_FIELDS)]
-    for start in range(0, len(urls), _SQL_IN_CHUNK):
-        chunk = urls[start : start + _SQL_IN_CHUNK]
-        for record in conn.execute(select(*columns).where(products.c.url.in_(chunk))):
-            stored[record.url] = record._asdict()
+    statements = _statements(conn.dialect)
+    stored = _stored_products(conn, statements.find_urls, list(rows))
 
     change_rows: list[dict[str, Any]] = []
     new_rows: list[dict[str, Any]] = []
     known_rows: list[dict[str, Any]] = []
     for url, row in rows.items():
-        row.update(
-            last_seen_at=now,
-            last_fetched_at=now,
-            last_seen_run_id=run_id,
-            last_fetched_run_id=run_id,
-            delisted_at=None,
-        )
         old = stored.get(url)
         if old is None:
-            row.update(first_seen_at=now, first_seen_run_id=run_id)
             new_rows.append(row)
             result.new += 1
             continue
+        row["_url"] = url
         known_rows.append(row)
         differing = [name for name in TRACKED_FIELDS if old[name] != row[name]]
         if not differing:
@@ -112,24 +159,49 @@ def upsert_products(
                 }
             )
 
-    if new_rows:
-        conn.execute(_insert_or_update(conn), new_rows)
-    if known_rows:
-        conn.execute(
-            update(products)
-            .where(products.c.url == bindparam("_url"))
-            .values({name: bindparam(name) for name in known_rows[0] if name != "url"}),
-            [{**row, "_url": row["url"]} for row in known_rows],
-        )
+    seen = {
+        "last_seen_at": now,
+        "last_fetched_at": now,
+        "last_seen_run_id": run_id,
+        "last_fetched_run_id": run_id,
+        "delisted_at": None,
+    }
+    statements.insert_new.execute(
+        conn, new_rows, {**seen, "first_seen_at": now, "first_seen_run_id": run_id}
+    )
+    statements.update_known.execute(conn, known_rows, seen)
     if change_rows:
         conn.execute(insert(changes), change_rows)
     return result
 
 
-def _insert_or_update(conn: Connection) -> Any:
+def _stored_products(
+    conn: Connection, find_urls: PreparedStatement, urls: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The tracked fields of those of ``urls`` already stored.
+
+    Which URLs are stored is asked the cheap way first: in a first crawl none
+    are, and the typed select then has nothing to read.
+    """
+    found: list[str] = []
+    for start in range(0, len(urls), _SQL_IN_CHUNK):
+        chunk = urls[start : start + _SQL_IN_CHUNK]
+        padded = chunk + [None] * (_SQL_IN_CHUNK - len(chunk))  # NULL matches no URL
+        parameters = {f"url_{n}": url for n, url in enumerate(padded)}
+        found += [url for (url,) in find_urls.fetch(conn, parameters)]
+    stored: dict[str, dict[str, Any]] = {}
+    columns = [products.c.url, *(products.c[name] for name in TRACKED_FIELDS)]
+    for start in range(0, len(found), _SQL_IN_CHUNK):
+        chunk = found[start : start + _SQL_IN_CHUNK]
+        for record in conn.execute(select(*columns).where(products.c.url.in_(chunk))):
+            stored[record.url] = record._asdict()
+    return stored
+
+
+def _insert_or_update(dialect: Dialect) -> Any:
     """INSERT that turns into an UPDATE when another writer stored the URL meanwhile."""
     dialects = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
-    make_insert = dialects.get(conn.dialect.name)
+    make_insert = dialects.get(dialect.name)
     if make_insert is None:
         return insert(products)
     statement = make_insert(products)
@@ -151,15 +223,9 @@ def record_sightings(
     conn: Connection, sightings: Iterable[ListingSighting], run_id: int | None, now: datetime
 ) -> int:
     """Mark products seen on a listing page (no detail fetch needed). Returns rows touched."""
-    params = [{"_url": sighting.url} for sighting in sightings]
-    if not params:
-        return 0
-    statement = (
-        update(products)
-        .where(products.c.url == bindparam("_url"))
-        .values(last_seen_at=now, last_seen_run_id=run_id, delisted_at=None)
-    )
-    return conn.execute(statement, params).rowcount or 0
+    rows = [{"_url": sighting.url} for sighting in sightings]
+    constants = {"last_seen_at": now, "last_seen_run_id": run_id, "delisted_at": None}
+    return _statements(conn.dialect).record_sighting.execute(conn, rows, constants)
 
 
 def mark_delisted(conn: Connection, run_id: int, now: datetime) -> int:

@@ -1,0 +1,188 @@
+"""The item pipelines on a real crawler's settings, signals and stats, into real SQLite files."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+import pytest_twisted
+from scrapy import Spider
+from scrapy.exceptions import DropItem
+from scrapy.utils.asyncio import sleep
+from scrapy.utils.defer import deferred_from_coro
+from scrapy.utils.test import get_crawler
+from sqlalchemy import event, text
+
+from matter_crawler.items import ListingSighting
+from matter_crawler.pipelines.store import BatchStorePipeline
+from matter_crawler.pipelines.validation import ValidationPipeline
+from matter_crawler.signals import request_dead_lettered
+from matter_crawler.storage import Database
+
+from .test_storage import product
+
+
+class LetterCatcher:
+    """Receives the dead letters a component sends (signal handlers are held weakly)."""
+
+    def __init__(self, crawler) -> None:
+        self.letters: list[dict] = []
+        crawler.signals.connect(self.received, signal=request_dead_lettered)
+
+    def received(self, **letter) -> None:
+        self.letters.append(letter)
+
+
+def validation(**settings) -> tuple[ValidationPipeline, object, LetterCatcher]:
+    crawler = get_crawler(Spider, settings)
+    return ValidationPipeline.from_crawler(crawler), crawler, LetterCatcher(crawler)
+
+
+def test_a_valid_product_and_other_items_pass_untouched():
+    pipeline, crawler, catcher = validation()
+    item = product(1)
+    assert pipeline.process_item(item) is item
+    sighting = ListingSighting(item.url, "Acme", "Plug", None, 1)
+    assert pipeline.process_item(sighting) is sighting
+    assert crawler.stats.get_value("validation/invalid") is None
+    assert catcher.letters == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "stat"),
+    [
+        ({"manufacturer": None}, "manufacturer is missing", "manufacturer"),
+        ({"certificate_id": ""}, "certificate_id is missing", "certificate_id"),
+        (
+            {"certificate_id": "CSA-<script>"},
+            "certificate_id 'CSA-<script>' does not look like a CSA certificate id",
+            "certificate_id",
+        ),
+        (
+            {"url": "https://csa-iot.org/elsewhere/"},
+            "url 'https://csa-iot.org/elsewhere/' is not a product page URL",
+            "url",
+        ),
+        (
+            {"problems": ["vid: '0xZZ' is not a hexadecimal id"]},
+            "vid: '0xZZ' is not a hexadecimal id",
+            "vid",
+        ),
+    ],
+)
+def test_an_invalid_product_is_counted_dead_lettered_and_dropped(changes, reason, stat):
+    pipeline, crawler, catcher = validation()
+    item = replace(product(1), **changes)
+    with pytest.raises(DropItem, match="invalid product"):
+        pipeline.process_item(item)
+    assert crawler.stats.get_value("validation/invalid") == 1
+    assert crawler.stats.get_value(f"validation/invalid/{stat}") == 1
+    (letter,) = catcher.letters
+    assert letter["failure_class"] == "invalid"
+    assert letter["url"] == item.url
+    assert reason in letter["reason"]
+
+
+def test_validation_settings():
+    pipeline, _, _ = validation(
+        VALIDATION_REQUIRED_FIELDS=["url", "model", "vid"], VALIDATION_CERTIFICATE_PATTERN=""
+    )
+    assert pipeline.process_item(replace(product(1), manufacturer=None, certificate_id="x"))
+    with pytest.raises(DropItem, match="vid is missing"):
+        pipeline.process_item(replace(product(1), vid=None))
+
+
+# -- the batch store -----------------------------------------------------------------------
+
+
+class Store:
+    """A BatchStorePipeline on a real crawler and SQLite file, with its commits counted."""
+
+    def __init__(self, tmp_path, **settings) -> None:
+        self.crawler = get_crawler(
+            Spider, {"DATABASE_URL": f"sqlite:///{tmp_path}/store.sqlite3", **settings}
+        )
+        self.pipeline = BatchStorePipeline.from_crawler(self.crawler)
+        self.database = Database.from_crawler(self.crawler)
+        self.commits = 0
+        event.listen(self.database.engine, "commit", self._committed)
+
+    def _committed(self, _conn) -> None:
+        self.commits += 1
+
+    def stored(self) -> int:
+        with self.database.engine.connect() as conn:
+            return conn.execute(text("select count(*) from products")).scalar()
+
+    def stat(self, name: str) -> int:
+        return self.crawler.stats.get_value(name, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_batches_are_written_when_full_and_the_rest_at_close(tmp_path):
+    # as Scrapy runs pipeline coroutines: an asyncio task
+    await deferred_from_coro(_batches_are_written_when_full_and_the_rest_at_close(tmp_path))
+
+
+async def _batches_are_written_when_full_and_the_rest_at_close(tmp_path):
+    store = Store(tmp_path, STORE_BATCH_SIZE=3, STORE_FLUSH_INTERVAL=0)
+    store.pipeline.open_spider()
+    other = {"url": "x"}  # not ours: passed on, not buffered
+    assert await store.pipeline.process_item(other) is other
+    for n in range(7):
+        await store.pipeline.process_item(product(n))
+    # the item that filled the second batch waited for the first one only
+    assert store.stat("store/batches") == 1
+    assert store.stored() == 3
+    await store.pipeline.close_spider()
+    assert store.stat("store/batches") == 3  # 3 + 3 + the 1 left at close
+    assert store.stat("store/products_new") == 7
+    assert store.stored() == 7
+    assert store.commits == 3  # one transaction per batch
+    store.database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_partial_batch_is_written_after_the_flush_interval(tmp_path):
+    # as Scrapy runs pipeline coroutines: an asyncio task
+    await deferred_from_coro(_a_partial_batch_is_written_after_the_flush_interval(tmp_path))
+
+
+async def _a_partial_batch_is_written_after_the_flush_interval(tmp_path):
+    store = Store(tmp_path, STORE_BATCH_SIZE=500, STORE_FLUSH_INTERVAL=0.2)
+    store.pipeline.open_spider()
+    await store.pipeline.process_item(product(1))
+    await store.pipeline.process_item(ListingSighting(product(1).url, None, None, None, 1))
+    for _ in range(50):  # up to 5 s on a busy machine; normally 0.2-0.4 s
+        if store.stored():
+            break
+        await sleep(0.1)
+    assert store.stored() == 1
+    assert store.stat("store/sightings") == 1
+    await store.pipeline.close_spider()
+    assert store.stat("store/batches") == 1
+    store.database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog):
+    # as Scrapy runs pipeline coroutines: an asyncio task
+    await deferred_from_coro(_a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog))
+
+
+async def _a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog):
+    store = Store(tmp_path, STORE_BATCH_SIZE=2, STORE_FLUSH_INTERVAL=0)
+    store.pipeline.open_spider()
+    with store.database.engine.begin() as conn:  # a real failure: the table is gone
+        conn.execute(text("alter table products rename to products_elsewhere"))
+    with caplog.at_level(logging.ERROR, logger="matter_crawler.pipelines.store"):
+        for n in range(3):
+            await store.pipeline.process_item(product(n))
+        await store.pipeline.close_spider()
+    assert store.stat("store/batches_failed") == 2
+    assert store.stat("store/products_failed") == 3
+    assert store.stat("store/batches") == 0
+    assert "Could not store a batch of 2 products" in caplog.text
+    assert "no such table: products" in caplog.text
+    store.database.close()
