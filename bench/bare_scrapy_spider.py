@@ -27,12 +27,7 @@ from scrapy.http import Response
 
 from matter_crawler.items import ProductItem
 from matter_crawler.parsing import build_product, parse_detail, parse_listing
-
-#: The catalogue's listing query (the simulated site ignores it; the real site needs it).
-LISTING_QUERY = (
-    "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
-    "&p_certificate=&p_family=&p_firmware_ver="
-)
+from matter_crawler.settings import CSA_LISTING_QUERY
 
 
 class BareProductsSpider(Spider):
@@ -44,7 +39,7 @@ class BareProductsSpider(Spider):
 
     def listing_url(self, page: int) -> str:
         path = "/csa-iot_products/" if page == 1 else f"/csa-iot_products/page/{page}/"
-        return f"{self.base_url}{path}?{LISTING_QUERY}"
+        return f"{self.base_url}{path}?{CSA_LISTING_QUERY}"
 
     async def start(self) -> AsyncIterator[Request]:
         yield Request(self.listing_url(1), callback=self.parse_first_listing)

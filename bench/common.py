@@ -156,3 +156,21 @@ def item_records(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         record["compliance_document_url"] = url_path(record["compliance_document_url"])
         records.append(record)
     return records
+
+
+def read_dataset(storage_dir: Path) -> list[dict[str, Any]]:
+    """The items of a finished Crawlee crawl's default dataset (one JSON file per item)."""
+    folder = storage_dir / "datasets" / "default"
+    return [
+        json.loads(path.read_text(encoding="utf-8"))
+        for path in sorted(folder.glob("*.json"))
+        if not path.name.startswith("__")  # __metadata__.json
+    ]
+
+
+def last_json_line(output: str) -> dict[str, Any]:
+    """The last line of a script's output that is a JSON object (warnings may follow it)."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError(f"no JSON result in the output: {output[-500:]!r}")

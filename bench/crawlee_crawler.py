@@ -15,7 +15,7 @@ crawler of the benchmark runs the same number of requests at once::
 
 The products end up as one JSON file each in
 ``STORAGE_DIR/datasets/default/`` (Crawlee's file-system dataset);
-:func:`read_dataset` reads them back.
+:func:`common.read_dataset` reads them back.
 
 ``--crawler http`` uses Crawlee's ``HttpCrawler`` instead, which does not build
 a parsel ``Selector`` of every page before the handler runs (the handler only
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -37,17 +36,14 @@ from crawlee.configuration import Configuration
 from crawlee.crawlers import BasicCrawlingContext, HttpCrawler, ParselCrawler
 
 from matter_crawler.parsing import build_product, parse_detail, parse_listing
+from matter_crawler.settings import CSA_LISTING_QUERY
 
-LISTING_QUERY = (
-    "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
-    "&p_certificate=&p_family=&p_firmware_ver="
-)
 _charset = re.compile(r"charset=([\w-]+)", re.IGNORECASE)
 
 
 def listing_url(base_url: str, page: int) -> str:
     path = "/csa-iot_products/" if page == 1 else f"/csa-iot_products/page/{page}/"
-    return f"{base_url}{path}?{LISTING_QUERY}"
+    return f"{base_url}{path}?{CSA_LISTING_QUERY}"
 
 
 def _encoding(context: BasicCrawlingContext) -> str | None:
@@ -99,16 +95,6 @@ def build_crawler(base_url: str, concurrency: int, storage_dir: Path, kind: str)
         await context.push_data(dataclasses.asdict(item))
 
     return crawler
-
-
-def read_dataset(storage_dir: Path) -> list[dict[str, Any]]:
-    """The items of the default dataset of a finished crawl (one JSON file per item)."""
-    folder = storage_dir / "datasets" / "default"
-    return [
-        json.loads(path.read_text(encoding="utf-8"))
-        for path in sorted(folder.glob("*.json"))
-        if not path.name.startswith("__")  # __metadata__.json
-    ]
 
 
 async def crawl(options: argparse.Namespace) -> None:
