@@ -8,6 +8,7 @@ from email.utils import format_datetime
 from time import time
 
 import pytest
+from playwright.async_api import Error as PlaywrightError
 from scrapy import Request
 from scrapy.http import HtmlResponse, Response
 from scrapy.utils.test import get_crawler
@@ -272,5 +273,77 @@ class TestBreaker:
         assert held.dont_filter
         assert held.meta[NOT_BEFORE] >= time() + 9
         assert changes.calls[0]["new"] == "open"
-        assert crawler.stats.get_value("circuit/csa-iot.org/open") == 1
+        assert crawler.stats.get_value("circuit/csa-iot.org/closed_to_open") == 1
         assert crawler.stats.get_value("circuit/csa-iot.org/held_requests") == 1
+
+    def test_stats_count_each_transition(self, crawler):
+        crawler.stats.open_spider()
+        no_cooldown = BreakerPolicy(failure_threshold=2, cooldown=0, half_open_probes=1)
+        middleware = CircuitBreakerMiddleware(crawler, no_cooldown)
+
+        def outcome(status: int) -> None:
+            request = Request(URL)
+            assert middleware.process_request(request) is None
+            middleware.process_response(request, response(status, request=request))
+
+        for status in (503, 503, 503, 200, 200):  # open, probe fails, probe, probe: closed
+            outcome(status)
+        assert middleware.states()["csa-iot.org"] is CircuitState.CLOSED
+        stats = crawler.stats.get_stats()
+        assert {key: value for key, value in stats.items() if key.startswith("circuit/")} == {
+            "circuit/csa-iot.org/closed_to_open": 1,
+            "circuit/csa-iot.org/open_to_half_open": 2,
+            "circuit/csa-iot.org/half_open_to_open": 1,
+            "circuit/csa-iot.org/half_open_to_closed": 1,
+            "circuit/csa-iot.org/state": "closed",
+        }
+
+    def test_browser_failures_do_not_open_the_breaker(self, crawler):
+        crawler.stats.open_spider()
+        middleware = CircuitBreakerMiddleware(crawler, self.policy)
+        rendered = Request(URL, meta={"playwright": True})
+        for _ in range(5):  # the browser will not launch, or Playwright gives up
+            assert middleware.process_request(rendered) is None
+            middleware.process_exception(rendered, PlaywrightError("Browser closed"))
+            middleware.process_exception(rendered, TimeoutError())
+        assert middleware.states()["csa-iot.org"] is CircuitState.CLOSED
+        assert crawler.stats.get_value("circuit/csa-iot.org/closed_to_open") is None
+        # the same exceptions without the browser are the site's: they open it
+        for _ in range(3):
+            plain = Request(URL)
+            assert middleware.process_request(plain) is None
+            middleware.process_exception(plain, TimeoutError())
+        assert middleware.states()["csa-iot.org"] is CircuitState.OPEN
+
+    def test_a_rendered_probe_that_fails_in_the_browser_frees_its_slot(self, crawler):
+        crawler.stats.open_spider()
+        no_cooldown = BreakerPolicy(failure_threshold=1, cooldown=0, half_open_probes=1)
+        middleware = CircuitBreakerMiddleware(crawler, no_cooldown)
+        request = Request(URL)
+        middleware.process_request(request)
+        middleware.process_exception(request, TimeoutError())
+        probe = Request(URL, meta={"playwright": True})
+        assert middleware.process_request(probe) is None  # half-open: the one probe
+        assert isinstance(middleware.process_request(Request(URL)), Request)  # held
+        middleware.process_exception(probe, PlaywrightError("Target page closed"))
+        assert middleware.states()["csa-iot.org"] is CircuitState.HALF_OPEN
+        assert middleware.process_request(Request(URL)) is None  # the slot is free again
+
+    def test_rendered_pages_server_errors_still_count(self, crawler):
+        crawler.stats.open_spider()
+        middleware = CircuitBreakerMiddleware(crawler, self.policy)
+        for _ in range(3):
+            rendered = Request(URL, meta={"playwright": True})
+            middleware.process_request(rendered)
+            middleware.process_response(rendered, response(503, request=rendered))
+        assert middleware.states()["csa-iot.org"] is CircuitState.OPEN
+
+    def test_content_failures_are_not_the_sites_trouble(self, crawler):
+        crawler.stats.open_spider()
+        middleware = CircuitBreakerMiddleware(crawler, self.policy)
+        # a truncated page between server errors: the site answered, the run of failures ends
+        for status, body in [(500, GOOD_PAGE), (500, GOOD_PAGE), (200, GOOD_PAGE[:40])] * 3:
+            request = Request(URL)
+            middleware.process_request(request)
+            middleware.process_response(request, response(status, body=body, request=request))
+        assert middleware.states()["csa-iot.org"] is CircuitState.CLOSED

@@ -9,10 +9,20 @@ at most ``CIRCUIT_HALF_OPEN_PROBES`` probe requests through; after
 ``CIRCUIT_CLOSE_AFTER`` successful probes it closes, after a failed one it opens
 again.
 
-Failures are the classes that say the server is in trouble (transient, server,
-throttled: :data:`.classify.SERVER_TROUBLE`); permanent answers (404...) and our
-own configuration errors do not count toward opening, and a permanent answer
-shows the server is up.
+What counts as a failure (:data:`COUNTED_FAILURES`) is a class that says the
+server, or the way to it, is in trouble: ``transient``, ``server``, ``throttled``.
+The rest do not count toward opening:
+
+- ``permanent`` answers (404...) show the server is up: they count as successes.
+- ``config`` errors and ``IgnoreRequest`` are of our own making: not counted.
+- ``content`` failures count as successes: a 200 page without the expected
+  markup is that page's problem, not the site's, which answered. (The breaker
+  could not tell anyway: it sees the raw 200 before the classified retry, nearer
+  the engine, judges its content.)
+- Exceptions of requests rendered by the browser (``meta["playwright"]``) are
+  not counted: a browser that fails to launch, or any Playwright error, is most
+  likely trouble on our side and must not open the breaker on a healthy site.
+  The HTTP status a rendered page got (a 503) is the site's and counts as usual.
 
 Held requests are neither failed nor dropped: ``process_request`` hands back a
 copy carrying ``meta["not_before"]`` (when the breaker will next let requests
@@ -24,9 +34,13 @@ classified retry: it sees every raw outcome (a redirect too, which would
 otherwise become a new request and leave a probe unaccounted for).
 
 Readable by other components: :func:`circuit_states` (domain -> state), the
-``circuit_state_changed`` signal, and stats ``circuit/<domain>/state``,
-``circuit/<domain>/opened``, ``.../half_open``, ``.../closed``,
-``circuit/<domain>/held_requests``.
+``circuit_state_changed`` signal, a log line per transition (with its reason),
+and the stats ``circuit/<domain>/state`` (the current state: ``closed``,
+``open`` or ``half_open``), ``circuit/<domain>/held_requests``, and one counter
+per transition, ``circuit/<domain>/<old>_to_<new>``: ``closed_to_open`` (opened
+by failures), ``open_to_half_open`` (cool-down over, probing),
+``half_open_to_open`` (a probe failed), ``half_open_to_closed`` (enough probes
+succeeded).
 """
 
 from __future__ import annotations
@@ -46,7 +60,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from ..scheduler import NOT_BEFORE
 from ..session import CrawlSession
 from ..signals import circuit_state_changed
-from .classify import SERVER_TROUBLE, FailureClass, classify_exception, classify_status
+from .classify import FailureClass, classify_exception, classify_status
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -54,6 +68,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PROBE = "circuit_probe"
+
+#: The failure classes that count toward opening (see the module docstring for why not the rest).
+COUNTED_FAILURES = frozenset({FailureClass.TRANSIENT, FailureClass.SERVER, FailureClass.THROTTLED})
 
 
 class CircuitState(StrEnum):
@@ -223,19 +240,22 @@ class CircuitBreakerMiddleware:
         return held
 
     def process_response(self, request: Request, response: Response) -> Response:
-        failure_class = classify_status(response)
-        self._record(request, failure_class in SERVER_TROUBLE if failure_class else False)
+        self._record(request, classify_status(response) in COUNTED_FAILURES)
         return response
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         failure_class = classify_exception(exception)
-        if isinstance(exception, IgnoreRequest) or failure_class is FailureClass.CONFIG:
+        if (
+            isinstance(exception, IgnoreRequest)
+            or failure_class is FailureClass.CONFIG
+            or request.meta.get("playwright")  # the browser failed, maybe not the site
+        ):
             # says nothing about the server, but a probe slot must not leak
             if request.meta.pop(PROBE, False):
                 breaker = self._breaker(self._domain(request))
                 breaker.probes_in_flight = max(0, breaker.probes_in_flight - 1)
             return
-        self._record(request, failure_class in SERVER_TROUBLE)
+        self._record(request, failure_class in COUNTED_FAILURES)
 
     # -- state -------------------------------------------------------------------------
 
@@ -252,7 +272,7 @@ class CircuitBreakerMiddleware:
 
     def _changed(self, domain: str, old: CircuitState, new: CircuitState, reason: str) -> None:
         stats = self.crawler.stats
-        stats.inc_value(f"circuit/{domain}/{new.value}")
+        stats.inc_value(f"circuit/{domain}/{old.value}_to_{new.value}")
         stats.set_value(f"circuit/{domain}/state", new.value)
         level = logging.WARNING if new is CircuitState.OPEN else logging.INFO
         logger.log(level, "Circuit for %s: %s -> %s (%s)", domain, old.value, new.value, reason)
