@@ -16,6 +16,10 @@ their ``not_before`` in meta, and go back to the heap when they come out of the
 queue early after a resume. Created first, the scheduler also asks the crawl
 session to recover a JOBDIR left by a killed process before the dupefilter
 reads its fingerprints (see :mod:`matter_crawler.session`).
+
+Stats: ``scheduler/delayed/held`` (every request put in the heap),
+``scheduler/delayed/held_again`` (those among them that came back from a
+resumed disk queue before their time) and ``scheduler/delayed/released``.
 """
 
 from __future__ import annotations
@@ -71,11 +75,11 @@ class DelayedRequestScheduler(Scheduler):
         return True
 
     def next_request(self) -> Request | None:
+        assert self.stats is not None
         now = time()
         if self._waiting and self._waiting[0][0] <= now:
             _, _, request = heapq.heappop(self._waiting)
             self._arm_wakeup()
-            assert self.stats is not None
             self.stats.inc_value("scheduler/delayed/released")
             return request
         while True:
@@ -85,7 +89,9 @@ class DelayedRequestScheduler(Scheduler):
             not_before = request.meta.get(NOT_BEFORE)
             if not_before is None or not_before <= now:
                 return request
-            self._hold(request, not_before)  # came back from a resumed disk queue too early
+            # only a resumed disk queue holds requests not yet due: enqueue_request keeps them
+            self.stats.inc_value("scheduler/delayed/held_again")
+            self._hold(request, not_before)
 
     def __len__(self) -> int:
         return super().__len__() + len(self._waiting)

@@ -8,13 +8,28 @@ in ``JOBDIR/matter_crawler.state.json``: each component registers a provider
 (:meth:`CrawlSession.restored_state`). The file is written at spider close and
 every ``JOBDIR_STATE_SAVE_INTERVAL`` seconds.
 
+The crawl's counters live in Scrapy's stats, which start from nothing in every
+process, so the session keeps them itself: the counting stats (our prefixes
+and Scrapy's request, response, item and log counts; never gauges such as
+``memusage/*``, ``adaptive/*``, ``start_time`` or ``matter/run_id``) are saved
+with the job and added back when the resumed process's spider opens (the
+session, created by the spider, handles that signal before any component), so
+before the crawl counts anything. Progress and run totals then cover the whole
+run, not its last process.
+
 A hard kill leaves Scrapy's queue files out of step with each other (its queue
 index is only written on close, the fingerprint file is appended as it goes),
 which would make a resumed crawl skip requests it never made. So a marker file
 is written at open and removed at a clean close; finding it at start-up means
 the previous process died, and the session then discards Scrapy's queue and
 fingerprints before the scheduler loads them. The crawl plans again from the
-database: work is re-fetched, nothing is lost or stored twice.
+database: work is re-fetched, nothing is lost or stored twice. The counters
+then come from the last periodic save: the plan's own (``matter/``: listing
+pages and product pages planned and done) are dropped with the plan they
+counted, so progress restarts with the new plan; the others (requests,
+responses, retries, batches...) are kept, so they count the work re-done too
+and miss what the dead process did after its last save. The run record takes
+its product counts from the database, which are exact either way.
 """
 
 from __future__ import annotations
@@ -40,8 +55,47 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "matter_crawler.state.json"
 RUNNING_MARKER = "matter_crawler.running"
 _SCRAPY_QUEUE_STATE = ("requests.queue", "requests.seen")
+COUNTERS_STATE = "counters"
+
+#: Stats that count something over the whole run (a stat under one of these
+#: prefixes, with a number as value). Scheduler queue counts are left out: a
+#: resumed process loads its queue again and counts it again.
+COUNTER_PREFIXES = (
+    "matter/",
+    "store/",
+    "retry/",
+    "dead_letters/",
+    "circuit/",
+    "validation/",
+    "render/",
+    "scheduler/delayed/",
+    "downloader/request_",
+    "downloader/response_",
+    "downloader/exception_",
+    "httperror/",
+    "spider_exceptions/",
+    "robotstxt/",
+    "log_count/",
+    "item_scraped_count",
+    "item_dropped_",
+    "response_received_count",
+)
+#: Numbers under those prefixes that are not counts.
+GAUGES = frozenset({"matter/run_id"})
+#: Counters of the crawl plan, which a hard kill discards (see the module docstring).
+PLAN_COUNTER_PREFIX = "matter/"
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, CrawlSession] = weakref.WeakKeyDictionary()
+
+
+def is_counter(name: str, value: Any) -> bool:
+    """Whether the stat ``name`` counts something over the run (and is saved with the job)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and name.startswith(COUNTER_PREFIXES)
+        and name not in GAUGES
+    )
 
 
 class CrawlSession:
@@ -59,6 +113,7 @@ class CrawlSession:
         self._saver = None
         if self.jobdir is not None:
             self._open_jobdir(self.jobdir)
+            self.register_state(COUNTERS_STATE, self._counters)
         crawler.signals.connect(self._spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self._spider_closed, signal=signals.spider_closed)
 
@@ -96,6 +151,24 @@ class CrawlSession:
             self.resumed = True
         marker.write_text(str(os.getpid()), encoding="utf-8")
 
+    def _restore_counters(self) -> None:
+        # Added, not set: what this process counted already (log lines) stays.
+        saved = self._restored.get(COUNTERS_STATE) or {}
+        stats = self.crawler.stats
+        for name, value in saved.items():
+            if not is_counter(name, value):
+                continue
+            if self.recovered and name.startswith(PLAN_COUNTER_PREFIX):
+                continue  # the plan they counted was discarded with the queue
+            stats.inc_value(name, value)
+
+    def _counters(self) -> dict[str, int | float]:
+        return {
+            name: value
+            for name, value in self.crawler.stats.get_stats().items()
+            if is_counter(name, value)
+        }
+
     # -- component state ------------------------------------------------------
 
     def register_state(self, name: str, provider: Callable[[], Any]) -> None:
@@ -131,6 +204,7 @@ class CrawlSession:
     def _spider_opened(self) -> None:
         if self.jobdir is None:
             return
+        self._restore_counters()  # Crawler.stats exists only from the crawl's start on
         interval = self.crawler.settings.getfloat("JOBDIR_STATE_SAVE_INTERVAL", 30.0)
         if interval > 0:
             self._saver = create_looping_call(self.save_state)

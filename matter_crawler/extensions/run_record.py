@@ -13,6 +13,19 @@ its last letters are written first.
 
 Status: ``finished`` (the crawl ran out of work), ``stopped`` (Ctrl-C, a
 scrapyd cancel: resumable with the same JOBDIR) or ``failed`` (anything else).
+
+Stage reached, from the spider: ``planning``, ``list`` or ``detail`` while
+the crawl was under way; ``done`` when it finished with its listing stage
+complete and nothing left to fetch. A finished run whose listing pages failed
+for good records ``list``: it never saw the whole listing (the dead letters
+name the pages; ``-a replay_dead_letters=1`` fetches them). Detail pages that
+failed for good do not hold a run back from ``done``; they are its dead letters.
+
+A run resumed from a JOBDIR is one run over several processes: its counters
+(pages, requests, retries, errors) are the session's restored stats (see
+:mod:`matter_crawler.session`) and its duration adds up the processes' own.
+Product counts (new, changed, fetched, delisted) come from the database at
+close, so they are exact even after a hard kill.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from ..storage.runs import finish_run, resume_run, start_run
 logger = logging.getLogger(__name__)
 
 _SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "AUTH")
+STATE_NAME = "run_record"
 
 
 def settings_snapshot(settings: BaseSettings) -> dict[str, Any]:
@@ -72,12 +86,27 @@ def _status(reason: str) -> str:
     return "failed"
 
 
+def stage_reached(spider: Spider, reason: str) -> str | None:
+    """The stage a run reached: ``done`` only for a finished run that saw its whole listing."""
+    stage = spider.stage() if callable(getattr(spider, "stage", None)) else None
+    plan = getattr(spider, "plan", None)
+    if reason != "finished" or plan is None:
+        return stage
+    if plan.pages_failed:
+        return "list"  # out of work, but with holes in the listing
+    return "done" if stage == "detail" else stage
+
+
 class RunRecorder:
     def __init__(self, crawler: Crawler) -> None:
         self.crawler = crawler
         self.database = Database.from_crawler(crawler)
         self.session = CrawlSession.from_crawler(crawler)
         self._started = monotonic()
+        # what the run's earlier processes took (JOBDIR); zeroed if a new run starts
+        saved = self.session.restored_state(STATE_NAME) or {}
+        self._earlier_seconds = float(saved.get("duration_seconds", 0.0))
+        self.session.register_state(STATE_NAME, self._saved_state)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -94,6 +123,7 @@ class RunRecorder:
         if session.run_id is not None and await self.database.run(resume_run, session.run_id):
             logger.info("Continuing crawl run %d", session.run_id)
         else:
+            self._earlier_seconds = 0.0
             session.run_id = await self.database.run(
                 lambda engine: start_run(
                     engine,
@@ -114,27 +144,31 @@ class RunRecorder:
         stats = self.crawler.stats
         get = stats.get_value
         plan = getattr(spider, "plan", None)
-        stage = spider.stage() if hasattr(spider, "stage") else None
         now = datetime.now(UTC)
         values = {
             "status": _status(reason),
             "finish_reason": reason,
-            "stage": "done" if reason == "finished" else stage,
+            "stage": stage_reached(spider, reason),
             "mode": plan.mode if plan is not None else None,
             "finished_at": now,
-            "duration_seconds": round(monotonic() - self._started, 3),
+            "duration_seconds": round(self._duration(), 3),
             "pages_planned": plan.target_last_page() if plan is not None else None,
             "pages_crawled": get("matter/list/pages", 0),
             "products_listed": get("matter/list/cards", 0),
-            "products_fetched": get("matter/detail/pages", 0),
-            "products_new": get("store/products_new", 0),
-            "products_changed": get("store/products_changed", 0),
-            "products_delisted": get("store/products_delisted", 0),
             "items_invalid": get("validation/invalid", 0),
             "retries": get("retry/count", 0),
             "errors": get("log_count/ERROR", 0),
             "requests": get("downloader/request_count", 0),
             "stats": _json_safe(stats.get_stats()),
         }
-        await self.database.run(finish_run, self.session.run_id, values)
-        logger.info("Crawl run %d %s (%s)", self.session.run_id, values["status"], reason)
+        run_id = self.session.run_id
+        await self.database.run(
+            lambda engine: finish_run(engine, run_id, values, count_products=True)
+        )
+        logger.info("Crawl run %d %s (%s)", run_id, values["status"], reason)
+
+    def _duration(self) -> float:
+        return self._earlier_seconds + monotonic() - self._started
+
+    def _saved_state(self) -> dict[str, Any]:
+        return {"duration_seconds": round(self._duration(), 3)}

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, distinct, func, insert, or_, select, update
 
-from .models import CrawlRun, DeadLetter
+from .models import CrawlRun, DeadLetter, Product, ProductChange
 
 runs = CrawlRun.__table__
 letters = DeadLetter.__table__
+products = Product.__table__
+changes = ProductChange.__table__
 
 
 def start_run(
@@ -59,11 +61,14 @@ def update_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
         conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
-def finish_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
+def finish_run(
+    engine: Engine, run_id: int, values: dict[str, Any], *, count_products: bool = False
+) -> None:
     """Write the run's final record; dead letters are counted from their table.
 
-    Counting in the same writer-thread task as the update sees every letter the
-    dead-letter store submitted before it.
+    With ``count_products``, so are the product counts (:func:`product_counts`).
+    Counting in the same writer-thread task as the update sees every batch and
+    letter submitted before it.
     """
     with engine.begin() as conn:
         pending = (
@@ -74,15 +79,48 @@ def finish_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
         resolved = (
             select(func.count()).select_from(letters).where(letters.c.resolved_run_id == run_id)
         )
+        counted = product_counts(conn, run_id) if count_products else {}
         conn.execute(
             update(runs)
             .where(runs.c.id == run_id)
             .values(
-                **values,
-                dead_letters=conn.execute(pending).scalar() or 0,
-                dead_letters_resolved=conn.execute(resolved).scalar() or 0,
+                {
+                    **values,
+                    **counted,
+                    "dead_letters": conn.execute(pending).scalar() or 0,
+                    "dead_letters_resolved": conn.execute(resolved).scalar() or 0,
+                }
             )
         )
+
+
+def product_counts(conn: Connection, run_id: int) -> dict[str, int]:
+    """What the database knows a run did to the products, whatever processes it took.
+
+    New: first stored by the run. Fetched: whose page the run stored last.
+    Changed: with a change row of the run. Delisted: marked delisted since the
+    run started and not seen by it (delisting records no run id; a run on the
+    same database at the same time would be counted too).
+    """
+
+    def count(statement: Any) -> int:
+        return conn.execute(statement).scalar() or 0
+
+    started = select(runs.c.started_at).where(runs.c.id == run_id).scalar_subquery()
+    number = select(func.count()).select_from(products)
+    return {
+        "products_new": count(number.where(products.c.first_seen_run_id == run_id)),
+        "products_fetched": count(number.where(products.c.last_fetched_run_id == run_id)),
+        "products_changed": count(
+            select(func.count(distinct(changes.c.product_url))).where(changes.c.run_id == run_id)
+        ),
+        "products_delisted": count(
+            number.where(
+                products.c.delisted_at >= started,
+                or_(products.c.last_seen_run_id.is_(None), products.c.last_seen_run_id != run_id),
+            )
+        ),
+    }
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> list[dict[str, Any]]:
