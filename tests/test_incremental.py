@@ -64,3 +64,25 @@ def test_incremental_full_refresh_and_delisting(simulated_site, database_url):
     site.mutate(remove=2)
     run_crawl(site.base_url, database_url).check()
     assert len(query(database_url, "select url from products where delisted_at is not null")) == 3
+
+
+def test_a_product_the_listing_shows_is_not_delisted_when_its_page_fails(
+    simulated_site, database_url
+):
+    site = simulated_site(products=60, seed=4)
+    run_crawl(site.base_url, database_url).check()
+    # every product page now fails for good; the listing still shows every product
+    site.set_faults(error_rate=1.0, error_statuses="500", only="detail")
+    fail_at_once = {
+        "RETRY_POLICIES": {"server": {"attempts": 1}},
+        "CIRCUIT_BREAKER_ENABLED": False,
+    }
+    run_crawl(
+        site.base_url, database_url, args={"mode": "full", "refresh": "all"}, settings=fail_at_once
+    ).check()
+    run = crawl_runs(database_url)[-1]
+    assert run["dead_letters"] == 60
+    assert query(database_url, "select count(*) from products where delisted_at is null") == [(60,)]
+    assert query(
+        database_url, f"select count(*) from products where last_seen_run_id = {run['id']}"
+    ) == [(60,)]

@@ -113,6 +113,9 @@ def test_known_cards_become_sightings_and_changed_ones_are_fetched(spider):
     fetched = {r.url for r in requests if r.meta["stage"] == "detail"}
     assert f"{BASE}/csa_product/wi-fi-plug-27/" not in fetched  # known, unchanged
     assert f"{BASE}/csa_product/wiz-led-lamp-dimmable-20/" in fetched  # its card changed
+    # both stored products are seen, the changed one too: if its fetch fails for good,
+    # or the run stops before it is stored, it must not count as delisted
     assert [i.url for i in items if isinstance(i, ListingSighting)] == [
-        f"{BASE}/csa_product/wi-fi-plug-27/"
+        f"{BASE}/csa_product/wi-fi-plug-27/",
+        f"{BASE}/csa_product/wiz-led-lamp-dimmable-20/",
     ]

@@ -335,12 +335,19 @@ class MatterProductsSpider(Spider):
             known = self.known.get(card.url)
             known_flags.append(known_before(known, run_id))
             wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
-            if wanted and (self.max_products is None or plan.details_scheduled < self.max_products):
+            fetch = wanted and (
+                self.max_products is None or plan.details_scheduled < self.max_products
+            )
+            if fetch:
                 plan.details_scheduled += 1
                 stats.inc_value("matter/detail/scheduled")
                 yield self.detail_request(card, page)
             else:
                 stats.inc_value("matter/detail/skipped_known")
+            if not fetch or known is not None:
+                # A stored product the listing shows is seen now, whether or not its page
+                # is fetched again: if that fetch fails for good, or the run is stopped
+                # before it is stored, a complete listing must not count it as delisted.
                 yield ListingSighting(
                     url=card.url,
                     manufacturer=card.manufacturer,
