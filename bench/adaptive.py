@@ -2,8 +2,10 @@
 
 The simulated site serves at most C page requests at once (``--capacity``,
 default 16); beyond that it refuses with 503 (or 429 + Retry-After: 1 with
-``--capacity-status 429``) after ``overload_latency_ms`` (100 ms). Every page
-takes ``--latency-ms`` (200 ms), so the best possible goodput is C / latency.
+``--capacity-status 429``) after ``overload_latency_ms`` (100 ms), and while it
+refuses, the requests it accepts slow down (``--overload-slowdown-ms``, 2 ms per
+refusal of the last second). Every page takes ``--latency-ms`` (200 ms), so the
+best possible goodput is C / latency.
 
 One run, same catalogue, each crawl a ``scrapy crawl matter_products`` child
 process (profile ``fast``) capped at ``--cap-seconds``:
@@ -28,6 +30,11 @@ each time (target: under 30 s). A PNG plot of concurrency over time goes to
 
     python bench/adaptive.py                        # about 7 minutes
     python bench/adaptive.py --products 1000 --cap-seconds 20 --phase-seconds 35  # quicker
+    python bench/adaptive.py --quick --only ours     # a smoke run: about 1 minute
+
+``--quick`` shortens everything (400 products, 10-s crawls, a 5/12/12-s drop
+scenario): the figures are then too short to settle anything, only a check that
+the script and the crawls run.
 """
 
 from __future__ import annotations
@@ -239,6 +246,7 @@ def drop_scenario(
         latency_ms=options.latency_ms,
         capacity=options.capacity,
         capacity_status=options.capacity_status,
+        overload_slowdown_ms=options.overload_slowdown_ms,
     ) as site:
         log_path = scratch / "drop.log"
         total = options.first_phase + 2 * options.phase_seconds
@@ -345,13 +353,25 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--capacity", type=int, default=16)
     parser.add_argument("--capacity-status", type=int, choices=(503, 429), default=503)
+    parser.add_argument(
+        "--overload-slowdown-ms",
+        type=float,
+        default=2.0,
+        help="latency an accepted page takes per refusal of the last second",
+    )
     parser.add_argument("--cap-seconds", type=float, default=35.0, help="longest crawl")
     parser.add_argument("--drop-to", type=int, default=4)
     parser.add_argument("--drop-products", type=int, default=6000)
     parser.add_argument("--first-phase", type=float, default=20.0)
     parser.add_argument("--phase-seconds", type=float, default=40.0)
     parser.add_argument("--only", help="comma-separated run names (for trying things out)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a short smoke run (overrides the sizes above)"
+    )
     options = parser.parse_args()
+    if options.quick:
+        options.products, options.cap_seconds = 400, 10.0
+        options.drop_products, options.first_phase, options.phase_seconds = 1500, 5.0, 12.0
     capacity = options.capacity
 
     def fixed(n: int) -> dict[str, Any]:
@@ -378,7 +398,9 @@ def main() -> int:
 
     print(
         f"Adaptive concurrency: simulated site with capacity {capacity} "
-        f"(beyond it: {options.capacity_status} after 100 ms), {options.latency_ms} ms a page, "
+        f"(beyond it: {options.capacity_status} after 100 ms, accepted pages "
+        f"{options.overload_slowdown_ms:g} ms slower per refusal of the last second), "
+        f"{options.latency_ms} ms a page, "
         f"{options.products:,} products; each crawl capped at {options.cap_seconds:.0f}s",
         flush=True,
     )
@@ -391,6 +413,7 @@ def main() -> int:
             latency_ms=options.latency_ms,
             capacity=capacity,
             capacity_status=options.capacity_status,
+            overload_slowdown_ms=options.overload_slowdown_ms,
         ) as site:
             catalogue_pages = options.products + math.ceil(options.products / 12)
             for run in runs:

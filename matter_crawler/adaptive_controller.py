@@ -42,7 +42,7 @@ The law, briefly (docs/adaptive.md has the reasoning):
   domain until it has passed (on a probe's refusal, the step back removes the
   excess and the refused request alone waits). An open breaker drops the
   domain to its minimum until it closes. Memory pressure halves every domain's
-  concurrency and blocks increases.
+  concurrency and blocks increases (:class:`MemoryCeiling` decides when).
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ PROBE_ROUNDS = 2
 FORGET_CEILING_AT = 0.05
 #: How far (in standard deviations) a round's trouble may exceed the background unnoticed.
 BACKGROUND_SIGMAS = 3.0
+#: Memory pressure ends below this share of the memory ceiling (hysteresis against flapping).
+MEMORY_RELEASE = 0.9
+#: Under memory pressure, concurrency is halved again each time memory climbs another such
+#: share of the ceiling above the reading of the last cut.
+MEMORY_STEP = 0.05
 
 
 class Trouble(StrEnum):
@@ -169,6 +174,42 @@ class Change:
         return 0
 
 
+class MemoryAction(StrEnum):
+    LOWER = "lower"  # halve every domain's concurrency, and hold it
+    RELEASE = "release"  # memory is back down: concurrency may grow again
+
+
+class MemoryCeiling:
+    """When memory lowers concurrency, from a sequence of resident-memory readings (MB).
+
+    At the ceiling, pressure starts: every domain is halved once and held (no
+    increase). It is halved again only if memory keeps climbing, each time by
+    another ``MEMORY_STEP`` of the ceiling above the reading of the last cut: a
+    reading that stays high but flat has been dealt with (Python rarely returns
+    freed memory to the system, so waiting for it to fall would cut to the minimum
+    for nothing). Pressure ends once memory is below ``MEMORY_RELEASE`` of the
+    ceiling. A reading that never falls (peak memory, where the current one is
+    unknown) therefore holds the pressure to the end of the crawl.
+    """
+
+    def __init__(self, limit_mb: float) -> None:
+        self.limit_mb = limit_mb
+        self.pressure = False
+        self._cut_at = 0.0  # the reading when concurrency was last lowered
+
+    def observe(self, rss_mb: float) -> MemoryAction | None:
+        if rss_mb >= self.limit_mb:
+            if self.pressure and rss_mb < self._cut_at + MEMORY_STEP * self.limit_mb:
+                return None  # held: already lowered for this much memory
+            self.pressure = True
+            self._cut_at = rss_mb
+            return MemoryAction.LOWER
+        if self.pressure and rss_mb < MEMORY_RELEASE * self.limit_mb:
+            self.pressure = False
+            return MemoryAction.RELEASE
+        return None
+
+
 class DomainController:
     """Concurrency and delay of one domain, from the outcomes of its requests."""
 
@@ -191,7 +232,6 @@ class DomainController:
         self._step_excess = 0  # ... by this many requests
         self._late_troubles = 0  # troubles from before it that came back since
         self.last_cut_at = -math.inf
-        self.changed_at = now
         self.paused_until = -math.inf
         self.breaker_open = False
         self.memory_pressure = False
@@ -209,11 +249,11 @@ class DomainController:
         self._round_count = 0
         self._round_latency = 0.0
         self._round_troubles = 0
-        # counters for stats and tests
+        # counters for the stats
         self.increases = 0
         self.decreases = 0
-        self.ignored = 0
-        self.tolerated = 0
+        self.ignored = 0  # trouble from before the last cut, or while the breaker held
+        self.tolerated = 0  # trouble the site's background failure rate explained
 
     # -- reading -------------------------------------------------------------
 
@@ -334,7 +374,7 @@ class DomainController:
         """The domain's circuit breaker moved to ``state`` (closed, open, half_open)."""
         if state == "open":
             self.breaker_open = True
-            return self._set(now, self.limits.min_concurrency, self.delay, "circuit open")
+            return self._set(self.limits.min_concurrency, self.delay, "circuit open")
         if state == "closed" and self.breaker_open:
             self.breaker_open = False
             self.clean = self.concurrency
@@ -352,7 +392,7 @@ class DomainController:
             self.limits.min_concurrency, int(self.concurrency * self.tuning.decrease_factor)
         )
         self.clean = min(self.clean, lower)
-        return self._set(now, lower, self.delay, "memory pressure")
+        return self._set(lower, self.delay, "memory pressure")
 
     # -- the law -------------------------------------------------------------
 
@@ -377,7 +417,7 @@ class DomainController:
             delay = self.delay / 2
             if delay < max(DELAY_FLOOR_STEP, limits.min_delay):
                 delay = limits.min_delay
-            return self._set(now, level, delay, "clean round, delay down")
+            return self._set(level, delay, "clean round, delay down")
         if self.memory_pressure or self.breaker_open or level >= limits.max_concurrency:
             return None
         if self.mode is Mode.START:
@@ -400,7 +440,7 @@ class DomainController:
             else:
                 return None
         target = min(target, level + GROWTH_STEP_MAX, limits.max_concurrency)
-        return self._set(now, target, self.delay, reason)
+        return self._set(target, self.delay, reason)
 
     def _trouble(self, now: float, kind: Trouble, reason: str) -> Change | None:
         level = self.concurrency
@@ -417,7 +457,7 @@ class DomainController:
             lower = max(limits.min_concurrency, min(self.clean, level - 1))
             self._stepped_back(level - lower)
             self._server_worse = False
-            return self._set(now, lower, self.delay, f"{reason} above clean level, step back")
+            return self._set(lower, self.delay, f"{reason} above clean level, step back")
         # trouble at a level that was fine: the server got worse
         self._server_worse = True
         self.mode = Mode.CLIMB
@@ -431,7 +471,7 @@ class DomainController:
                 # little longer than the server does): one step down, and see
                 self.clean = level - 1
                 self._stepped_back(1)
-                return self._set(now, level - 1, self.delay, f"{reason}, one step down")
+                return self._set(level - 1, self.delay, f"{reason}, one step down")
             # again before a clean round: it is the server, cut sharply
             return self._halve(now, f"{reason} again")
         # already at the minimum: a rate limit or slow answers call for a longer delay
@@ -442,7 +482,7 @@ class DomainController:
         delay = min(delay, limits.max_delay)
         if delay == self.delay:
             return None
-        return self._set(now, level, delay, f"{reason} at minimum concurrency, delay up")
+        return self._set(level, delay, f"{reason} at minimum concurrency, delay up")
 
     def _halve(self, now: float, reason: str) -> Change | None:
         """The sharp cut: the level was fine and is not any more."""
@@ -455,14 +495,14 @@ class DomainController:
         self._server_worse = True
         lower = max(self.limits.min_concurrency, int(level * self.tuning.decrease_factor))
         self.clean = lower
-        return self._set(now, lower, self.delay, f"{reason}, cut")
+        return self._set(lower, self.delay, f"{reason}, cut")
 
     def _stepped_back(self, excess: int) -> None:
         self._stepped = True
         self._step_excess = excess
         self._late_troubles = 0
 
-    def _set(self, now: float, concurrency: int, delay: float, reason: str) -> Change | None:
+    def _set(self, concurrency: int, delay: float, reason: str) -> Change | None:
         concurrency = min(
             max(concurrency, self.limits.min_concurrency), self.limits.max_concurrency
         )
@@ -476,7 +516,6 @@ class DomainController:
             self.decreases += 1
         self.concurrency = concurrency
         self.delay = delay
-        self.changed_at = now
         self._reset_round()
         return change
 

@@ -34,8 +34,12 @@ site's baseline: a round of responses only counts as a latency rise above both
 it and ``ADAPTIVE_LATENCY_TOLERANCE`` times the baseline. The memory ceiling
 ``ADAPTIVE_MEMORY_LIMIT_MB`` sits below Scrapy's ``MEMUSAGE_LIMIT_MB`` so that
 concurrency comes down before Scrapy's MemoryUsage extension would stop the
-crawl. The per-domain politeness ceiling ``ADAPTIVE_DOMAIN_LIMITS`` (in
-``settings.py``) applies on top of every profile.
+crawl (never above 80% of ``MEMUSAGE_LIMIT_MB``, whatever is set). The
+per-domain politeness ceiling ``ADAPTIVE_DOMAIN_LIMITS`` (in ``settings.py``)
+applies on top of every profile, with the adaptive extension on or off: the
+downloader enforces it (:class:`~matter_crawler.downloader.CeilingSlot`), so
+even ``fast`` sends at most 3 requests at once, at least 1 s apart, to
+csa-iot.org.
 
 A profile is a Scrapy add-on: it sets its values at add-on priority, above
 Scrapy's defaults and below the project's ``settings.py``, ``-s`` on the

@@ -4,12 +4,16 @@ Connect with ``crawler.signals.connect(handler, signal=...)`` like any Scrapy
 signal; handlers receive the keyword arguments listed.
 """
 
-#: A request is retried: ``request``, ``failure_class``, ``reason``, ``attempt``, ``delay``.
+#: A request is retried: ``request``, ``failure_class``, ``kind``, ``reason``, ``attempt``,
+#: ``delay``, ``retry_after``. ``kind`` says what the failure was: ``response`` (an
+#: answer: a status or a content problem), or for a download exception, by its type,
+#: ``timeout``, ``connection`` (refused, reset, lost, DNS) or ``other``.
 request_retrying = object()
 
 #: A request failed for good and goes to the dead-letter queue: ``request`` (None
 #: for an invalid item), ``url``, ``stage``, ``failure_class``, ``reason``,
-#: ``attempts``, ``first_failed_at``.
+#: ``attempts``, ``first_failed_at``; from the retry middleware also ``kind`` (as for
+#: ``request_retrying``), so receivers must accept ``**kwargs``.
 request_dead_lettered = object()
 
 #: A replayed dead letter succeeded: ``url``.

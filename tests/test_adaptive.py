@@ -5,33 +5,50 @@ from __future__ import annotations
 import heapq
 import json
 import random
+import re
 import time
+from datetime import datetime
+from itertools import pairwise
+from time import monotonic
 from typing import Any
 
 import pytest
-from scrapy import signals
-from scrapy.exceptions import NotConfigured
+from scrapy import Request, signals
+from scrapy.exceptions import DownloadTimeoutError, NotConfigured
+from scrapy.http import HtmlResponse
 from scrapy.settings import Settings
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.test import get_crawler
+from twisted.internet.error import (
+    ConnectionLost,
+    ConnectionRefusedError,
+    TCPTimedOutError,
+)
+from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 import matter_crawler.settings as project_settings
 from matter_crawler.adaptive_controller import (
     Change,
     DomainController,
     Limits,
+    MemoryAction,
+    MemoryCeiling,
     Mode,
     Trouble,
     Tuning,
 )
+from matter_crawler.downloader import CeilingSlot, domain_ceiling
+from matter_crawler.exceptions import DeadLettered
 from matter_crawler.extensions.adaptive import (
     AdaptiveConcurrency,
     adaptive_state,
-    domain_ceiling,
+    memory_ceiling_mb,
 )
+from matter_crawler.middlewares.retry import ClassifiedRetryMiddleware
 from matter_crawler.profiles import PROFILES, CrawlProfile
+from matter_crawler.signals import request_dead_lettered, request_retrying
 
-from .helpers import crawl_runs, run_crawl
+from .helpers import crawl_runs, run_crawl, start_crawl, stop_process, wait_for
 
 LATENCY = 0.2
 
@@ -331,6 +348,23 @@ def test_domain_ceilings_apply_to_subdomains():
     assert domain_ceiling(limits, "127.0.0.1") is None
 
 
+def test_a_ceiling_slot_never_goes_faster_whatever_is_set_on_it():
+    slot = CeilingSlot(32, 0.0, 0.5, max_concurrency=3, min_delay=1.0)
+    assert (slot.concurrency, slot.delay) == (3, 1.0)  # created inside the ceiling
+    slot.concurrency, slot.delay = 16, 0.05  # what AutoThrottle or a fixed setting may write
+    assert (slot.concurrency, slot.delay) == (3, 1.0)  # ... and what a reader then sees
+    assert slot.free_transfer_slots() == 3
+    assert min(slot.download_delay() for _ in range(200)) == 1.0  # jitter never undercuts it
+    slot.delay = 4.0  # slower is always allowed
+    assert min(slot.download_delay() for _ in range(200)) >= 2.0  # 4 s +- 50%
+    slot.concurrency = 0  # a Retry-After pause
+    assert slot.free_transfer_slots() == 0
+    delay_only = CeilingSlot(8, 0.0, 0.0, max_concurrency=None, min_delay=0.5)
+    delay_only.concurrency = 20
+    assert (delay_only.free_transfer_slots(), delay_only.delay) == (20, 0.5)
+    assert delay_only.download_delay() == 0.5
+
+
 def test_memory_pressure_lowers_concurrency_and_holds_it():
     ctl = controller()
     now = ramp(ctl, 7)  # 17
@@ -344,6 +378,61 @@ def test_memory_pressure_lowers_concurrency_and_holds_it():
     ctl.memory(now + 4, pressure=False)
     ramp(ctl, 2, start=now + 4)
     assert ctl.concurrency > 4
+
+
+def test_the_memory_ceiling_stays_below_what_stops_the_crawl():
+    def ceiling(limit: float, enabled: bool, scrapy_limit: float) -> float:
+        values = {
+            "ADAPTIVE_MEMORY_LIMIT_MB": limit,
+            "MEMUSAGE_ENABLED": enabled,
+            "MEMUSAGE_LIMIT_MB": scrapy_limit,
+        }
+        return memory_ceiling_mb(Settings(values))
+
+    assert ceiling(400, True, 500) == 400
+    assert ceiling(400, True, 300) == 240  # MemoryUsage would stop at 300: act at 80% of it
+    assert ceiling(400, False, 300) == 400  # ... unless MemoryUsage is off
+    assert ceiling(400, True, 0) == 400  # no Scrapy limit
+    assert ceiling(0, True, 500) == 400  # no ceiling of our own: 80% of Scrapy's
+    assert ceiling(0, True, 0) == 0  # no ceiling at all
+    assert memory_ceiling_mb(project_settings_with(MEMUSAGE_LIMIT_MB=300)) == 240  # polite
+
+
+def test_memory_pressure_lowers_once_holds_and_releases_below_90_percent():
+    ceiling = MemoryCeiling(400)
+    readings = [300, 399, 400, 405, 410, 399, 361, 419, 420, 370, 361, 359, 380, 399, 400]
+    actions = [ceiling.observe(mb) for mb in readings]
+    lower, release = MemoryAction.LOWER, MemoryAction.RELEASE
+    assert actions == [
+        None, None, lower,  # at the ceiling: lower
+        None, None, None, None, None,  # held while memory stays within 5% above that reading
+        lower,  # climbing on (+20 MB, 5% of the ceiling): lower again
+        None, None,  # still above 90% of the ceiling: held
+        release,  # below 360 MB: released
+        None, None,
+        lower,  # at the ceiling again
+    ]  # fmt: skip
+
+
+def test_memory_readings_lower_every_domain_and_hold_it_until_released():
+    crawler = crawler_with(
+        CONCURRENT_REQUESTS=32, ADAPTIVE_MEMORY_LIMIT_MB=400, MEMUSAGE_ENABLED=False
+    )
+    extension = AdaptiveConcurrency.from_crawler(crawler)
+    assert extension.memory_limit_mb == 400
+    controller = extension.controller("example.com")
+    now = ramp(controller, 7)
+    assert controller.concurrency == 17
+    levels = []
+    for rss in (399, 400, 410, 405, 421, 380, 359):
+        extension.memory_reading(rss)
+        now = ramp(controller, 2, start=now)  # clean rounds: growth only once released
+        levels.append(controller.concurrency)
+    assert levels == [25, 12, 12, 12, 6, 6, 13]
+    assert crawler.stats.get_value("adaptive/memory_pressure") == 2
+    assert crawler.stats.get_value("adaptive/rss_mb") == 359
+    assert not extension.memory_pressure
+    assert extension.controller("example.org").memory_pressure is False
 
 
 def test_state_survives_json():
@@ -474,6 +563,70 @@ def test_decisions_are_readable_by_other_components():
     assert state["increases"] == 3
     assert crawler.stats.get_value("adaptive/example.com/concurrency") == 4
     assert crawler.stats.get_value("adaptive/example.com/increases") == 3
+
+
+class Recorder:
+    """A signal receiver keeping the keyword arguments of every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+
+
+def test_failures_are_told_apart_by_exception_type_not_by_message():
+    crawler = crawler_with(CONCURRENT_REQUESTS=32, DOWNLOAD_TIMEOUT=30)
+    crawler.stats.open_spider()
+    retry = ClassifiedRetryMiddleware.from_crawler(crawler)
+    extension = AdaptiveConcurrency.from_crawler(crawler)
+    retrying, letters = Recorder(), Recorder()
+    crawler.signals.connect(retrying, signal=request_retrying)
+    crawler.signals.connect(letters, signal=request_dead_lettered)
+    url = "http://example.com/csa_product/plug-1/"
+
+    def request(**meta: Any) -> Request:
+        return Request(url, meta={"download_slot": "example.com", "stage": "detail", **meta})
+
+    failures = [
+        (TCPTimedOutError(), "timeout"),  # "TCP connection timed out": no "timeout" in it
+        (DownloadTimeoutError("Getting it took longer than 30 seconds."), "timeout"),
+        (TwistedTimeoutError(), "timeout"),
+        (ConnectionRefusedError(), "connection"),
+        (ConnectionLost(), "connection"),
+        (RuntimeError("a bug in a download handler"), "other"),
+    ]
+    for exception, _ in failures:
+        retry.process_exception(request(), exception)
+    answer = request()
+    retry.process_response(answer, HtmlResponse(url, status=503, request=answer))
+    assert [call["kind"] for call in retrying.calls] == [
+        *(kind for _, kind in failures),
+        "response",
+    ]
+    with pytest.raises(DeadLettered):
+        retry.process_exception(request(max_retry_times=0), TCPTimedOutError())
+    assert letters.calls[-1]["kind"] == "timeout"
+
+    # the extension: a domain that stepped back from 17 to 13 a second ago
+    controller = extension.controller("example.com")
+    now = monotonic()
+    ramp(controller, 7, start=now - 10)
+    controller.trouble(now - 1.0, Trouble.OVERLOAD, sent_at=now - 1.1)
+    assert controller.concurrency == 13
+    ignored = controller.ignored
+    # a TCP connect timeout went out a whole timeout ago, before the step back: not news
+    retry.process_exception(request(), TCPTimedOutError())
+    assert (controller.concurrency, controller.ignored) == (13, ignored + 1)
+    with pytest.raises(DeadLettered):
+        retry.process_exception(request(max_retry_times=0), DownloadTimeoutError("30 s"))
+    assert (controller.concurrency, controller.ignored) == (13, ignored + 2)
+    # an exception that says nothing about the server changes nothing
+    retry.process_exception(request(), RuntimeError("a bug"))
+    assert (controller.concurrency, controller.ignored) == (13, ignored + 2)
+    # a refused connection is now: trouble at a level that was fine, one step down
+    retry.process_exception(request(), ConnectionRefusedError())
+    assert controller.concurrency == 12
 
 
 def project_settings_with(**overrides: Any) -> Settings:
@@ -651,3 +804,121 @@ def test_memory_pressure_holds_a_real_crawl_at_minimum_concurrency(simulated_sit
     assert stats["adaptive/rss_mb"] > 1
     opened = open_at_arrivals(site.requests_log())
     assert max(count for _, count in opened[len(opened) // 2 :]) == 1
+
+
+# -- the politeness ceiling holds whatever controls the slots --------------------------------
+
+#: The simulated site is 127.0.0.1: a ceiling on it, like csa-iot.org's on the real site.
+CEILING = {"127.0.0.1": {"max_concurrency": 2, "min_delay": 0.2}}
+#: A request may reach the server a little earlier after its predecessor than the crawler
+#: sent it (the predecessor's connection took longer): the spacing checked at the server.
+SPACING_SLACK = 0.05
+
+
+def arrival_gaps(log: list[dict[str, Any]]) -> list[float]:
+    """Seconds between consecutive requests (any kind) arriving at the server."""
+    return [later - earlier for earlier, later in pairwise(sorted(e["t"] for e in log))]
+
+
+def enabled_extensions(output: str) -> str:
+    match = re.search(r"Enabled extensions:\n(\[.*?\])", output, re.S)
+    assert match, "Scrapy did not log its extensions"
+    return match.group(1)
+
+
+def test_the_politeness_ceiling_holds_with_fixed_settings(simulated_site, database_url):
+    # the fast profile with the extension off: 32 at once, no delay, but for the ceiling
+    site = simulated_site(products=36, seed=3, latency_ms=500)
+    settings = {"ADAPTIVE_CONCURRENCY_ENABLED": False, "ADAPTIVE_DOMAIN_LIMITS": CEILING}
+    result = run_crawl(site.base_url, database_url, settings=settings).check()
+    assert "AdaptiveConcurrency" not in enabled_extensions(result.output)
+    assert crawl_runs(database_url)[-1]["stats"]["item_scraped_count"] == 36
+    # from the server's side: 2 at once at most (500 ms pages 0.2 s apart would make 3)
+    assert site.stats()["max_concurrency"] == 2
+    assert min(arrival_gaps(site.requests_log())) >= 0.2 - SPACING_SLACK
+
+
+def test_with_the_extension_off_stock_autothrottle_runs_under_the_ceiling(
+    simulated_site, database_url
+):
+    site = simulated_site(products=36, seed=3, latency_ms=500)
+    settings = {
+        "ADAPTIVE_CONCURRENCY_ENABLED": False,
+        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_START_DELAY": 2.0,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": 8,  # it would go down to 500 ms / 8 apart
+        "DOWNLOAD_DELAY_JITTER": 0,
+        "ADAPTIVE_DOMAIN_LIMITS": CEILING,
+    }
+    result = run_crawl(site.base_url, database_url, settings=settings).check()
+    extensions = enabled_extensions(result.output)
+    assert "scrapy.extensions.throttle.AutoThrottle" in extensions
+    assert "AdaptiveConcurrency" not in extensions
+    stats = crawl_runs(database_url)[-1]["stats"]
+    assert stats["item_scraped_count"] == 36
+    assert not [name for name in stats if name.startswith("adaptive/")]
+    # AutoThrottle's mark at the server: the first two requests (robots.txt, listing page 1)
+    # AUTOTHROTTLE_START_DELAY apart, then each answer halves the distance to its target
+    gaps = arrival_gaps(site.requests_log())
+    assert gaps[0] >= 2.0 - SPACING_SLACK
+    assert gaps[1] >= 1.0 - SPACING_SLACK
+    # and its target (62 ms apart) is under the ceiling's floor, which holds
+    assert min(gaps) >= 0.2 - SPACING_SLACK
+    assert site.stats()["max_concurrency"] == 2
+
+
+# -- Retry-After pauses, at the server ------------------------------------------------------
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03d [%(name)s] %(levelname)s: %(message)s"
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) .*Adaptive 127\.0\.0\.1: "
+_PAUSED = re.compile(_STAMP + r".*Retry-After: paused", re.M)
+_PAUSE_OVER = re.compile(_STAMP + r"Retry-After pause over", re.M)
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()
+
+
+def pause_windows(output: str) -> list[tuple[float, float]]:
+    """(start, end) epoch seconds of each Retry-After pause the extension logged."""
+    starts = [_epoch(m.group(1)) for m in _PAUSED.finditer(output)]
+    ends = [_epoch(m.group(1)) for m in _PAUSE_OVER.finditer(output)]
+    windows = []
+    for end in ends:
+        began = [start for start in starts if start <= end]
+        if began:
+            windows.append((began[0], end))
+            starts = [start for start in starts if start > end]
+    return windows
+
+
+def test_a_retry_after_pauses_the_whole_domain_at_the_server(
+    simulated_site, database_url, tmp_path
+):
+    site = simulated_site(
+        products=360, seed=9, latency_ms=100, capacity=CAPACITY, capacity_status=429
+    )
+    log_path = tmp_path / "crawl.log"
+    settings = {"ADAPTIVE_DEBUG": True, "LOG_FORMAT": LOG_FORMAT}
+    crawl = start_crawl(site.base_url, database_url, settings=settings, log_path=log_path)
+    try:
+        wait_for(lambda: site.stats()["requests_total"] >= 120, timeout=120, message="the crawl")
+        # the level that was fine is not any more: refusals with Retry-After: 1 at a clean level
+        site.set_faults(capacity=2)
+        crawl.wait(timeout=240)
+    finally:
+        stop_process(crawl)
+    output = log_path.read_text(encoding="utf-8", errors="replace")
+    assert crawl.returncode == 0, output[-4000:]
+    assert "Traceback" not in output
+    stats = crawl_runs(database_url)[-1]["stats"]
+    assert stats["item_scraped_count"] == 360
+    assert stats["adaptive/127.0.0.1/pauses"] > 0
+    windows = pause_windows(output)
+    assert windows, "no pause logged"
+    arrivals = [e["t"] for e in site.requests_log() if e["kind"] in ("list", "detail")]
+    for start, end in windows:
+        # a request popped just before the pause may reach the server a moment later
+        during = [t for t in arrivals if start + 0.1 < t < end - SPACING_SLACK]
+        assert not during, f"{len(during)} requests sent during a {end - start:.2f}s pause"
+    assert sum(end - start for start, end in windows) >= 0.9  # at least one Retry-After: 1

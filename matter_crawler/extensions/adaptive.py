@@ -12,18 +12,24 @@ slot's concurrency and its delay from what comes back:
   which pauses the domain until it has passed;
 - timeouts, resets and refused connections: no Scrapy signal carries download
   errors, so they come from the classified-retry middleware's
-  ``request_retrying`` / ``request_dead_lettered`` (failure class ``transient``);
+  ``request_retrying`` / ``request_dead_lettered``, whose ``kind`` argument
+  (``timeout`` or ``connection``, from the exception's type) says which;
 - the circuit breaker (``circuit_state_changed``): open drops the domain to its
   minimum;
 - memory: every ``ADAPTIVE_MEMORY_CHECK_INTERVAL`` seconds the process's
-  resident memory is read from ``/proc/self/statm``; at ``ADAPTIVE_MEMORY_LIMIT_MB``
-  (the profile's memory ceiling, below Scrapy's ``MEMUSAGE_LIMIT_MB``) every
-  domain's concurrency is halved and held until memory falls back.
+  current resident memory is read from ``/proc/self/statm``; at the memory
+  ceiling (``ADAPTIVE_MEMORY_LIMIT_MB``, and never above 80% of Scrapy's
+  ``MEMUSAGE_LIMIT_MB`` when ``MEMUSAGE_ENABLED``) every domain's concurrency is
+  halved and held, halved again if memory keeps climbing, and free to grow once
+  memory is below 90% of the ceiling
+  (:class:`~matter_crawler.adaptive_controller.MemoryCeiling`).
 
 Bounds come from the profile (``ADAPTIVE_MIN/MAX_CONCURRENCY``,
 ``ADAPTIVE_MIN/MAX_DELAY``, capped by ``CONCURRENT_REQUESTS``) and from
 ``ADAPTIVE_DOMAIN_LIMITS``, a politeness ceiling per domain (matching the domain
-and its subdomains).
+and its subdomains). The downloader enforces that ceiling on the slots itself
+(:class:`~matter_crawler.downloader.CeilingSlot`), with or without this
+extension; the controller only knows it as its bounds.
 
 What it learned is kept per slot key, outside the slot: when Scrapy drops a slot
 idle for 60 s and later makes a new one (with ``CONCURRENT_REQUESTS_PER_DOMAIN``
@@ -42,8 +48,10 @@ slot's delay would fight. To compare with stock AutoThrottle, turn this off.
 Readable by other components: :func:`adaptive_state` (domain -> decisions) and
 the stats ``adaptive/<domain>/concurrency``, ``.../delay``, ``.../increases``,
 ``.../decreases``, ``.../pauses``, ``.../ceiling``, ``.../latency_ms``,
-``.../baseline_latency_ms``, and ``adaptive/memory_pressure`` (times memory
-pressure lowered concurrency) and ``adaptive/rss_mb`` (last reading).
+``.../baseline_latency_ms``, ``.../ignored`` and ``.../tolerated`` (trouble
+not acted on: from before the last cut, or within the site's background
+failure rate), and ``adaptive/memory_pressure`` (times memory pressure
+lowered a domain) and ``adaptive/rss_mb`` (last reading).
 Per-response work is a few dictionary look-ups and arithmetic; stats are only
 written when a decision changes something.
 """
@@ -62,7 +70,16 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.utils.asyncio import call_later, create_looping_call
 
-from ..adaptive_controller import Change, DomainController, Limits, Trouble, Tuning
+from ..adaptive_controller import (
+    Change,
+    DomainController,
+    Limits,
+    MemoryAction,
+    MemoryCeiling,
+    Trouble,
+    Tuning,
+)
+from ..downloader import domain_ceiling
 from ..middlewares.retry import parse_retry_after
 from ..session import CrawlSession
 from ..signals import circuit_state_changed, request_dead_lettered, request_retrying
@@ -76,14 +93,21 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "adaptive_concurrency"
 #: Request meta key: leave this request's outcome out of the controller's decisions.
 DONT_ADJUST = "adaptive_dont_adjust"
-#: Memory pressure ends below this share of the limit (hysteresis against flapping).
-MEMORY_RELEASE = 0.9
+#: The memory ceiling is at most this share of Scrapy's MEMUSAGE_LIMIT_MB.
+MEMUSAGE_SHARE = 0.8
+#: ``kind`` of a retry-middleware signal -> the trouble it means (other kinds mean none).
+FAILURE_TROUBLE = {"timeout": Trouble.TIMEOUT, "connection": Trouble.CONNECTION}
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def resident_memory_mb() -> float:
-    """The process's resident memory now (peak memory where /proc is missing)."""
+    """The process's resident memory now.
+
+    Where ``/proc`` is missing (macOS), only the peak is known (``ru_maxrss``, what
+    Scrapy's MemoryUsage reads anyway): it never falls, so memory pressure, once on,
+    lasts to the end of the crawl there.
+    """
     try:
         with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * _PAGE_SIZE / 2**20
@@ -92,14 +116,19 @@ def resident_memory_mb() -> float:
         return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def domain_ceiling(limits: dict[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
-    """The ``ADAPTIVE_DOMAIN_LIMITS`` entry for a slot key: the domain or a parent domain."""
-    host = key.lower().rstrip(".")
-    while host:
-        if host in limits:
-            return limits[host]
-        _, _, host = host.partition(".")
-    return None
+def memory_ceiling_mb(settings: Any) -> float:
+    """``ADAPTIVE_MEMORY_LIMIT_MB``, lowered to 80% of ``MEMUSAGE_LIMIT_MB`` when Scrapy's
+    MemoryUsage would stop the crawl sooner; 0 (no ceiling) when neither is set.
+
+    MemoryUsage stops on peak memory; the ceiling is checked against current memory,
+    which the peak only follows upward: reaching 80% of the limit comes first.
+    """
+    limit = settings.getfloat("ADAPTIVE_MEMORY_LIMIT_MB", 0.0)
+    scrapy_limit = settings.getfloat("MEMUSAGE_LIMIT_MB", 0.0)
+    if settings.getbool("MEMUSAGE_ENABLED") and scrapy_limit > 0:
+        share = MEMUSAGE_SHARE * scrapy_limit
+        limit = min(limit, share) if limit > 0 else share
+    return max(0.0, limit)
 
 
 class AdaptiveConcurrency:
@@ -121,15 +150,18 @@ class AdaptiveConcurrency:
         self.domain_limits = {name.lower(): value for name, value in domain_limits.items()}
         self.trouble_statuses = trouble_statuses
         self.memory_limit_mb = memory_limit_mb
+        self.memory_ceiling = MemoryCeiling(memory_limit_mb)
         self.memory_check_interval = memory_check_interval
         self.log_level = logging.INFO if debug else logging.DEBUG
         self.download_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT", 180.0)
         self.controllers: dict[str, DomainController] = {}
-        self._slots: dict[str, Slot] = {}  # the slot object each key's values were put on
+        # the downloader's own dict of live slots (key -> slot), once the spider is open
+        self._live_slots: dict[str, Slot] = {}
+        # the slot object each key's learned values were last put on: a live slot that is
+        # not this one is new (first request, or the old one was garbage-collected)
+        self._applied_slots: dict[str, Slot] = {}
         self._resumers: dict[str, Any] = {}  # Retry-After pauses: key -> delayed call
         self._memory_timer: Any = None
-        self._downloader_slots: dict[str, Slot] = {}  # the downloader's own dict, once open
-        self.memory_pressure = False
         session = CrawlSession.from_crawler(crawler)
         now = monotonic()
         for key, saved in (session.restored_state(STATE_NAME) or {}).items():
@@ -174,10 +206,6 @@ class AdaptiveConcurrency:
             baseline_window=settings.getfloat("ADAPTIVE_BASELINE_WINDOW", 60.0),
             retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
         )
-        memory_limit = settings.getfloat("ADAPTIVE_MEMORY_LIMIT_MB", 0.0)
-        if memory_limit <= 0 and settings.getbool("MEMUSAGE_ENABLED"):
-            # no ceiling of our own: act a little before Scrapy's MemoryUsage stops the crawl
-            memory_limit = 0.8 * settings.getfloat("MEMUSAGE_LIMIT_MB", 0.0)
         extension = cls(
             crawler,
             limits,
@@ -186,7 +214,7 @@ class AdaptiveConcurrency:
             trouble_statuses=frozenset(
                 int(status) for status in settings.getlist("ADAPTIVE_TROUBLE_STATUSES")
             ),
-            memory_limit_mb=memory_limit,
+            memory_limit_mb=memory_ceiling_mb(settings),
             memory_check_interval=settings.getfloat("ADAPTIVE_MEMORY_CHECK_INTERVAL", 2.0),
             debug=settings.getbool("ADAPTIVE_DEBUG"),
         )
@@ -199,6 +227,10 @@ class AdaptiveConcurrency:
         connect(extension.spider_opened, signal=signals.spider_opened)
         connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
+
+    @property
+    def memory_pressure(self) -> bool:
+        return self.memory_ceiling.pressure
 
     # -- per domain ----------------------------------------------------------------
 
@@ -220,15 +252,16 @@ class AdaptiveConcurrency:
         return controller
 
     def _slot(self, key: str) -> Slot | None:
-        return self._downloader_slots.get(key)
+        return self._live_slots.get(key)
 
     def _apply(self, key: str, controller: DomainController, slot: Slot | None) -> None:
+        """Put the controller's values on the slot; while paused, wake up when the pause ends."""
         if slot is None:
             return
         now = monotonic()
         slot.concurrency = controller.slot_concurrency(now)
         slot.delay = controller.delay
-        self._slots[key] = slot
+        self._applied_slots[key] = slot
         if controller.is_paused(now) and key not in self._resumers:
             self._resumers[key] = call_later(controller.paused_until - now, self._resume, key)
 
@@ -238,12 +271,10 @@ class AdaptiveConcurrency:
         slot = self._slot(key)
         if controller is None or slot is None:
             return
-        if controller.is_paused(monotonic()):  # extended meanwhile
-            self._apply(key, controller, slot)
-            return
-        self._apply(key, controller, slot)
-        logger.log(self.log_level, "Adaptive %s: Retry-After pause over", key)
-        self.crawler.engine.downloader._process_queue(slot)  # its queue waited on us
+        self._apply(key, controller, slot)  # a pause extended meanwhile sets the next wake-up
+        if key not in self._resumers:
+            logger.log(self.log_level, "Adaptive %s: Retry-After pause over", key)
+            self.crawler.engine.downloader._process_queue(slot)  # its queue waited on us
 
     def _decided(self, key: str, controller: DomainController, change: Change | None) -> None:
         if change is None:
@@ -279,6 +310,8 @@ class AdaptiveConcurrency:
         stats.set_value(f"adaptive/{key}/concurrency", controller.concurrency)
         stats.set_value(f"adaptive/{key}/delay", round(controller.delay, 3))
         stats.set_value(f"adaptive/{key}/ceiling", controller.ceiling)
+        stats.set_value(f"adaptive/{key}/ignored", controller.ignored)
+        stats.set_value(f"adaptive/{key}/tolerated", controller.tolerated)
         if controller.latency is not None:
             stats.set_value(f"adaptive/{key}/latency_ms", round(controller.latency * 1000, 1))
         if controller.baseline is not None:
@@ -293,7 +326,7 @@ class AdaptiveConcurrency:
         if key is None:
             return
         slot = self._slot(key)
-        if slot is not None and self._slots.get(key) is not slot:
+        if slot is not None and self._applied_slots.get(key) is not slot:
             # a new slot (first request, or the old one was garbage-collected): put back
             # what was learned instead of CONCURRENT_REQUESTS_PER_DOMAIN and DOWNLOAD_DELAY
             self._apply(key, self.controller(key), slot)
@@ -319,35 +352,37 @@ class AdaptiveConcurrency:
         elif latency is None or meta.get("playwright"):
             return  # a browser render's time is not the server's latency
         else:
-            slot = self._slots.get(key)
+            slot = self._slot(key)
             in_flight = len(slot.transferring) if slot is not None else controller.concurrency
             change = controller.success(now, latency, in_flight, sent_at)
         self._decided(key, controller, change)
 
-    def request_retrying(self, request: Request, failure_class: str, reason: str, **_: Any) -> None:
-        self._failed(request, failure_class, reason)
+    def request_retrying(self, request: Request, kind: str | None = None, **_: Any) -> None:
+        self._failed(request, kind)
 
     def request_dead_lettered(
-        self, request: Request | None, failure_class: str, reason: str, **_: Any
+        self, request: Request | None, kind: str | None = None, **_: Any
     ) -> None:
-        self._failed(request, failure_class, reason)
+        self._failed(request, kind)
 
-    def _failed(self, request: Request | None, failure_class: str, reason: str) -> None:
-        # Answers (HTTP ...) were already seen in response_downloaded; only download
-        # exceptions of the transient class (timeouts, resets, refusals) are news here.
-        if request is None or failure_class != "transient" or reason.startswith("HTTP "):
+    def _failed(self, request: Request | None, kind: str | None) -> None:
+        # Only the retry middleware sends a kind, from the exception's type. Answers
+        # (kind "response") were already seen in response_downloaded; dead letters of
+        # other senders (an invalid item, an off-site link, robots.txt) say nothing of load.
+        trouble = FAILURE_TROUBLE.get(kind or "")
+        if request is None or trouble is None:
             return
         key = request.meta.get("download_slot")
         controller = self.controllers.get(key) if key is not None else None
         if controller is None or request.meta.get(DONT_ADJUST):
             return
         now = monotonic()
-        if "timeout" in reason.lower():
+        if trouble is Trouble.TIMEOUT:
             # it went out a whole timeout ago: judge the level of then, not of now
             timeout = request.meta.get("download_timeout") or self.download_timeout
-            change = controller.trouble(now, Trouble.TIMEOUT, sent_at=now - timeout)
+            change = controller.trouble(now, trouble, sent_at=now - timeout)
         else:
-            change = controller.trouble(now, Trouble.CONNECTION)
+            change = controller.trouble(now, trouble)
         self._decided(key, controller, change)
 
     def circuit_state_changed(self, domain: str, new: str, **_: Any) -> None:
@@ -359,7 +394,7 @@ class AdaptiveConcurrency:
             self._apply(domain, controller, self._slot(domain))
 
     def spider_opened(self) -> None:
-        self._downloader_slots = self.crawler.engine.downloader.slots
+        self._live_slots = self.crawler.engine.downloader.slots
         for key, controller in self.controllers.items():  # restored from JOBDIR
             self._record(key, controller)
         if self.memory_limit_mb > 0 and self.memory_check_interval > 0:
@@ -378,21 +413,23 @@ class AdaptiveConcurrency:
     # -- memory --------------------------------------------------------------------
 
     def check_memory(self) -> None:
-        rss = resident_memory_mb()
-        self.crawler.stats.set_value("adaptive/rss_mb", round(rss, 1))
-        if rss >= self.memory_limit_mb:
-            if not self.memory_pressure:
-                logger.warning(
-                    "Memory at %.0f MB (ceiling %.0f MB): lowering concurrency",
-                    rss,
-                    self.memory_limit_mb,
-                )
-            self.memory_pressure = True
-        elif self.memory_pressure and rss < MEMORY_RELEASE * self.memory_limit_mb:
-            logger.info("Memory back to %.0f MB: concurrency may grow again", rss)
-            self.memory_pressure = False
-        else:
+        """Every ``ADAPTIVE_MEMORY_CHECK_INTERVAL`` seconds: read memory and act on it."""
+        self.memory_reading(resident_memory_mb())
+
+    def memory_reading(self, rss_mb: float) -> None:
+        """Act on one resident-memory reading (MB): lower, hold, or release concurrency."""
+        self.crawler.stats.set_value("adaptive/rss_mb", round(rss_mb, 1))
+        action = self.memory_ceiling.observe(rss_mb)
+        if action is None:
             return
+        if action is MemoryAction.LOWER:
+            logger.warning(
+                "Memory at %.0f MB (ceiling %.0f MB): lowering concurrency",
+                rss_mb,
+                self.memory_limit_mb,
+            )
+        else:
+            logger.info("Memory back to %.0f MB: concurrency may grow again", rss_mb)
         now = monotonic()
         for key, controller in self.controllers.items():
             change = controller.memory(now, self.memory_pressure)

@@ -42,6 +42,12 @@ costs no concurrency while it waits.
 
 Stats: ``retry/count``, ``retry/class/<class>``, ``retry/reason/<reason>``,
 ``retry/gave_up/<class>``, ``retry/retry_after_honoured``.
+
+Signals: ``request_retrying`` and ``request_dead_lettered`` (:mod:`matter_crawler.signals`)
+carry the failure class and its ``kind``: ``response`` for an answer (a status or a
+content problem), and for a download exception, by its type, ``timeout`` (no answer in
+time, including a TCP connect timeout), ``connection`` (refused, reset, lost, DNS, data
+loss) or ``other`` (an exception that says nothing about the way to the server).
 """
 
 from __future__ import annotations
@@ -55,18 +61,43 @@ from email.utils import parsedate_to_datetime
 from time import time
 from typing import Any, Self
 
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy.crawler import Crawler
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import DownloadTimeoutError, IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
 from scrapy.utils.misc import load_object
+from twisted.internet import defer
+from twisted.internet.error import TCPTimedOutError
+from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 from ..exceptions import DeadLettered
 from ..rendering import render_or_explain
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
-from .classify import FailureClass, classify_exception, classify_status
+from .classify import TRANSIENT_EXCEPTIONS, FailureClass, classify_exception, classify_status
 
 logger = logging.getLogger(__name__)
+
+#: ``kind`` of a failure that is an answer (a status, or a page's content).
+RESPONSE_KIND = "response"
+#: Exceptions that mean no answer came in time (``TimeoutError`` covers asyncio's).
+TIMEOUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    DownloadTimeoutError,
+    TwistedTimeoutError,
+    TCPTimedOutError,
+    defer.TimeoutError,
+    TimeoutError,
+    PlaywrightTimeoutError,
+)
+
+
+def exception_kind(exception: BaseException) -> str:
+    """The ``kind`` a download exception is signalled with: timeout, connection or other."""
+    if isinstance(exception, TIMEOUT_EXCEPTIONS):
+        return "timeout"
+    if isinstance(exception, TRANSIENT_EXCEPTIONS):
+        return "connection"
+    return "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,20 +216,24 @@ class ClassifiedRetryMiddleware:
                 if isinstance(rendered, Request):
                     return rendered
                 reason = rendered
-            return self.retry_or_give_up(request, FailureClass.CONTENT, reason)
+            return self.retry_or_give_up(request, FailureClass.CONTENT, reason, kind=RESPONSE_KIND)
         if self._handled_by_callback(request, response.status):
             return response
         reason = f"HTTP {response.status}"
         if response.status in (404, 410) and request.meta.get("stage") == "detail":
             reason += ": the product left the catalogue"
         retry_after = parse_retry_after(response.headers.get(b"Retry-After"), time())
-        return self.retry_or_give_up(request, failure_class, reason, retry_after=retry_after)
+        return self.retry_or_give_up(
+            request, failure_class, reason, kind=RESPONSE_KIND, retry_after=retry_after
+        )
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, IgnoreRequest) or request.meta.get("dont_retry"):
             return None
         reason = f"{type(exception).__name__}: {exception}".rstrip(": ")
-        return self.retry_or_give_up(request, classify_exception(exception), reason)
+        return self.retry_or_give_up(
+            request, classify_exception(exception), reason, kind=exception_kind(exception)
+        )
 
     # -- the policy ------------------------------------------------------------------
 
@@ -218,6 +253,7 @@ class ClassifiedRetryMiddleware:
         failure_class: FailureClass,
         reason: str,
         *,
+        kind: str,
         retry_after: float | None = None,
     ) -> Request:
         """A delayed retry of ``request``, or raise DeadLettered once its attempts are spent."""
@@ -264,6 +300,7 @@ class ClassifiedRetryMiddleware:
                 signal=request_retrying,
                 request=request,
                 failure_class=failure_class.value,
+                kind=kind,
                 reason=reason,
                 attempt=total,
                 delay=delay,
@@ -280,6 +317,7 @@ class ClassifiedRetryMiddleware:
             url=request.url,
             stage=meta.get("stage"),
             failure_class=failure_class.value,
+            kind=kind,
             reason=reason,
             attempts=total,
             first_failed_at=datetime.fromtimestamp(first_failed_at, UTC),

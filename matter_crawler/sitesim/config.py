@@ -32,6 +32,7 @@ class Settings:
     capacity: int = 0
     capacity_status: int = 503
     overload_latency_ms: float = 100.0
+    overload_slowdown_ms: float = 2.0
     only: str = "both"
     error_statuses: tuple[int, ...] = DEFAULT_ERROR_STATUSES
     retry_after: int = 2
@@ -182,6 +183,11 @@ OPTIONS: dict[str, Option] = {
     "capacity": Option(non_negative_int, "at most C page requests served at once (0 = off)", "C"),
     "capacity_status": Option(capacity_status, "status of requests over capacity", "503|429"),
     "overload_latency_ms": Option(non_negative, "delay before answering over capacity", "MS"),
+    "overload_slowdown_ms": Option(
+        non_negative,
+        "latency added to an accepted page request per refusal over capacity in the last second",
+        "MS",
+    ),
     "only": Option(
         choice("list", "detail", "both"), "which pages faults apply to", "list|detail|both"
     ),

@@ -27,7 +27,7 @@ from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue, Entry
 from .config import Settings
-from .faults import Decision, decide, in_scope
+from .faults import Decision, RefusalWindow, decide, in_scope
 from .render import LISTING_PATH, ROBOTS_TXT, Renderer
 from .stats import Stats, Visit
 
@@ -124,6 +124,7 @@ class SimServer:
         self.stats = Stats(started_at=now, log_size=settings.request_log_size)
         self.path_counts: dict[str, int] = {}
         self.admitted_open = 0
+        self.refusals = RefusalWindow()  # recent refusals over capacity slow accepted requests
         self.throttles = 0
         self._renderers: dict[str, Renderer] = {}
         self.api = SimApi(self)
@@ -150,6 +151,7 @@ class SimServer:
         """Zero the account and restart every path's fault sequence."""
         self.stats.reset(self.clock())
         self.path_counts.clear()
+        self.refusals.clear()
         self.throttles = 0
 
     # --- URLs ---------------------------------------------------------------
@@ -298,10 +300,13 @@ class SimServer:
             outage_window=self.outage_window,
             now=now,
             admitted_open=self.admitted_open,
+            recent_refusals=self.refusals.count(now),
         )
         fault = decision.fault
         if fault is not None:
             self.stats.fault(visit, fault)
+        if fault == "capacity":
+            self.refusals.add(now)
         if fault == "outage":
             if settings.outage_mode == "reset":
                 hard_reset(request)

@@ -13,7 +13,13 @@ import pytest
 from parsel import Selector
 
 from matter_crawler.sitesim.config import Settings
-from matter_crawler.sitesim.faults import Decision, decide, latency
+from matter_crawler.sitesim.faults import (
+    OVERLOAD_WINDOW,
+    Decision,
+    RefusalWindow,
+    decide,
+    latency,
+)
 from matter_crawler.sitesim.process import SimulatedSite
 
 from .webclient import Reply, fetch
@@ -69,6 +75,40 @@ def test_js_only_is_decided_per_page_not_per_request() -> None:
         assert len(decisions) == 1
     shells = sum(_decide(settings, page_key=f"detail:{i}").js_only for i in range(400))
     assert 150 < shells < 250
+
+
+def test_refusals_slow_the_accepted_requests_in_proportion() -> None:
+    settings = Settings(capacity=4, latency_ms=200, overload_latency_ms=50, overload_slowdown_ms=30)
+    calm = _decide(settings, admitted_open=3)
+    assert calm.fault is None
+    assert calm.delay == pytest.approx(0.2)
+    for refusals in (1, 5, 20):
+        accepted = _decide(settings, admitted_open=3, recent_refusals=refusals)
+        assert accepted.fault is None
+        assert accepted.delay == pytest.approx(0.2 + 0.03 * refusals)
+    refused = _decide(settings, admitted_open=4, recent_refusals=20)
+    assert refused.fault == "capacity"
+    assert refused.delay == pytest.approx(0.05), "a refusal itself is not slowed"
+    # without latency or other faults the slowdown still applies; without a capacity, nothing
+    bare = Settings(capacity=4, overload_slowdown_ms=30)
+    assert _decide(bare, recent_refusals=2).delay == pytest.approx(0.06)
+    assert _decide(Settings(latency_ms=200, overload_slowdown_ms=30), recent_refusals=9).delay == (
+        pytest.approx(0.2)
+    )
+    assert _decide(Settings(capacity=4, overload_slowdown_ms=0), recent_refusals=9) == Decision()
+
+
+def test_the_refusal_window_forgets_after_a_second() -> None:
+    window = RefusalWindow()
+    for at in (10.0, 10.2, 10.2, 10.7):
+        window.add(at)
+    assert window.count(10.7) == 4
+    assert window.count(10.0 + OVERLOAD_WINDOW) == 3  # (now - 1 s, now]
+    assert window.count(11.5) == 1
+    assert window.count(11.7) == 0
+    window.add(12.0)
+    window.clear()
+    assert window.count(12.0) == 0
 
 
 def test_latency_distributions() -> None:
@@ -234,6 +274,28 @@ def test_capacity_limit(fault_site: SimulatedSite, status: int) -> None:
     if status == 429:
         assert all(r.headers["retry-after"] == "1" for r in refused)
     assert fault_site.stats()["faults"]["capacity"] == 4
+
+
+def test_overload_slows_down_accepted_requests_for_a_second(fault_site: SimulatedSite) -> None:
+    fault_site.set_faults(
+        capacity=2, latency_ms=200, overload_latency_ms=50, overload_slowdown_ms=200
+    )
+    replies = _concurrently([_detail(fault_site, i) for i in range(6)])
+    assert sorted(r.status for r in replies) == [200, 200, 503, 503, 503, 503]
+    served_first = [r for r in replies if r.status == 200]
+    assert all(r.elapsed < 0.9 for r in served_first), "admitted before any refusal"
+    # accepted while 4 refusals are less than a second old: 200 ms + 4 x 200 ms
+    slowed = fetch(_detail(fault_site, 6))
+    assert slowed.status == 200
+    assert slowed.elapsed >= 0.99
+    refused_at = max(e["t"] for e in fault_site.requests_log() if e["fault"] == "capacity")
+    time.sleep(max(0.0, refused_at + 1.05 - time.time()))
+    calm = fetch(_detail(fault_site, 7))
+    assert calm.status == 200
+    assert calm.elapsed < 0.9, "the refusals are over a second old: normal latency"
+    durations = [e["duration_ms"] for e in fault_site.requests_log() if e["status"] == 200]
+    assert durations[-2] >= 999
+    assert fault_site.faults()["overload_slowdown_ms"] == 200
 
 
 @pytest.mark.parametrize("only", ["list", "detail"])
