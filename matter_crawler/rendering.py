@@ -14,8 +14,9 @@ Pieces, each off or free when not needed:
   (:func:`find_browser`) and, when there is one, installs the download handler
   and scrapy-playwright's settings, at add-on priority so ``-s`` still wins.
   Without a browser the crawl runs unchanged, and pages that needed one are
-  dead-lettered with a reason that says so.
-- :class:`LazyPlaywrightDownloadHandler`: scrapy-playwright's handler, with two
+  dead-lettered at once (fetching them again brings back the same shell) with a
+  reason that says so.
+- :class:`LazyPlaywrightDownloadHandler`: scrapy-playwright's handler, with three
   changes. Playwright (a Node.js driver, and later Chromium) starts at the first
   request that asks for a browser, not when the engine starts: a crawl that never
   renders pays for neither (``bench/rendering_overhead.py``, 3,251 pages: the
@@ -23,7 +24,11 @@ Pieces, each off or free when not needed:
   than bare Scrapy; the lazy one stayed within noise of it). And a request with
   ``dont_redirect`` gets the redirect the server answered, as from Scrapy's own
   handler, instead of the page the browser followed it to (a listing page past
-  the end redirects to page 1).
+  the end redirects to page 1). And a browser that does not start (missing
+  libraries, a broken or missing executable) raises :class:`BrowserLaunchError`
+  for that render and every later one, without starting it again: the retry
+  classifies it ``config`` and dead-letters the page at once, with a reason that
+  says the browser is broken and what it printed.
 - :class:`ForcedRenderingMiddleware`: with ``RENDERING_FORCE``, every listing and
   product page goes through the browser (for a site that builds every page with
   JavaScript); otherwise not loaded at all.
@@ -60,10 +65,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy.exceptions import NotConfigured
 from scrapy.http import HtmlResponse, Request, Response
 from scrapy.utils.misc import load_object
@@ -83,6 +91,12 @@ BROWSER_PATH_SETTING = "PLAYWRIGHT_BROWSER_PATH"
 DEFAULT_BROWSER_PATHS = ("/usr/bin/chromium",)
 HANDLER_PATH = f"{__name__}.LazyPlaywrightDownloadHandler"
 NO_BROWSER = f"no browser to render it (install chromium or set {BROWSER_PATH_SETTING})"
+BROKEN_BROWSER_FIX = f"repair or reinstall chromium, or set {BROWSER_PATH_SETTING} to a working one"
+#: A failed launch's message: the browser's own stderr lines, and how its process ended.
+BROWSER_STDERR_LINE = re.compile(r"^\[pid=\d+\]\[err\] (.*\S)", re.MULTILINE)
+BROWSER_EXIT = re.compile(r"<process did exit: exitCode=(-?\d+|null), signal=(\w+)>")
+#: How much of the browser's stderr a dead-letter reason quotes.
+BROWSER_STDERR_SHOWN = (3, 300)  # lines, characters
 
 #: What a rendered page must show before its HTML is taken, per ``meta["stage"]``.
 CONTENT_SELECTORS = {
@@ -117,6 +131,33 @@ SKIPPED_RESOURCE_TYPES = frozenset({"stylesheet", "image", "font", "media"})
 def skip_resource(request: PlaywrightRequest) -> bool:
     """``PLAYWRIGHT_ABORT_REQUEST``: abort the browser's fetches of styles, images and fonts."""
     return request.resource_type in SKIPPED_RESOURCE_TYPES
+
+
+class BrowserLaunchError(Exception):
+    """The browser did not start: missing libraries, a broken or missing executable.
+
+    Retrying cannot mend it, so the failure class is ``config``
+    (:mod:`matter_crawler.middlewares.classify`): the page is dead-lettered at
+    once, and the message, which becomes the dead-letter reason, says so.
+    """
+
+
+def launch_failure(executable: str, error: PlaywrightError) -> str:
+    """Why the browser did not start, briefly: how its process ended and what it printed."""
+    message = error.message
+    exited = BROWSER_EXIT.search(message)
+    if exited is None:  # e.g. "Failed to launch chromium because executable doesn't exist at ..."
+        detail = message.split("\n", 1)[0].removeprefix("BrowserType.launch: ")
+    elif exited[1] == "null":
+        detail = f"{executable} was killed by {exited[2]} at start"
+    else:
+        detail = f"{executable} exited with code {exited[1]} at start"
+    browser_log = message.split("\nCall log:", 1)[0]  # the call log repeats the browser's lines
+    lines, characters = BROWSER_STDERR_SHOWN
+    printed = list(dict.fromkeys(BROWSER_STDERR_LINE.findall(browser_log)))[:lines]
+    if printed:
+        detail += ": " + " | ".join(printed)[:characters]
+    return f"the browser is broken: {detail}; {BROKEN_BROWSER_FIX}"
 
 
 def find_browser(settings: BaseSettings, environ: Mapping[str, str] | None = None) -> str | None:
@@ -172,12 +213,21 @@ def render_or_explain(crawler: Crawler, request: Request, reason: str) -> Reques
     Called by the classified retry. The copy bypasses the duplicate filter and
     the retry's backoff (rendering is the remedy, not a repeat of what failed);
     a string is the dead-letter reason to use for the ordinary content retry.
+
+    When nothing can render the page, fetching it again brings back the same
+    shell: the request's ``content`` policy is then capped at one attempt
+    (``meta["retry_policies"]``, the retry's per-request override), so the
+    retry dead-letters it at once instead of after its backoffs.
     """
     settings = crawler.settings
     if request.meta.get("playwright"):
         return f"{reason}, even rendered in the browser"
     if not rendering_available(settings):
         crawler.stats.inc_value("render/unavailable")
+        policies = dict(request.meta.get("retry_policies") or {})
+        # "content" is FailureClass.CONTENT (classify imports this module, not the reverse)
+        policies["content"] = {**policies.get("content", {}), "attempts": 1}
+        request.meta["retry_policies"] = policies
         if not settings.getbool("RENDERING_ENABLED", True):
             return f"{reason}; rendering is off (RENDERING_ENABLED=False)"
         return f"{reason}; {NO_BROWSER}"
@@ -245,9 +295,28 @@ class LazyPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
         super().__init__(crawler)
         self._start_lock = asyncio.Lock()
         self._playwright_started = False
+        self._launch_failure: str | None = None  # why the browser did not start, once it failed
 
     async def _maybe_launch_in_thread(self) -> None:
         """``engine_started``: the parent starts Playwright here; we wait for a render."""
+
+    async def _maybe_launch_browser(self) -> None:
+        """The parent's, but a browser that fails to start raises BrowserLaunchError, for good.
+
+        Callers are serialised by the parent's ``context_launch_lock``, so after
+        a failure no other render starts the browser again.
+        """
+        if self._launch_failure is not None:
+            raise BrowserLaunchError(self._launch_failure)
+        try:
+            await super()._maybe_launch_browser()
+        except PlaywrightTimeoutError:
+            raise  # a slow start on a busy machine: transient, the next render tries again
+        except PlaywrightError as error:
+            executable = self.config.launch_options.get("executable_path", "the browser")
+            self._launch_failure = launch_failure(str(executable), error)
+            logger.error("%s. Pages built by JavaScript are dead-lettered", self._launch_failure)
+            raise BrowserLaunchError(self._launch_failure) from error
 
     async def _download_request(self, request: Request, spider: Spider | None = None) -> Response:
         async with self._start_lock:

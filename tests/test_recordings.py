@@ -35,7 +35,14 @@ from matter_crawler.settings import USER_AGENT as PROJECT_USER_AGENT
 from matter_crawler.sitesim.process import LISTING_QUERY, SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
 
-from .helpers import PROJECT_ROOT, retry_after_violations, run_crawl, sqlite_url
+from .helpers import (
+    PROJECT_ROOT,
+    crawl_runs,
+    query,
+    retry_after_violations,
+    run_crawl,
+    sqlite_url,
+)
 
 # the command module's name has a hyphen (Scrapy names commands after modules)
 record_site = importlib.import_module("matter_crawler.commands.record-site")
@@ -336,6 +343,17 @@ def test_replayed_recording_crawls_into_the_live_crawls_database(
     assert [entry["path"] for entry in served if entry["status"] == 404] == [
         f"/csa-iot_products/page/4/?{LISTING_QUERY}"
     ]
+    # and the two crawls went the same way: the same pages, the same new products, no failure
+    (live_run,) = crawl_runs(live_recording.live_database_url)
+    (replay_run,) = crawl_runs(replay_database)
+    for run in (live_run, replay_run):
+        assert (run["status"], run["dead_letters"]) == ("finished", 0), run
+    assert (replay_run["pages_crawled"], replay_run["products_new"]) == (
+        live_run["pages_crawled"],
+        live_run["products_new"],
+    )
+    assert (replay_run["pages_crawled"], replay_run["products_new"]) == (3, 30)
+    assert query(replay_database, "select count(*) from dead_letters") == [(0,)]
 
 
 def test_replay_rewrites_links_answers_404_and_keeps_faults(

@@ -3,24 +3,32 @@
 The simulated site serves a share of listing and product pages as empty shells
 that a script fills in 50 ms after load (``js_only_rate``). Crawls run as child
 processes, as a user runs them, against a real Chromium; the test without a
-browser points ``PLAYWRIGHT_BROWSER_PATH`` at a path that does not exist.
+browser points ``PLAYWRIGHT_BROWSER_PATH`` at a path that does not exist, and
+the test with a broken browser at a script that exits 1 as a Chromium without
+its libraries does.
 """
 
 from __future__ import annotations
 
 import pickle
+import shlex
 from collections import Counter
 from urllib.parse import urlparse
 
 import pytest
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy import Request
 from scrapy.settings import Settings
 from scrapy.utils.request import request_from_dict
 from scrapy.utils.test import get_crawler
 
+from matter_crawler import rendering
+from matter_crawler.middlewares.classify import FailureClass, classify_exception
 from matter_crawler.rendering import (
     HANDLER_PATH,
     NO_BROWSER,
+    BrowserLaunchError,
     LazyPlaywrightDownloadHandler,
     Rendering,
     find_browser,
@@ -30,7 +38,7 @@ from matter_crawler.rendering import (
 )
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 
-from .conftest import require_executable
+from .conftest import IN_CI
 from .helpers import crawl_runs, database_differences, query, run_crawl
 
 LISTING_PATH = "/csa-iot_products/"
@@ -56,7 +64,53 @@ def run_stats(database_url: str) -> dict:
 
 @pytest.fixture
 def chromium() -> str:
-    return require_executable("chromium", "renders JavaScript-only pages")
+    """The browser a crawl would use (``find_browser``): skip without one, fail under CI=true."""
+    settings = Settings()
+    settings.setmodule("matter_crawler.settings")
+    browser = find_browser(settings)
+    if browser is None:
+        message = (
+            "no browser found (renders JavaScript-only pages): install chromium "
+            "(`make setup` does) or set PLAYWRIGHT_BROWSER_PATH"
+        )
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return browser
+
+
+def dead_letters(database_url: str) -> list[tuple]:
+    return query(
+        database_url, "select url, stage, failure_class, last_error, attempts from dead_letters"
+    )
+
+
+def check_only_shells_lost(site, truth: list[dict], database_url: str) -> list[tuple]:
+    """Seed 4's shells were dead-lettered and every other product stored; the dead letters.
+
+    Each page, shells too, was fetched once: a shell is never fetched again when
+    nothing can render it.
+    """
+    requests, shells = served(site)
+    shell_lists = sorted(page_of(path) for path in shells if path.startswith(LISTING_PATH))
+    shell_details = {path for path in shells if not path.startswith(LISTING_PATH)}
+    assert shell_lists == [3, 12]
+    assert shell_details
+    assert set(requests.values()) == {1}
+
+    letters = dead_letters(database_url)
+    assert {urlparse(url).path for url, *_ in letters if "/csa_product/" in url} == shell_details
+    assert sorted(
+        page_of(url.removeprefix(site.base_url)) for url, *_ in letters if "/csa-iot" in url
+    ) == [3, 12]
+    # everything else is stored, exactly: products of readable listing pages with readable pages
+    unreachable = {r["url"] for r in truth[24:36] + truth[132:144]}
+    expected = [r for r in truth if r["url"] not in unreachable | shell_details]
+    assert query(database_url, "select count(*) from products") == [(len(expected),)]
+    assert database_differences(database_url, expected) == []
+    (run,) = crawl_runs(database_url)
+    assert (run["status"], run["dead_letters"]) == ("finished", len(letters))
+    return letters
 
 
 # -- with a browser -------------------------------------------------------------
@@ -190,31 +244,58 @@ def test_without_a_browser_the_crawl_runs_and_shells_are_dead_lettered(
 
     assert "No browser found" in result.output
     assert "scrapy-playwright" not in result.output  # the handler was never installed
-    _, shells = served(site)
-    shell_lists = sorted(page_of(path) for path in shells if path.startswith(LISTING_PATH))
-    shell_details = {path for path in shells if not path.startswith(LISTING_PATH)}
-    assert shell_lists == [3, 12]
-    assert shell_details
-
-    letters = query(
-        database_url, "select url, stage, failure_class, last_error, attempts from dead_letters"
-    )
-    assert {urlparse(url).path for url, *_ in letters if "/csa_product/" in url} == shell_details
-    assert sorted(
-        page_of(url.removeprefix(site.base_url)) for url, *_ in letters if "/csa-iot" in url
-    ) == [3, 12]
+    letters = check_only_shells_lost(site, truth, database_url)
     for _url, _stage, failure_class, error, attempts in letters:
         assert failure_class == "content"
-        assert attempts == 3  # the content policy's attempts, then the dead letter
-        assert "built by JavaScript; no browser to render it" in error
-        assert "install chromium or set PLAYWRIGHT_BROWSER_PATH" in error
+        assert attempts == 1  # fetching it again would bring back the same shell
+        assert error.endswith(
+            "built by JavaScript; no browser to render it "
+            "(install chromium or set PLAYWRIGHT_BROWSER_PATH)"
+        )
+    stats = run_stats(database_url)
+    assert stats["render/unavailable"] == len(letters)
+    assert "retry/count" not in stats
 
-    # everything else is stored, exactly: products of readable listing pages with readable pages
-    unreachable = {r["url"] for r in truth[24:36] + truth[132:144]}
-    expected = [r for r in truth if r["url"] not in unreachable | shell_details]
-    assert query(database_url, "select count(*) from products") == [(len(expected),)]
-    assert database_differences(database_url, expected) == []
-    assert run_stats(database_url)["render/unavailable"] == len(letters) * 3
+
+# -- with a broken browser -----------------------------------------------------------
+
+
+def test_a_browser_that_does_not_start_is_a_config_failure_and_only_shells_are_lost(
+    simulated_site, database_url, tmp_path
+):
+    # what a Chromium missing a library does: a line on stderr, exit status 1
+    launches = tmp_path / "launches.log"
+    browser = tmp_path / "chromium"
+    browser.write_text(
+        "#!/bin/sh\n"
+        f"echo launched >> {shlex.quote(str(launches))}\n"
+        "echo 'chromium: error while loading shared libraries: libnss3.so' >&2\n"
+        "exit 1\n"
+    )
+    browser.chmod(0o755)
+    site = simulated_site(products=150, seed=4, js_only_rate=0.2)  # as without a browser
+    truth = site.truth()
+
+    result = run_crawl(
+        site.base_url, database_url, settings={"PLAYWRIGHT_BROWSER_PATH": str(browser)}
+    ).check()
+
+    assert f"Rendering JavaScript-only pages in {browser}" in result.output  # it looked fine
+    letters = check_only_shells_lost(site, truth, database_url)
+    for _url, _stage, failure_class, error, attempts in letters:
+        assert (failure_class, attempts) == ("config", 1)  # not retried: a retry cannot mend it
+        assert error == (
+            f"BrowserLaunchError: the browser is broken: {browser} exited with code 1 at start: "
+            "chromium: error while loading shared libraries: libnss3.so; "
+            "repair or reinstall chromium, or set PLAYWRIGHT_BROWSER_PATH to a working one"
+        )
+    # started once: every later render failed at once with the same reason
+    assert launches.read_text().splitlines() == ["launched"]
+    assert result.output.count("Pages built by JavaScript are dead-lettered") == 1  # logged once
+    stats = run_stats(database_url)
+    assert stats["render/requested"] == len(letters)
+    assert stats["dead_letters/config"] == len(letters)
+    assert "retry/count" not in stats
 
 
 # -- units ------------------------------------------------------------------------
@@ -236,6 +317,27 @@ def test_find_browser_prefers_the_setting_then_the_environment(tmp_path):
     assert find_browser(Settings(), missing) is None
     browser.chmod(0o644)  # not executable
     assert find_browser(Settings({"PLAYWRIGHT_BROWSER_PATH": str(browser)}), {}) is None
+
+
+def test_find_browser_falls_back_to_the_debian_path(tmp_path, monkeypatch):
+    debian = tmp_path / "usr-bin-chromium"
+    debian.write_text("#!/bin/sh\n")
+    debian.chmod(0o755)
+    monkeypatch.setattr(rendering, "DEFAULT_BROWSER_PATHS", (str(debian),))
+    assert find_browser(Settings(), {}) == str(debian)
+    assert find_browser(Settings({"PLAYWRIGHT_BROWSER_PATH": ""}), {}) == str(debian)
+    debian.chmod(0o644)  # there, but not executable
+    assert find_browser(Settings(), {}) is None
+    debian.unlink()
+    assert find_browser(Settings(), {}) is None
+
+
+def test_a_browser_that_does_not_start_is_config_and_other_playwright_errors_transient():
+    assert classify_exception(BrowserLaunchError("the browser is broken")) is FailureClass.CONFIG
+    timeout = PlaywrightTimeoutError("Page.wait_for_function: Timeout 10ms exceeded.")
+    assert classify_exception(timeout) is FailureClass.TRANSIENT
+    refused = PlaywrightError("Page.goto: net::ERR_CONNECTION_REFUSED at http://site/")
+    assert classify_exception(refused) is FailureClass.TRANSIENT
 
 
 def _addon_settings(**values) -> Settings:
@@ -291,9 +393,16 @@ def test_render_or_explain(tmp_path):
     assert crawler.stats.get_value("render/requested/detail") == 1
     assert render_or_explain(crawler, rendered, reason) == f"{reason}, even rendered in the browser"
 
+    assert "retry_policies" not in request.meta  # a page to render keeps its content policy
+
     plain = get_crawler()
     plain.stats.open_spider()
     assert render_or_explain(plain, request, reason) == f"{reason}; {NO_BROWSER}"
+    # nothing can render it: the content policy is capped, the retry gives up at once
+    assert request.meta["retry_policies"] == {"content": {"attempts": 1}}
+    tuned = Request(request.url, meta={"retry_policies": {"content": {"base": 0.5}}})
+    render_or_explain(plain, tuned, reason)
+    assert tuned.meta["retry_policies"] == {"content": {"base": 0.5, "attempts": 1}}
     off = get_crawler(settings_dict={"RENDERING_ENABLED": False})
     off.stats.open_spider()
     assert render_or_explain(off, request, reason).endswith(

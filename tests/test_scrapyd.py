@@ -1,9 +1,10 @@
 """Deploying to a real scrapyd, scheduling, cancelling and resuming crawls.
 
 scrapyd (installed in the virtualenv with the dev extra) runs from a temporary
-directory with a generated ``scrapyd.conf``: loopback, a free port, basic auth,
-and every directory (eggs, logs, dbs, jobs) under the temporary directory. The
-project is deployed with ``scrapyd-deploy`` through the ``env`` target of
+directory with the example ``deploy/scrapyd.conf``, its port and directories
+(eggs, logs, dbs, jobs) moved under the temporary directory, and basic auth from
+``SCRAPYD_USERNAME`` / ``SCRAPYD_PASSWORD`` in its environment, as
+docs/scrapyd.md says to run it. The project is deployed with ``scrapyd-deploy`` through the ``env`` target of
 ``scrapy.cfg``, whose URL and credentials come from the environment. Jobs run
 with scrapyd's interpreter from the deployed egg, as in production.
 """
@@ -11,6 +12,7 @@ with scrapyd's interpreter from the deployed egg, as in production.
 from __future__ import annotations
 
 import base64
+import configparser
 import contextlib
 import json
 import os
@@ -37,6 +39,13 @@ BIN = Path(sys.executable).parent
 PROJECT = "matter_crawler"
 SPIDER = "matter_products"
 DATA_SUFFIXES = {".csv", ".html", ".js", ".json", ".css"}  # setup.py's package_data
+EXAMPLE_CONF = PROJECT_ROOT / "deploy" / "scrapyd.conf"
+
+
+def example_conf() -> configparser.ConfigParser:
+    conf = configparser.ConfigParser()
+    conf.read_string(EXAMPLE_CONF.read_text(encoding="utf-8"))
+    return conf
 
 
 def free_port() -> int:
@@ -101,29 +110,34 @@ def scrapyd(tmp_path) -> Iterator[Scrapyd]:
     directory.mkdir()
     port = free_port()
     password = secrets.token_urlsafe(16)
-    (directory / "scrapyd.conf").write_text(
-        textwrap.dedent(
-            f"""\
-            [scrapyd]
-            bind_address = 127.0.0.1
-            http_port = {port}
-            username = operator
-            password = {password}
-            eggs_dir = {directory / "eggs"}
-            logs_dir = {directory / "logs"}
-            dbs_dir = {directory / "dbs"}
-            jobs_dir = {directory / "jobs"}
-            items_dir =
-            poll_interval = 0.5
-            max_proc = 2
-            """
-        )
+    conf = example_conf()
+    conf["scrapyd"].update(
+        {
+            "http_port": str(port),
+            "eggs_dir": str(directory / "eggs"),
+            "logs_dir": str(directory / "logs"),
+            "dbs_dir": str(directory / "dbs"),
+            "jobs_dir": str(directory / "jobs"),
+            "poll_interval": "0.5",  # jobs start sooner than the example's 2 s
+        }
     )
+    with (directory / "scrapyd.conf").open("w", encoding="utf-8") as out:
+        conf.write(out)
+    # The credentials are given here, never inherited: SCRAPYD_* variables of the
+    # user's shell (another password, another port) must not reach this scrapyd.
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith("SCRAPYD_")
+    }
     log = (directory / "scrapyd.out").open("wb")
     process = subprocess.Popen(
         [str(BIN / "scrapyd")],
         cwd=directory,  # scrapyd reads ./scrapyd.conf
-        env={**os.environ, "HOME": str(directory)},  # and ~/.scrapyd.conf, which must not exist
+        env={
+            **inherited,
+            "HOME": str(directory),  # and ~/.scrapyd.conf, which must not exist
+            "SCRAPYD_USERNAME": "operator",
+            "SCRAPYD_PASSWORD": password,
+        },
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -258,9 +272,23 @@ def test_the_crawler_reads_package_data_with_pkgutil_not_file_paths():
 # -- scrapyd ----------------------------------------------------------------------
 
 
+def test_the_example_conf_holds_no_credentials():
+    """Credentials come from scrapyd's environment (SCRAPYD_USERNAME / SCRAPYD_PASSWORD)."""
+    options = example_conf()["scrapyd"]
+    assert "username" not in options
+    assert "password" not in options
+    assert options["bind_address"] == "127.0.0.1"
+
+
 def test_basic_auth_is_required(scrapyd):
+    # the conf has no credentials (above): the ones in scrapyd's environment are enforced
+    assert "password" not in (scrapyd.directory / "scrapyd.conf").read_text()
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{scrapyd.url}/daemonstatus.json", timeout=10)
+    assert refused.value.code == 401
+    wrong = Scrapyd(scrapyd.url, "operator", "not-the-password", scrapyd.directory, scrapyd.process)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        wrong.api("daemonstatus.json")
     assert refused.value.code == 401
     assert scrapyd.api("daemonstatus.json")["running"] == 0
 
@@ -286,8 +314,10 @@ def test_deploy_schedule_cancel_and_resume(scrapyd, simulated_site, tmp_path):
     assert run["settings"]["CSA_BASE_URL"] == site.base_url
     assert (scrapyd.directory / "jobs" / PROJECT / SPIDER / "first").is_dir()  # its JOBDIR
 
-    # a slower crawl, cancelled mid-way (scrapyd sends SIGINT: Scrapy stops gracefully) ...
-    slow = simulated_site(products=480, seed=12, latency_ms=40)
+    # a slow crawl, cancelled mid-way (scrapyd sends SIGINT: Scrapy stops gracefully) ...
+    # 250 ms a page, 4 at a time: when the cancel is sent, some 230 pages (about 14 s) are
+    # left, far more than a cancel takes on a loaded machine. The resume runs at 10 ms a page.
+    slow = simulated_site(products=240, seed=12, latency_ms=250)
     truth = slow.truth()
     database = sqlite_url(tmp_path / "second.sqlite3")
     settings = {
@@ -301,7 +331,7 @@ def test_deploy_schedule_cancel_and_resume(scrapyd, simulated_site, tmp_path):
     }
     scrapyd.schedule("second", settings, {})
     wait_for(
-        lambda: slow.stats()["by_kind"].get("detail", 0) >= 60,
+        lambda: slow.stats()["by_kind"].get("detail", 0) >= 12,
         timeout=120,
         message="the second crawl to fetch product pages",
     )
@@ -319,6 +349,7 @@ def test_deploy_schedule_cancel_and_resume(scrapyd, simulated_site, tmp_path):
     assert "Received SIGINT, shutting down gracefully" in first_log
 
     # ... and rescheduled with the same job id: the same JOBDIR, so it resumes
+    slow.set_faults(latency_ms=10)
     scrapyd.schedule("second", settings, {})
     wait_finished(scrapyd, "second", count=2)
     assert database_differences(database, truth) == []

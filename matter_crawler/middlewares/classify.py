@@ -6,7 +6,8 @@ and events name the class.
 
 ==============  ===========================================================
 ``transient``   network trouble: timeouts, resets, refused connections, DNS,
-                lost data, 408
+                lost data, 408; Playwright's errors and timeouts while a
+                browser renders a page
 ``server``      500, 502, 503, 504, 522, 524 and other 5xx
 ``throttled``   429, or 503 with a Retry-After header
 ``permanent``   400, 401, 403, 404, 410 and other 4xx, unexpected redirects,
@@ -14,7 +15,8 @@ and events name the class.
 ``content``     a 200 page without the expected markup: truncated, empty, an
                 empty shell that JavaScript fills in
 ``config``      errors of our own making: unsupported scheme, bad URL,
-                missing download handler
+                missing download handler, a browser that does not start
+                (:class:`~matter_crawler.rendering.BrowserLaunchError`)
 ==============  ===========================================================
 """
 
@@ -48,6 +50,8 @@ from twisted.internet.error import (
 )
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
+from ..rendering import BrowserLaunchError
+
 
 class FailureClass(StrEnum):
     TRANSIENT = "transient"
@@ -57,11 +61,6 @@ class FailureClass(StrEnum):
     CONTENT = "content"
     CONFIG = "config"
 
-
-#: Classes that say the server (or the way to it) is in trouble: the breaker counts these.
-SERVER_TROUBLE = frozenset(
-    {FailureClass.TRANSIENT, FailureClass.SERVER, FailureClass.THROTTLED, FailureClass.CONTENT}
-)
 
 TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     CannotResolveHostError,
@@ -86,6 +85,8 @@ CONFIG_EXCEPTIONS: tuple[type[BaseException], ...] = (
     UnsupportedURLSchemeError,
     NotSupported,
     NotConfigured,
+    # a broken or missing browser executable: every render fails the same way until fixed
+    BrowserLaunchError,
     ValueError,
     TypeError,
     AttributeError,
@@ -95,7 +96,9 @@ SERVER_STATUSES = frozenset({500, 502, 503, 504, 522, 524})
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 
 
-# Browser timeouts and errors from scrapy-playwright renders are network trouble too.
+# Other Playwright errors and timeouts of a render (a page that crashed, a navigation
+# that failed or timed out) can go away: network trouble too. A browser that does
+# not start is not among them: the download handler raises BrowserLaunchError instead.
 _TRANSIENT = (*TRANSIENT_EXCEPTIONS, PlaywrightError)
 
 

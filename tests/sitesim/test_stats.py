@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from matter_crawler.sitesim.api import is_loopback
+from matter_crawler.sitesim.catalogue import MIN_PRODUCTS, Catalogue
+from matter_crawler.sitesim.config import Settings
 from matter_crawler.sitesim.process import SimulatedSite
+from matter_crawler.sitesim.server import SimServer, SimSite, SiteResource
 
 from .webclient import fetch
 
@@ -98,22 +107,71 @@ def test_control_api_errors(site: SimulatedSite) -> None:
     assert raised.value.code == 400
 
 
-def _non_loopback_address() -> str | None:
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _status_for_peer(peer: IPv4Address | IPv6Address, path: str) -> int:
+    """The status the site's server stack answers ``GET path`` from a client at ``peer``.
+
+    The real server (Twisted's HTTP channel, the site's resource, the control
+    API) with an in-memory transport in place of the socket: the one way to be
+    a non-loopback client on a machine that has no other interface.
+    """
+    clock = Clock()
+    sim = SimServer(Catalogue(MIN_PRODUCTS, 1), Settings(), "127.0.0.1", clock)
+    channel = SimSite(SiteResource(sim), reactor=clock).buildProtocol(peer)
+    transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.1", 8800), peerAddress=peer)
+    channel.makeConnection(transport)
+    channel.dataReceived(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:8800\r\nConnection: close\r\n\r\n".encode()
+    )
+    status_line = transport.value().split(b"\r\n", 1)[0]  # b"HTTP/1.1 403 Forbidden"
+    return int(status_line.split()[1])
+
+
+@pytest.mark.parametrize(
+    ("peer", "api_status"),
+    [
+        (IPv4Address("TCP", "127.0.0.1", 40000), 200),
+        (IPv4Address("TCP", "127.8.9.10", 40000), 200),
+        (IPv6Address("TCP", "::1", 40000), 200),
+        (IPv6Address("TCP", "::ffff:127.0.0.1", 40000), 200),
+        (IPv4Address("TCP", "192.0.2.7", 40000), 403),
+        (IPv4Address("TCP", "10.0.0.1", 40000), 403),
+        (IPv6Address("TCP", "2001:db8::1", 40000), 403),
+        (IPv6Address("TCP", "::ffff:10.0.0.1", 40000), 403),
+    ],
+    ids=lambda value: getattr(value, "host", value),
+)
+def test_control_api_answers_loopback_peers_only(peer, api_status: int) -> None:
+    assert _status_for_peer(peer, "/__sim__/stats") == api_status
+    assert _status_for_peer(peer, "/robots.txt") == 200  # the site itself answers anyone
+
+
+def _interface_ipv4_addresses() -> Iterator[str]:
+    """The IPv4 address of every network interface (Linux's SIOCGIFADDR)."""
+    siocgifaddr = 0x8915
     try:
-        probe.connect(("10.255.255.255", 1))  # no packet is sent: only picks a route
-        address = probe.getsockname()[0]
+        interfaces = socket.if_nameindex()
     except OSError:
-        return None
-    finally:
-        probe.close()
-    return None if is_loopback(address) else address
+        return
+    for _index, name in interfaces:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                answer = fcntl.ioctl(probe.fileno(), siocgifaddr, request)
+            except OSError:  # an interface without an IPv4 address, or not Linux
+                continue
+        yield socket.inet_ntoa(answer[20:24])
+
+
+def _non_loopback_address() -> str | None:
+    return next((a for a in _interface_ipv4_addresses() if not is_loopback(a)), None)
 
 
 def test_control_api_refuses_other_clients() -> None:
+    """End to end, over a real socket, when the machine has an address to connect from."""
     address = _non_loopback_address()
     if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+        # test_control_api_answers_loopback_peers_only checks the refusal on every machine
+        pytest.skip("no network interface has a non-loopback IPv4 address to connect from")
     with SimulatedSite(products=20, seed=1, host="0.0.0.0") as site:
         port = site.base_url.rsplit(":", 1)[1]
         assert fetch(f"http://{address}:{port}/__sim__/stats").status == 403
