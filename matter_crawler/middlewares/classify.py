@@ -1,5 +1,9 @@
 """Failure classes: what went wrong with a download, decided once for every component.
 
+Besides its class, a failure has a ``kind`` (:func:`exception_kind`): whether it was
+an answer, no answer in time, or a broken connection, which the adaptive
+controller reacts to differently.
+
 The classified-retry middleware picks its policy by class, the circuit breaker
 counts only classes that say the server is in trouble, and stats, dead letters
 and events name the class.
@@ -22,9 +26,11 @@ and events name the class.
 
 from __future__ import annotations
 
+import builtins
 from enum import StrEnum
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy.core.downloader.handlers.http11 import TunnelError
 from scrapy.exceptions import (
     CannotResolveHostError,
@@ -100,6 +106,29 @@ PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 # that failed or timed out) can go away: network trouble too. A browser that does
 # not start is not among them: the download handler raises BrowserLaunchError instead.
 _TRANSIENT = (*TRANSIENT_EXCEPTIONS, PlaywrightError)
+
+
+#: ``kind`` of a failure that is an answer (a status, or a page's content).
+RESPONSE_KIND = "response"
+#: Exceptions that mean no answer came in time (Twisted's ``TimeoutError`` and
+#: the builtin one, which asyncio's is, are two classes).
+TIMEOUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    DownloadTimeoutError,
+    TimeoutError,  # Twisted's
+    builtins.TimeoutError,  # asyncio's
+    TCPTimedOutError,
+    defer.TimeoutError,
+    PlaywrightTimeoutError,
+)
+
+
+def exception_kind(exception: BaseException) -> str:
+    """The ``kind`` a download exception is signalled with: timeout, connection or other."""
+    if isinstance(exception, TIMEOUT_EXCEPTIONS):
+        return "timeout"
+    if isinstance(exception, TRANSIENT_EXCEPTIONS):
+        return "connection"
+    return "other"
 
 
 def classify_exception(exception: BaseException) -> FailureClass:

@@ -61,43 +61,24 @@ from email.utils import parsedate_to_datetime
 from time import time
 from typing import Any, Self
 
-from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DownloadTimeoutError, IgnoreRequest, NotConfigured
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
 from scrapy.utils.misc import load_object
-from twisted.internet import defer
-from twisted.internet.error import TCPTimedOutError
-from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 from ..exceptions import DeadLettered
 from ..rendering import render_or_explain
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
-from .classify import TRANSIENT_EXCEPTIONS, FailureClass, classify_exception, classify_status
-
-logger = logging.getLogger(__name__)
-
-#: ``kind`` of a failure that is an answer (a status, or a page's content).
-RESPONSE_KIND = "response"
-#: Exceptions that mean no answer came in time (``TimeoutError`` covers asyncio's).
-TIMEOUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
-    DownloadTimeoutError,
-    TwistedTimeoutError,
-    TCPTimedOutError,
-    defer.TimeoutError,
-    TimeoutError,
-    PlaywrightTimeoutError,
+from .classify import (
+    RESPONSE_KIND,
+    FailureClass,
+    classify_exception,
+    classify_status,
+    exception_kind,
 )
 
-
-def exception_kind(exception: BaseException) -> str:
-    """The ``kind`` a download exception is signalled with: timeout, connection or other."""
-    if isinstance(exception, TIMEOUT_EXCEPTIONS):
-        return "timeout"
-    if isinstance(exception, TRANSIENT_EXCEPTIONS):
-        return "connection"
-    return "other"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
