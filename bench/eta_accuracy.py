@@ -17,6 +17,7 @@ Concurrency is fixed (``ADAPTIVE_CONCURRENCY_ENABLED=False``) so the slowdown is
 not compensated by the adaptive controller.
 
     python bench/eta_accuracy.py [--products 1800] [--latency-ms 60] [--slow-factor 3]
+                                 [--concurrency 4] [--timeout 900]
 """
 
 from __future__ import annotations
@@ -36,22 +37,48 @@ from matter_crawler.sitesim.process import SimulatedSite
 THRESHOLDS = (0.25, 0.50, 0.75)
 
 
-def snapshots(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    found = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+class SnapshotReader:
+    """The snapshots appended to a crawl's events file, read as they come.
+
+    Each call reads only what was written since the last one (from a byte
+    offset); a line still being written waits for its newline.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.snapshots: list[dict] = []
+
+    def read_new(self) -> list[dict]:
         try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if event.get("type") == "snapshot":
-            found.append(event)
-    return found
+            with self.path.open("rb") as events:
+                events.seek(self.offset)
+                data = events.read()
+        except FileNotFoundError:
+            return []  # the crawl has not opened it yet
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        decoded = (json.loads(line) for line in lines if line)
+        new = [event for event in decoded if event.get("type") == "snapshot"]
+        self.snapshots += new
+        return new
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop the crawl if it still runs (SIGTERM, then SIGKILL)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def crawl(site: SimulatedSite, scratch: Path, name: str, options, slow_down: bool) -> list[dict]:
-    events = scratch / f"{name}.jsonl"
+    events = SnapshotReader(scratch / f"{name}.jsonl")
     command = [
         sys.executable, "-m", "scrapy", "crawl", "matter_products",
         "-s", f"CSA_BASE_URL={site.base_url}",
@@ -62,36 +89,57 @@ def crawl(site: SimulatedSite, scratch: Path, name: str, options, slow_down: boo
         "-s", "ADAPTIVE_CONCURRENCY_ENABLED=False",
         "-s", "PROMETHEUS_PORT=0",
         "-s", "PROGRESS_BAR=false",
-        "-s", f"PROGRESS_EVENTS_FILE={events}",
+        "-s", f"PROGRESS_EVENTS_FILE={events.path}",
         "-s", "LOG_LEVEL=WARNING",
     ]  # fmt: skip
     site.set_faults(latency_ms=options.latency_ms)
-    with (scratch / f"{name}.log").open("wb") as log:
+    log_path = scratch / f"{name}.log"
+    deadline = time.monotonic() + options.timeout
+    with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
         slowed = not slow_down
         while process.poll() is None:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the {name} crawl did not finish within {options.timeout:g} s")
             time.sleep(0.2)
-            if not slowed and any((s.get("progress") or 0) >= 0.5 for s in snapshots(events)):
+            new = events.read_new()
+            if not slowed and any((s.get("progress") or 0) >= 0.5 for s in new):
                 site.set_faults(latency_ms=options.latency_ms * options.slow_factor)
                 slowed = True
+    finally:
+        stop(process)
     if process.returncode != 0:
-        print((scratch / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+        print(log_path.read_text()[-3000:], file=sys.stderr)
         raise SystemExit(f"the {name} crawl failed")
-    return snapshots(events)
+    events.read_new()
+    return events.snapshots
+
+
+def first_past(name: str, taken: list[dict], threshold: float) -> dict:
+    """The first snapshot before the end at or past ``threshold`` progress with an ETA."""
+    for snapshot in taken:
+        if snapshot["finished"]:
+            break  # the closing snapshot: nothing is left to predict
+        if (snapshot["progress"] or 0) >= threshold and snapshot["eta"]["seconds"] is not None:
+            return snapshot
+    reached = max((s["progress"] or 0 for s in taken if not s["finished"]), default=0)
+    raise SystemExit(
+        f"{name}: no snapshot with an ETA at {threshold:.0%} progress or more "
+        f"(the last one before the end was at {reached:.1%}): make the crawl longer"
+    )
 
 
 def accuracy(name: str, taken: list[dict]) -> list[list[object]]:
+    if not taken:
+        raise SystemExit(f"{name}: the events file has no snapshot")
     final = taken[-1]
     if final.get("reason") != "finished":
         raise SystemExit(f"the crawl did not finish: {final.get('reason')}")
     finish = final["time"]
     rows = []
     for threshold in THRESHOLDS:
-        point = next(
-            s
-            for s in taken
-            if (s["progress"] or 0) >= threshold and s["eta"]["seconds"] is not None
-        )
+        point = first_past(name, taken, threshold)
         actual = finish - point["time"]
         predicted, band = point["eta"]["seconds"], point["eta"]["band"]
         naive = point["elapsed"] * (1 / point["progress"] - 1)
@@ -117,6 +165,9 @@ def main() -> int:
     parser.add_argument("--latency-ms", type=float, default=60)
     parser.add_argument("--slow-factor", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--timeout", type=float, default=900, help="seconds each crawl may take at most"
+    )
     options = parser.parse_args()
 
     rows = []

@@ -120,8 +120,9 @@ RENDERING_WAIT_TIMEOUT = 15.0
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
 # ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles).
 ADAPTIVE_CONCURRENCY_ENABLED = True  # False: fixed concurrency, or AUTOTHROTTLE_ENABLED=True
-# politeness ceiling per domain (and its subdomains), whatever the profile; the
-# predecessor crawled the real site at 1 request/s, 3 at a time
+# politeness ceiling per domain (and its subdomains), whatever the profile and whatever
+# sets the slots (this extension, AutoThrottle, fixed settings): SlotConcurrencyDownloader
+# enforces it. The predecessor crawled the real site at 1 request/s, 3 at a time.
 ADAPTIVE_DOMAIN_LIMITS = {"csa-iot.org": {"max_concurrency": 3, "min_delay": 1.0}}
 ADAPTIVE_TROUBLE_STATUSES = [408, 429, 502, 503, 504, 522, 524]  # "too busy" answers
 ADAPTIVE_LATENCY_TOLERANCE = 2.0  # a round slower than this times the baseline is a rise
@@ -137,6 +138,9 @@ ADAPTIVE_DEBUG = False  # log every decision at INFO
 MONITORING_SERVER_ENABLED = True
 PROMETHEUS_HOST = "127.0.0.1"
 PROMETHEUS_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs), or 0 (any)
+# Host names the server answers to besides 127.0.0.1, localhost, [::1] and PROMETHEUS_HOST
+# (any other Host header gets 421: DNS rebinding), e.g. ["crawler-1.internal"]
+MONITORING_ALLOWED_HOSTS: list[str] = []
 PROMETHEUS_ENABLED = True  # the /metrics exporter, SD registration and push
 PROMETHEUS_SD_FILE = None  # a file_sd JSON file Prometheus watches (deploy/prometheus.yml)
 PROMETHEUS_PUSHGATEWAY_URL = None  # e.g. "http://127.0.0.1:9091": push final metrics at close

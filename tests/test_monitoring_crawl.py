@@ -1,5 +1,6 @@
 """Two real crawls of simulated sites in one process: each exports its own metrics,
-equal to its own stats, and everything the monitoring started stops at close; and a
+equal to its own stats and to its adaptive controller's decisions, without
+``*_created`` series, and everything the monitoring started stops at close; and a
 crawl forced down with a second Ctrl-C still leaves the service-discovery file.
 
 In-process (AsyncCrawlerRunner) on purpose: the point is two crawlers sharing one
@@ -25,6 +26,7 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThread
 
+from matter_crawler.extensions.adaptive import adaptive_state
 from matter_crawler.extensions.progress import ProgressMonitor
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring.discovery import read_groups
@@ -59,7 +61,7 @@ def _extension(crawler: Crawler, kind: type) -> Any:
 
 
 class CloseProbe:
-    """At spider_closed: the SD file, /metrics over HTTP, and the crawl's stats."""
+    """At spider_closed: the SD file, /metrics over HTTP, the adaptive state, the stats."""
 
     def __init__(self, crawler: Crawler, sd_file) -> None:
         self.crawler = crawler
@@ -68,15 +70,65 @@ class CloseProbe:
         self.stats: dict[str, Any] = {}
         self.sd_targets_at_close: list[str] = []
         self.url: str | None = None
+        # read just before and just after the scrape: what is equal in both is what it saw
+        self.adaptive: tuple[dict, dict] = ({}, {})
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     async def spider_closed(self) -> None:
         self.sd_targets_at_close = [g["targets"][0] for g in read_groups(self.sd_file)]
         self.url = _extension(self.crawler, PrometheusExporter).server.url
+        before = adaptive_state(self.crawler)
         self.metrics_text = await maybe_deferred_to_future(
             deferToThread(_fetch, f"{self.url}metrics")
         )
+        self.adaptive = (before, adaptive_state(self.crawler))
         self.stats = dict(self.crawler.stats.get_stats())
+
+
+def _one(samples, name: str, **labels: str) -> float | None:
+    """The value of the one sample with these labels (None if there is none)."""
+    found = [
+        value
+        for sample_name, sample_labels, value in samples
+        if sample_name == name and all(sample_labels.get(k) == v for k, v in labels.items())
+    ]
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else None
+
+
+def _check_adaptive_gauges(samples, before: dict, after: dict, mine: dict[str, str]) -> None:
+    """The adaptive gauges equal adaptive_state() (fields that did not change meanwhile)."""
+    assert before, "the adaptive extension is on: it has a state per domain"
+    exported = {
+        labels["domain"]
+        for name, labels, _ in samples
+        if name == "matter_crawler_adaptive_concurrency"
+    }
+    assert exported == set(before) == set(after)
+    checked = set()
+    for domain, state in before.items():
+        expected = [  # (field of the state, metric, extra labels, value)
+            ("concurrency", "adaptive_concurrency", {}, state["concurrency"]),
+            ("ceiling", "adaptive_concurrency_ceiling", {}, state["ceiling"]),
+            ("paused", "adaptive_paused", {}, float(state["paused"])),
+            ("memory_pressure", "adaptive_memory_pressure", {}, float(state["memory_pressure"])),
+            ("min_concurrency", "adaptive_concurrency_bound", {"bound": "min"},
+             state["min_concurrency"]),
+            ("max_concurrency", "adaptive_concurrency_bound", {"bound": "max"},
+             state["max_concurrency"]),
+            ("latency", "adaptive_latency_seconds", {"kind": "smoothed"}, state["latency"]),
+            ("increases", "adaptive_adjustments_total", {"direction": "increase"},
+             state["increases"]),
+            ("decreases", "adaptive_adjustments_total", {"direction": "decrease"},
+             state["decreases"]),
+        ]  # fmt: skip
+        for field, name, extra, value in expected:
+            if after[domain][field] != value:
+                continue  # changed while /metrics was read: no telling which it saw
+            labels = {**mine, "domain": domain, **extra}
+            assert _one(samples, f"matter_crawler_{name}", **labels) == value, (name, labels)
+            checked.add(field)
+    assert {"concurrency", "ceiling", "min_concurrency", "max_concurrency", "increases"} <= checked
 
 
 @pytest.mark.slow
@@ -158,8 +210,17 @@ async def test_two_crawls_in_one_process_export_their_own_stats_and_clean_up(
             _total(samples, "matter_crawler_products_new_total", **mine)
             == stats["store/products_new"]
         )
+        assert not [name for name, _, _ in samples if name.endswith("_created")]
         assert stats["retry/count"] > 0  # the sites inject errors
         assert _total(samples, "matter_crawler_retries_total", **mine) == stats["retry/count"]
+        # labelled with the domain: the site's host (Scrapy's download slot key)
+        assert (
+            _total(samples, "matter_crawler_retries_total", domain="127.0.0.1", **mine)
+            == stats["retry/count"]
+        )
+        for name in ("matter_crawler_retries_total", "matter_crawler_dead_letters_total"):
+            domains = {labels["domain"] for n, labels, _ in samples if n == name}
+            assert domains == {"127.0.0.1"}, (name, domains)
         for key, count in stats.items():
             if key.startswith("retry/class/"):
                 failure_class = key.rsplit("/", 1)[1]
@@ -192,6 +253,7 @@ async def test_two_crawls_in_one_process_export_their_own_stats_and_clean_up(
         assert _total(samples, "matter_crawler_requests_in_flight", **mine) == 0
         assert _total(samples, "matter_crawler_circuit_state", state="closed", **mine) == 1
         assert _total(samples, "matter_crawler_memory_resident_bytes", **mine) > 10 * 2**20
+        _check_adaptive_gauges(samples, *probe.adaptive, mine)
 
         # everything stopped: server, port, timers, event streams
         exporter = _extension(crawler, PrometheusExporter)

@@ -4,17 +4,23 @@ crawl of the simulated site: the progress bar advances, product names holding ma
 Ctrl-C'd crawl closes the page's stream and frees its port.
 
 Playwright runs in a child process: its sync API refuses to run where an asyncio
-loop may be running (pytest here runs with the asyncio reactor).
+loop may be running (pytest here runs with the asyncio reactor). That child starts
+Playwright's node driver, which starts Chromium in a process group of its own: the
+child gets a session of its own, and at the end, whatever happened, its group and
+every group below it are killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +76,38 @@ with sync_playwright() as playwright:
 """
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (Linux: /proc/<pid>/task/<tid>/children)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # the thread or process just ended
+                for child in map(int, children.read_text().split()):
+                    if child not in found:
+                        found.add(child)
+                        todo.append(child)
+    return found
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """Kill the process, its group, and the groups of everything below it.
+
+    Its own group (start_new_session) holds Playwright's node driver; Playwright
+    starts Chromium detached, in a group of its own, so that group is killed too.
+    """
+    groups = {process.pid}
+    for pid in _descendants(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgrp())  # never this test's own group
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(group, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def _playwright_or_skip() -> None:
     try:
         import playwright  # noqa: F401
@@ -115,6 +153,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,  # its node driver shares its group
         )
         line = browser.stdout.readline()
         assert line, browser.stderr.read()
@@ -141,7 +180,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         assert browser.wait(timeout=30) == 0
     finally:
         if browser is not None:
-            stop_process(browser, signal.SIGKILL, wait=10)
+            _kill_tree(browser)
         stop_process(crawl)
     output = log_path.read_text()
     assert "Traceback" not in output, output[-3000:]

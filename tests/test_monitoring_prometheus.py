@@ -1,6 +1,8 @@
 """A real Prometheus (Debian's package) discovers two running crawls through the
 service-discovery file and scrapes both; its query API returns the stored-items
-counter, and every PromQL expression of the Grafana dashboard returns data.
+counter, every PromQL expression of the Grafana dashboard returns data, and the
+dashboard's template variables (``label_values(...)``, which Grafana runs through
+the label-values API) list both crawls.
 
 Prometheus runs with an unchanged copy of ``deploy/prometheus.yml`` in a temporary
 directory (its ``files:`` path is relative to the configuration), on a free
@@ -111,6 +113,21 @@ def prometheus(tmp_path) -> Iterator[Prometheus]:
         log.close()
 
 
+def grafana_variable_queries() -> dict[str, tuple[str, str]]:
+    """Each query variable: (label, series selector) of its ``label_values(selector, label)``."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = {}
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", variable["definition"])
+        assert match, f"variable {variable['name']}: {variable['definition']}"
+        selector = re.sub(r"\$\{?(spider|job)\}?", ".*", match.group(1))  # "All"
+        assert "$" not in selector, f"unknown variable in {selector}"
+        found[variable["name"]] = (match.group(2), selector)
+    return found
+
+
 def grafana_expressions() -> list[tuple[str, str]]:
     """Every panel's PromQL with the variables substituted as Grafana would ("All")."""
     dashboard = json.loads(DASHBOARD.read_text())
@@ -137,23 +154,23 @@ def test_prometheus_discovers_and_scrapes_two_crawls_and_the_dashboard_has_data(
         "PROMETHEUS_SD_FILE": str(prometheus.sd_file),
         # a range: the two crawls take the first two free ports of it
         "PROMETHEUS_PORT": f"{first_port}-{first_port + 20}",
+        # at most 4 at a time (this caps the adaptive controller too): the crawls outlast
+        # the checks; the site's 5xx answers give the controller a ceiling to learn
         "CONCURRENT_REQUESTS": 4,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 4,
-        "ADAPTIVE_CONCURRENCY_ENABLED": False,
         "PROGRESS_BAR": False,
     }
     jobs = ("prom-a", "prom-b")
-    crawls = {
-        job: start_crawl(
-            site.base_url,
-            sqlite_url(tmp_path / f"{job}.sqlite3"),
-            settings=settings,
-            args={"_job": job},
-            log_path=tmp_path / f"{job}.log",
-        )
-        for job in jobs
-    }
+    crawls = {}
     try:
+        for job in jobs:
+            crawls[job] = start_crawl(
+                site.base_url,
+                sqlite_url(tmp_path / f"{job}.sqlite3"),
+                settings=settings,
+                args={"_job": job},
+                log_path=tmp_path / f"{job}.log",
+            )
 
         def both_scraped() -> bool:
             for process in crawls.values():
@@ -181,6 +198,15 @@ def test_prometheus_discovers_and_scrapes_two_crawls_and_the_dashboard_has_data(
             interval=0.5,
             message="the stored-items counter of both crawls in Prometheus",
         )
+
+        # the template variables, as Grafana asks for them: every crawl is selectable
+        variables = grafana_variable_queries()
+        assert set(variables) == {"spider", "job"}
+        for name, expected in (("spider", {"matter_products"}), ("job", set(jobs))):
+            label, selector = variables[name]
+            assert set(prometheus.api(f"label/{label}/values", **{"match[]": selector})) == (
+                expected
+            ), (name, selector)
 
         missing = []
         for title, expression in grafana_expressions():

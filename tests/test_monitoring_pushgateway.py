@@ -88,6 +88,8 @@ def test_final_metrics_are_pushed_at_close(pushgateway, simulated_site, database
         return sum(v for (n, key), v in values.items() if n == name and wanted <= key)
 
     assert total("push_time_seconds") > 0  # the Pushgateway's own mark of our group
+    assert not [name for name, _ in values if name.endswith("_created")]  # none pushed
+    assert total("matter_crawler_retries_total", domain="127.0.0.1") == stats["retry/count"]
     assert total("matter_crawler_items_stored_total", kind="product") == run["products_new"] == 120
     assert total("matter_crawler_requests_total") == stats["downloader/request_count"]
     assert (

@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import termios
@@ -27,7 +28,17 @@ def _run_on_a_terminal(command: list[str], timeout: float = 120) -> str:
     chunks = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"the crawl did not finish within {timeout}s:\n"
+                    + b"".join(chunks).decode(errors="replace")[-3000:]
+                )
+            # wait for output at most until the deadline: a bare os.read would block
+            readable, _, _ = select.select([leader], [], [], left)
+            if not readable:
+                continue
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # EIO: the child closed the terminal

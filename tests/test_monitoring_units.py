@@ -1,9 +1,11 @@
 """Monitoring parts on their own: rates and ETA, stage counts, terminal text, the
 service-discovery file under concurrent writers, the event hub, the HTTP server's
-port choice, the shipped static files, Prometheus configuration and dashboard."""
+port choice and Host check, the registry's output, the shipped static files,
+Prometheus configuration and dashboard."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import pkgutil
 import re
@@ -15,9 +17,12 @@ import time
 
 import pytest
 import pytest_twisted
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from scrapy import Spider
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
+from twisted.internet.threads import deferToThread
 
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring import events as events_module
@@ -31,7 +36,7 @@ from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate, format_dur
 from matter_crawler.monitoring.events import EventHub
 from matter_crawler.monitoring.metrics import CrawlMetrics, CrawlStateCollector
 from matter_crawler.monitoring.progress import ProgressAggregator, matter_stages
-from matter_crawler.monitoring.server import MonitoringServer, parse_ports
+from matter_crawler.monitoring.server import JsonResource, MonitoringServer, parse_ports
 from matter_crawler.monitoring.terminal import ProgressBar, progress_line
 
 from .conftest import require_executable
@@ -308,7 +313,119 @@ async def test_server_takes_the_first_free_port_of_its_range_and_frees_it():
         again.bind(("127.0.0.1", port + 1))  # freed
 
 
+def _status_by_host(port: int, hosts: list[str | None], path: str = "/status") -> list[int]:
+    """The status of a GET with each Host header (None: no Host header at all, HTTP/1.0)."""
+    statuses = []
+    for host in hosts:
+        if host is None:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                raw.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode("ascii"))
+                statuses.append(int(raw.makefile("rb").readline().split()[1]))
+            continue
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            connection.request("GET", path, headers={"Host": host})
+            answer = connection.getresponse()
+            answer.read()
+            statuses.append(answer.status)
+        finally:
+            connection.close()
+    return statuses
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_refuses_host_headers_that_name_another_server():
+    """DNS rebinding: a page on attacker.example resolved to 127.0.0.1 sends its own Host."""
+    crawler = get_crawler(
+        Spider, {"PROMETHEUS_PORT": 0, "MONITORING_ALLOWED_HOSTS": ["Crawler-1.internal"]}
+    )
+    server = MonitoringServer.from_crawler(crawler)
+    server.put("status", JsonResource(lambda: {"ok": True}))
+    assert server.start()
+    port = server.port
+    try:
+        allowed = [f"127.0.0.1:{port}", f"localhost:{port}", f"LOCALHOST:{port}",
+                   f"[::1]:{port}", f"crawler-1.internal:{port}"]  # fmt: skip
+        refused = [f"attacker.example:{port}", f"127.0.0.1.attacker.example:{port}",
+                   f"127.0.0.1:{port + 1}", "localhost", f"localhost:{port}x",
+                   f"localhost:{port}@attacker.example", "", None]  # fmt: skip
+        statuses = await deferToThread(_status_by_host, port, allowed + refused)
+        assert statuses == [200] * len(allowed) + [421] * len(refused)
+        # every path, not only the known ones: a refused request learns nothing
+        for path in ("/", "/metrics", "/events", "/no-such-page"):
+            (status,) = await deferToThread(
+                _status_by_host, port, [f"attacker.example:{port}"], path
+            )
+            assert status == 421, path
+    finally:
+        await deferred_from_coro(server.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_answers_to_its_configured_host():
+    crawler = get_crawler(Spider, {"PROMETHEUS_PORT": 0, "PROMETHEUS_HOST": "127.0.0.2"})
+    server = MonitoringServer.from_crawler(crawler)
+    server.put("status", JsonResource(lambda: {"ok": True}))
+    assert server.start() == f"http://127.0.0.2:{server.port}/"
+    port = server.port
+
+    def statuses() -> list[int]:
+        found = []
+        for host in (f"127.0.0.2:{port}", f"localhost:{port}", f"attacker.example:{port}"):
+            connection = http.client.HTTPConnection("127.0.0.2", port, timeout=10)
+            try:
+                connection.request("GET", "/status", headers={"Host": host})
+                found.append(connection.getresponse().status)
+            finally:
+                connection.close()
+        return found
+
+    try:
+        assert await deferToThread(statuses) == [200, 200, 421]
+    finally:
+        await deferred_from_coro(server.stop())
+
+
 # -- metrics registry ------------------------------------------------------------------------------
+
+
+def test_no_created_series_in_the_crawl_registry_and_other_registries_keep_theirs():
+    metrics = CrawlMetrics("s", "j")
+    metrics.request_sent("example.com", "list")
+    metrics.retried("example.com", "list", "server")
+    metrics.response_received("example.com", "list", 200, 0.1)
+    metrics.batch_stored(products=1, sightings=0, new=1, changed=0, seconds=0.01)
+    for text in (generate_latest(metrics.registry), generate_openmetrics(metrics.registry)):
+        assert b"_created" not in text
+        assert b"matter_crawler_requests_total{" in text
+        assert b"matter_crawler_batch_write_seconds_count{" in text
+    # process-global state is untouched: another registry in the same process still has them
+    other = CollectorRegistry()
+    Counter("someone_elses", "Another exporter in the Scrapy process.", registry=other).inc()
+    assert other.get_sample_value("someone_elses_created") is not None
+    assert b"someone_elses_created" in generate_latest(other)
+
+
+def test_retries_and_dead_letters_start_at_zero_per_domain():
+    metrics = CrawlMetrics("s", "j")
+    registry = metrics.registry
+    labels = {"spider": "s", "job": "j", "domain": "example.com", "stage": "detail"}
+    assert registry.get_sample_value(
+        "matter_crawler_retries_total", {**labels, "failure_class": "server"}
+    ) is None  # fmt: skip
+    metrics.request_sent("example.com", "list")
+    for failure_class in ("server", "transient", "invalid"):
+        for name in ("matter_crawler_retries_total", "matter_crawler_dead_letters_total"):
+            assert registry.get_sample_value(name, {**labels, "failure_class": failure_class}) == 0
+    metrics.retried("example.com", "detail", "server")
+    metrics.dead_lettered("other.example", "detail", "offsite")
+    assert registry.get_sample_value(
+        "matter_crawler_retries_total", {**labels, "failure_class": "server"}
+    ) == 1  # fmt: skip
+    assert registry.get_sample_value(
+        "matter_crawler_dead_letters_total",
+        {**labels, "domain": "other.example", "failure_class": "offsite"},
+    ) == 1  # fmt: skip
 
 
 def test_each_crawl_has_its_own_registry():

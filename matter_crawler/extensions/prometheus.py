@@ -20,17 +20,19 @@ import logging
 import socket
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.http import Request, Response
+from scrapy.utils.httpobj import urlparse_cached
 
 from ..monitoring.discovery import ServiceDiscoveryEntry
 from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
 from ..monitoring.progress import ProgressAggregator, job_label
 from ..monitoring.push import push_metrics
-from ..monitoring.server import MetricsResource, MonitoringServer
+from ..monitoring.server import WILDCARD_HOSTS, MetricsResource, MonitoringServer, host_name
 from ..signals import (
     batch_stored,
     circuit_state_changed,
@@ -41,7 +43,12 @@ from ..signals import (
 
 logger = logging.getLogger(__name__)
 
-_WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
+
+def _domain(request: Request | None, url: str | None = None) -> str:
+    """The request's download slot (Scrapy's per-domain key), else the URL's host name."""
+    if request is not None:
+        return request.meta.get("download_slot") or urlparse_cached(request).hostname or ""
+    return (urlsplit(url).hostname or "") if url else ""
 
 
 class PrometheusExporter:
@@ -93,9 +100,9 @@ class PrometheusExporter:
             logger.warning("No monitoring server: not registering in %s", self.sd_file)
             return
         host = self.server.host
-        if host in _WILDCARD_HOSTS:
+        if host in WILDCARD_HOSTS:
             host = socket.getfqdn()
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = f"{host_name(host)}:{port}"
         self.sd_entry = ServiceDiscoveryEntry(self.sd_file, address, self.labels)
         try:
             self.sd_entry.add()
@@ -115,13 +122,12 @@ class PrometheusExporter:
     # -- counters (per request: O(1)) ---------------------------------------------------------
 
     def request_reached_downloader(self, request: Request, **_: Any) -> None:
-        meta = request.meta
-        self.metrics.request_sent(meta.get("download_slot", ""), meta.get("stage") or OTHER_STAGE)
+        self.metrics.request_sent(_domain(request), request.meta.get("stage") or OTHER_STAGE)
 
     def response_downloaded(self, response: Response, request: Request, **_: Any) -> None:
         meta = request.meta
         self.metrics.response_received(
-            meta.get("download_slot", ""),
+            _domain(request),
             meta.get("stage") or OTHER_STAGE,
             response.status,
             meta.get("download_latency"),
@@ -136,10 +142,20 @@ class PrometheusExporter:
         self.metrics.item_invalid()
 
     def retrying(self, request: Request, failure_class: str, **_: Any) -> None:
-        self.metrics.retried(request.meta.get("stage") or OTHER_STAGE, failure_class)
+        self.metrics.retried(
+            _domain(request), request.meta.get("stage") or OTHER_STAGE, failure_class
+        )
 
-    def dead_lettered(self, stage: str | None, failure_class: str, **_: Any) -> None:
-        self.metrics.dead_lettered(stage or OTHER_STAGE, failure_class)
+    def dead_lettered(
+        self,
+        request: Request | None,
+        url: str | None,
+        stage: str | None,
+        failure_class: str,
+        **_: Any,
+    ) -> None:
+        # request is None for an invalid item or an off-site product link: the URL's host
+        self.metrics.dead_lettered(_domain(request, url), stage or OTHER_STAGE, failure_class)
 
     def circuit_changed(self, domain: str, new: str, **_: Any) -> None:
         self.metrics.circuit_changed(domain, new)

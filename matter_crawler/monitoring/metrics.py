@@ -7,23 +7,31 @@ carries ``spider`` and ``job`` (scrapyd's ``_job``, else ``local-<pid>``).
 Counters and histograms are updated from signals, O(1) each: a label child is
 looked up once per (domain, stage, ...) combination and cached. Gauges are not
 updated at all: :class:`CrawlStateCollector` reads them from the engine, the
-breakers and the progress aggregator when Prometheus scrapes.
+breakers, the adaptive controller (:func:`~matter_crawler.extensions.adaptive.adaptive_state`)
+and the progress aggregator when Prometheus scrapes.
 
 Counters with a closed set of label values (retries and dead letters by stage
-and failure class) start at zero for every combination, so a dashboard shows
-"none yet" rather than "no data".
+and failure class) start at zero for every combination as soon as the domain is
+first requested, so a dashboard shows "none yet" rather than "no data".
+
+No ``*_created`` series: :class:`CrawlRegistry` drops them from this registry's
+output only. prometheus-client 0.26 has no per-registry switch, and its
+``disable_created_metrics()`` is process-global: it would change the output of
+every other registry in the Scrapy process (the default one, another crawler's,
+a user's exporter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from time import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..extensions.adaptive import adaptive_state
 from ..middlewares.breaker import CircuitState
 from ..middlewares.classify import FailureClass
 from .crawlstate import (
@@ -46,13 +54,32 @@ FAILURE_CLASSES = (*(member.value for member in FailureClass), "invalid", "offsi
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OTHER_STAGE = "other"
+#: Metric types whose client-side children export a ``_created`` sample.
+_WITH_CREATED = frozenset({"counter", "histogram", "summary"})
+
+
+class CrawlRegistry(CollectorRegistry):
+    """A registry whose output has no ``*_created`` series (for this registry alone).
+
+    Prometheus 2.x stores ``_created`` as one more gauge per counter and histogram
+    child, doubling the series for nothing a dashboard uses. Every reader of the
+    registry (``/metrics`` in both formats, the Pushgateway push) goes through
+    :meth:`collect`, so dropping the samples here covers them all.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in super().collect():
+            if metric.type in _WITH_CREATED:
+                created = metric.name + "_created"
+                metric.samples = [sample for sample in metric.samples if sample.name != created]
+            yield metric
 
 
 class CrawlMetrics:
     """Counters and histograms of one crawl, and the label children it updates."""
 
     def __init__(self, spider: str, job: str, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else CrawlRegistry()
         self.labels = {"spider": spider, "job": job}
         base = ("spider", "job")
         reg = self.registry
@@ -96,13 +123,13 @@ class CrawlMetrics:
         self.retries = Counter(
             f"{PREFIX}_retries",
             "Requests retried, by failure class.",
-            (*base, "stage", "failure_class"),
+            (*base, "domain", "stage", "failure_class"),
             registry=reg,
         )
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters",
             "Requests and items that failed for good (the dead-letter queue).",
-            (*base, "stage", "failure_class"),
+            (*base, "domain", "stage", "failure_class"),
             registry=reg,
         )
         self.circuit_changes = Counter(
@@ -119,6 +146,7 @@ class CrawlMetrics:
             registry=reg,
         )
         self._request_children: dict[tuple[str, str], Counter] = {}
+        self._domains: set[str] = set()
         self._response_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._stored = {
             kind: self.items_stored.labels(spider, job, kind) for kind in ("product", "sighting")
@@ -127,16 +155,23 @@ class CrawlMetrics:
         self._changed = self.products_changed.labels(spider, job)
         self._invalid = self.items_invalid.labels(spider, job)
         self._batch = self.batch_write.labels(spider, job)
+
+    def _first_seen(self, domain: str) -> None:
+        """Zero the domain's retry and dead-letter counters (once per domain)."""
+        self._domains.add(domain)
+        base = self.labels.values()
         for stage in STAGES:
             for failure_class in FAILURE_CLASSES:
-                self.retries.labels(spider, job, stage, failure_class)
-                self.dead_letters.labels(spider, job, stage, failure_class)
+                self.retries.labels(*base, domain, stage, failure_class)
+                self.dead_letters.labels(*base, domain, stage, failure_class)
 
     # -- updates (one per signal) ------------------------------------------------------
 
     def request_sent(self, domain: str, stage: str) -> None:
         child = self._request_children.get((domain, stage))
         if child is None:
+            if domain not in self._domains:
+                self._first_seen(domain)
             child = self._request_children[domain, stage] = self.requests.labels(
                 *self.labels.values(), domain, stage
             )
@@ -168,18 +203,18 @@ class CrawlMetrics:
     def item_invalid(self) -> None:
         self._invalid.inc()
 
-    def retried(self, stage: str, failure_class: str) -> None:
-        self.retries.labels(*self.labels.values(), stage, failure_class).inc()
+    def retried(self, domain: str, stage: str, failure_class: str) -> None:
+        self.retries.labels(*self.labels.values(), domain, stage, failure_class).inc()
 
-    def dead_lettered(self, stage: str, failure_class: str) -> None:
-        self.dead_letters.labels(*self.labels.values(), stage, failure_class).inc()
+    def dead_lettered(self, domain: str, stage: str, failure_class: str) -> None:
+        self.dead_letters.labels(*self.labels.values(), domain, stage, failure_class).inc()
 
     def circuit_changed(self, domain: str, state: str) -> None:
         self.circuit_changes.labels(*self.labels.values(), domain, state).inc()
 
 
 class CrawlStateCollector(Collector):
-    """Gauges read at scrape time from the engine, the breakers and the progress aggregator."""
+    """Gauges read at scrape time: engine, breakers, adaptive controller, progress."""
 
     def __init__(
         self, crawler: Crawler, progress: ProgressAggregator, labels: dict[str, str]
@@ -243,10 +278,12 @@ class CrawlStateCollector(Collector):
             "eta_uncertainty_seconds", "Half-width of the ETA's uncertainty band."
         )
         memory = self._gauge("memory_resident_bytes", "Resident memory of the crawl process.")
+        adaptive_families = tuple(self._adaptive_families())
         families = (start, in_flight, queued, delayed, concurrency, delay, active, circuit,
                     progress, pages, eta, eta_band, memory)  # fmt: skip
         if empty:
             yield from families
+            yield from adaptive_families
             return
 
         start.add_metric(values, self.started)
@@ -278,3 +315,69 @@ class CrawlStateCollector(Collector):
             eta_band.add_metric(values, snapshot["eta"]["band"] or 0.0)
         memory.add_metric(values, resident_memory_bytes())
         yield from families
+        yield from self._adaptive(*adaptive_families)
+
+    def _adaptive_families(self) -> Iterator[Metric]:
+        domain = ("domain",)
+        yield self._gauge(
+            "adaptive_concurrency",
+            "The adaptive controller's concurrency for the domain (the slot gets 0 while paused).",
+            domain,
+        )
+        yield self._gauge(
+            "adaptive_concurrency_ceiling",
+            "The lowest concurrency known to bring trouble (absent while none is known).",
+            domain,
+        )
+        yield self._gauge(
+            "adaptive_concurrency_bound",
+            "The controller's concurrency bounds for the domain (bound: min, max).",
+            ("domain", "bound"),
+        )
+        yield self._gauge(
+            "adaptive_paused",
+            "1 while the domain waits out a Retry-After, else 0.",
+            domain,
+        )
+        yield self._gauge(
+            "adaptive_memory_pressure",
+            "1 while memory pressure holds the domain's concurrency down, else 0.",
+            domain,
+        )
+        yield self._gauge(
+            "adaptive_latency_seconds",
+            "The domain's smoothed latency, and its baseline (kind: smoothed, baseline).",
+            ("domain", "kind"),
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_adaptive_adjustments",
+            "The controller's decisions for the domain (direction: increase, decrease).",
+            labels=[*self.names, "domain", "direction"],
+        )
+
+    def _adaptive(
+        self,
+        concurrency: GaugeMetricFamily,
+        ceiling: GaugeMetricFamily,
+        bound: GaugeMetricFamily,
+        paused: GaugeMetricFamily,
+        memory_pressure: GaugeMetricFamily,
+        latency: GaugeMetricFamily,
+        adjustments: CounterMetricFamily,
+    ) -> Iterator[Metric]:
+        values = self.values
+        for domain, state in adaptive_state(self.crawler).items():
+            labels = [*values, domain]
+            concurrency.add_metric(labels, state["concurrency"])
+            if state["ceiling"] is not None:
+                ceiling.add_metric(labels, state["ceiling"])
+            bound.add_metric([*labels, "min"], state["min_concurrency"])
+            bound.add_metric([*labels, "max"], state["max_concurrency"])
+            paused.add_metric(labels, float(state["paused"]))
+            memory_pressure.add_metric(labels, float(state["memory_pressure"]))
+            for kind, key in (("smoothed", "latency"), ("baseline", "baseline_latency")):
+                if state[key] is not None:
+                    latency.add_metric([*labels, kind], state[key])
+            adjustments.add_metric([*labels, "increase"], state["increases"])
+            adjustments.add_metric([*labels, "decrease"], state["decreases"])
+        yield from (concurrency, ceiling, bound, paused, memory_pressure, latency, adjustments)

@@ -16,6 +16,16 @@ the port is freed, open connections, event streams included, are closed.
 ``/events`` is a Server-Sent Events stream fed by the
 :class:`~matter_crawler.monitoring.events.EventHub`. Pages are served with a
 Content-Security-Policy that allows only the server's own scripts.
+
+Against DNS rebinding (a web page whose host name is made to resolve to
+127.0.0.1, so the browser lets it read the live page and ``/status``), every
+request must name this server in its ``Host`` header: ``127.0.0.1``,
+``localhost``, ``[::1]``, ``PROMETHEUS_HOST``, the address the connection
+arrived on, or a name in ``MONITORING_ALLOWED_HOSTS``; with this server's port.
+Anything else gets 421 Misdirected Request. Prometheus sends the target's
+address (``127.0.0.1:<port>`` from the service-discovery file), so it passes.
+When bound to all interfaces (``0.0.0.0``) the machine's host names, the one
+the service-discovery entry carries included, are accepted too.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import pkgutil
+import socket
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -55,6 +66,10 @@ SECURITY_HEADERS = {
     b"Cache-Control": b"no-store",
 }
 
+#: Names of this machine every server answers to (with its own port).
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
 _per_crawler: weakref.WeakKeyDictionary[Crawler, MonitoringServer] = weakref.WeakKeyDictionary()
 
 
@@ -73,6 +88,40 @@ def parse_ports(spec: Any) -> list[int]:
     if not (0 <= first <= last <= 65535) or (first == 0 and last != 0):
         raise ValueError(f"PROMETHEUS_PORT {spec!r} is not a valid port or range")
     return list(range(first, last + 1))
+
+
+def host_name(host: str) -> str:
+    """A host as it appears in a URL or a Host header: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def allowed_host_names(host: str, extra: list[str] | tuple[str, ...] = ()) -> frozenset[str]:
+    """The names a server bound to ``host`` answers to (lower case, without a port)."""
+    names = set(LOOPBACK_NAMES)
+    if host in WILDCARD_HOSTS:
+        names.update({socket.getfqdn(), socket.gethostname()})
+    else:
+        names.add(host_name(host))
+    names.update(host_name(name.strip()) for name in extra if name.strip())
+    return frozenset(name.lower().rstrip(".") for name in names)
+
+
+def split_authority(authority: str) -> tuple[str, int | None]:
+    """``"Host:port"`` -> ("host", port); ("host", None) without a port; ("", None) if bad."""
+    text = authority.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return "", None
+        name, rest = text[: end + 1], text[end + 1 :]
+    else:
+        name, colon, port = text.partition(":")
+        rest = colon + port
+    if not rest:
+        return name.rstrip("."), None
+    if not rest.startswith(":") or not rest[1:].isdigit():
+        return "", None
+    return name.rstrip("."), int(rest[1:])
 
 
 def _apply_headers(request: Request, content_type: bytes) -> None:
@@ -175,12 +224,42 @@ class EventsResource(Resource):
                 request.finish()
 
 
-class _QuietSite(Site):
-    """A Site that logs no access lines and remembers its connections (to close them)."""
+class MisdirectedResource(Resource):
+    """421 for a request whose Host header names another server (DNS rebinding)."""
 
-    def __init__(self, resource: Resource) -> None:
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(421, b"Misdirected Request")
+        _apply_headers(request, b"text/plain; charset=utf-8")
+        return b"This server answers only to its own address (Host header refused).\n"
+
+
+class _QuietSite(Site):
+    """A Site that logs no access lines, checks Host headers, remembers its connections."""
+
+    def __init__(self, resource: Resource, allowed_names: frozenset[str]) -> None:
         super().__init__(resource, timeout=120)
         self.channels: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
+        self.allowed_names = allowed_names
+        self.misdirected = MisdirectedResource()
+
+    def host_allowed(self, request: Request) -> bool:
+        header = request.getHeader(b"host")
+        if header is None:
+            return False
+        name, port = split_authority(header.decode("latin-1"))
+        local = request.getHost()
+        if port is None:
+            port = 80
+        return port == local.port and (
+            name in self.allowed_names or name == host_name(local.host).lower()
+        )
+
+    def getResourceFor(self, request: Request) -> Resource:
+        if not self.host_allowed(request):
+            return self.misdirected
+        return super().getResourceFor(request)
 
     def buildProtocol(self, addr: Any) -> Any:
         channel = super().buildProtocol(addr)
@@ -195,7 +274,14 @@ class _QuietSite(Site):
 class MonitoringServer:
     """The crawl's HTTP server, shared by the monitoring extensions."""
 
-    def __init__(self, crawler: Crawler, host: str, ports: list[int], enabled: bool = True) -> None:
+    def __init__(
+        self,
+        crawler: Crawler,
+        host: str,
+        ports: list[int],
+        enabled: bool = True,
+        allowed_hosts: list[str] | tuple[str, ...] = (),
+    ) -> None:
         self.crawler = crawler
         self.host = host
         self.ports = ports
@@ -203,7 +289,7 @@ class MonitoringServer:
         self.root = Resource()
         self.static = Resource()
         self.root.putChild(b"static", self.static)
-        self.site = _QuietSite(self.root)
+        self.site = _QuietSite(self.root, allowed_host_names(host, allowed_hosts))
         self.listening: Any = None
         self.url: str | None = None
         self._closers: list[Callable[[], None]] = []
@@ -220,6 +306,7 @@ class MonitoringServer:
                 host=settings.get("PROMETHEUS_HOST") or "127.0.0.1",
                 ports=parse_ports(settings.get("PROMETHEUS_PORT", DEFAULT_PORTS)),
                 enabled=settings.getbool("MONITORING_SERVER_ENABLED", True),
+                allowed_hosts=settings.getlist("MONITORING_ALLOWED_HOSTS"),
             )
             _per_crawler[crawler] = server
         return server
@@ -263,8 +350,7 @@ class MonitoringServer:
                 first if first == last else f"{first}-{last}",
             )
             return None
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{host}:{self.port}/"
+        self.url = f"http://{host_name(self.host)}:{self.port}/"
         logger.info(
             "Monitoring server on %s (metrics at %smetrics, live page at %s)",
             self.url,
