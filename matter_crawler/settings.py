@@ -92,6 +92,7 @@ RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"at
 RETRY_AFTER_MAX = 300.0
 RETRY_MAX_TOTAL_ATTEMPTS = 12
 RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.content_problem"
+RETRY_JITTER_SEED = None  # a number makes the backoff jitter reproducible (tests)
 
 # -- circuit breaker (see matter_crawler.middlewares.breaker) ----------------------------
 CIRCUIT_BREAKER_ENABLED = True
@@ -103,7 +104,13 @@ CIRCUIT_COOLDOWN_MAX = 120.0
 CIRCUIT_HALF_OPEN_PROBES = 1
 CIRCUIT_CLOSE_AFTER = 2
 
+# -- validation (see matter_crawler.pipelines.validation) ---------------------------------
+VALIDATION_REQUIRED_FIELDS = ["url", "manufacturer", "model", "certificate_id"]
+VALIDATION_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,}-[0-9]{2}$"  # "" turns the check off
+
 # -- storage ---------------------------------------------------------------------------
+RUN_RECORD_ENABLED = True  # the crawl_runs row
+DEAD_LETTERS_ENABLED = True  # the dead_letters table
 STORE_BATCH_SIZE = 500
 STORE_FLUSH_INTERVAL = 2.0
 DEAD_LETTER_FLUSH_INTERVAL = 5.0

@@ -399,7 +399,8 @@ class AdaptiveConcurrency:
             self._record(key, controller)
         if self.memory_limit_mb > 0 and self.memory_check_interval > 0:
             self._memory_timer = create_looping_call(self.check_memory)
-            self._memory_timer.start(self.memory_check_interval, now=False)
+            # read at once too: a crawl that starts above its ceiling never grows
+            self._memory_timer.start(self.memory_check_interval, now=True)
 
     def spider_closed(self) -> None:
         if self._memory_timer is not None and self._memory_timer.running:
