@@ -7,6 +7,7 @@ the project root, exactly as a user runs them, each with its own SQLite file.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -122,6 +123,18 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, message: s
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def monitoring_address(log_path: Path, timeout: float = 60.0) -> tuple[str, int]:
+    """The base URL and port of the monitoring server a crawl logs that it started."""
+    address = wait_for(
+        lambda: re.search(
+            r"Monitoring server on (http://127\.0\.0\.1:(\d+)/)", log_path.read_text()
+        ),
+        timeout=timeout,
+        message="the crawl to log its monitoring address",
+    )
+    return address.group(1), int(address.group(2))
 
 
 def sqlite_url(path: Path) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import statistics
 import urllib.request
 from collections import Counter
@@ -27,7 +26,7 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from .helpers import crawl_runs, sqlite_url, start_crawl, stop_process, wait_for
+from .helpers import crawl_runs, monitoring_address, sqlite_url, start_crawl, stop_process, wait_for
 
 #: Every metric family the crawl exports, by the name prometheus-client's parsers
 #: give it (counters without ``_total``), and its type.
@@ -155,14 +154,7 @@ def test_status_metrics_and_the_events_file_of_a_real_crawl(simulated_site, tmp_
         log_path=log_path,
     )
     try:
-        address = wait_for(
-            lambda: re.search(
-                r"Monitoring server on (http://127\.0\.0\.1:(\d+)/)", log_path.read_text()
-            ),
-            timeout=60,
-            message="the crawl to log its monitoring address",
-        )
-        base_url, port = address.group(1), int(address.group(2))
+        base_url, port = monitoring_address(log_path)
         during = DuringTheCrawl(base_url)
 
         def everything_seen() -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import require_executable
-from .helpers import sqlite_url, start_crawl, stop_process, wait_for
+from .helpers import monitoring_address, sqlite_url, start_crawl, stop_process
 
 BROWSE = r"""
 import json, sys
@@ -139,14 +139,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
     )
     browser = None
     try:
-        address = wait_for(
-            lambda: re.search(
-                r"Monitoring server on (http://127\.0\.0\.1:(\d+)/)", log_path.read_text()
-            ),
-            timeout=60,
-            message="the crawl to log its monitoring address",
-        )
-        url, port = address.group(1), int(address.group(2))
+        url, port = monitoring_address(log_path)
         browser = subprocess.Popen(
             [sys.executable, "-c", BROWSE, url, chromium, scripted["model"], labs["manufacturer"]],
             stdin=subprocess.PIPE,

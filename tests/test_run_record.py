@@ -20,23 +20,9 @@ from matter_crawler.storage.models import Product
 from matter_crawler.storage.runs import finish_run, recent_runs, start_run
 
 from .helpers import crawl_runs, database_differences, query, run_crawl
+from .test_storage import product
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-def product(n: int, **changes) -> ProductItem:
-    item = ProductItem(
-        url=f"https://csa-iot.org/csa_product/plug-{n}/",
-        manufacturer="Acme",
-        model=f"Plug {n}",
-        certificate_id=f"CSA22059MAT4{n:04d}-24",
-        certification_date="2025-03-02",
-        vid="0x1552",
-        vid_int=0x1552,
-        pid=f"0x{n:04X}",
-        pid_int=n,
-    )
-    return replace(item, **changes)
 
 
 def sighting(item: ProductItem) -> ListingSighting:

@@ -15,6 +15,7 @@ from matter_crawler.pipelines.store import delist_unseen, write_batch
 from matter_crawler.storage import Database
 from matter_crawler.storage.dead_letters import Letter, add_letters, count_pending, resolve_letters
 from matter_crawler.storage.models import Product, ProductChange
+from matter_crawler.storage.prepared import remembering_json
 from matter_crawler.storage.products import load_known_products, product_row
 from matter_crawler.storage.runs import finish_run, recent_runs, resume_run, start_run
 
@@ -233,3 +234,21 @@ def test_prepared_writes_store_what_sqlalchemy_core_stores(tmp_path):
     assert len(raw(prepared)) == 4
     prepared.close()
     core.close()
+
+
+def test_remembered_json_texts_never_mix_up_equal_values():
+    calls = []
+
+    def serialise(value):
+        calls.append(value)
+        return json.dumps(value)
+
+    process = remembering_json(serialise)
+    assert process(["Wi-Fi", "Thread"]) == process(["Wi-Fi", "Thread"]) == '["Wi-Fi", "Thread"]'
+    assert len(calls) == 1  # the second time from memory
+    # equal to each other in Python, different in JSON: never remembered
+    assert [process([1]), process([1.0]), process([True])] == ["[1]", "[1.0]", "[true]"]
+    assert process({"Größe": None}) == process({"Größe": None}) == '{"Gr\\u00f6\\u00dfe": null}'
+    assert process({"a": ["nested"]}) == '{"a": ["nested"]}'  # unhashable: serialised each time
+    assert process([]) == "[]"
+    assert process("text") == '"text"'

@@ -85,7 +85,7 @@ class BatchStorePipeline:
         return cls(
             crawler,
             Database.from_crawler(crawler),
-            settings.getint("STORE_BATCH_SIZE", 500),
+            settings.getint("STORE_BATCH_SIZE", 1000),
             settings.getfloat("STORE_FLUSH_INTERVAL", 2.0),
         )
 

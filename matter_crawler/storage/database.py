@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///data/matter.sqlite3"
 _WAL_CHECKPOINT_PAGES = 10_000
+_PAGE_CACHE_KIB = 16 * 1024
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
 
@@ -55,6 +56,9 @@ def create_database_engine(url: str) -> Engine:
         # A checkpoint (two fsyncs) every 10,000 WAL pages (40 MB) instead of
         # SQLite's 1,000: a third of a batch's commit time went to them.
         cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        # A page cache (16 MiB, SQLite's default is 2) that holds what a batch of
+        # products dirties, so no page is spilled and written twice in a transaction.
+        cursor.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
         cursor.close()
 
     return engine

@@ -15,6 +15,7 @@ Core path writes and reads through the models see the same values
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Dialect
@@ -41,6 +42,12 @@ class PreparedStatement:
         self._processors = {
             name: bind_processor(compiled.binds[name].type, dialect) for name in self.names
         }
+        # a row's values in parameter order, in one C call (itemgetter of one name is no tuple)
+        self._values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+        if len(self.names) > 1:
+            self._values = itemgetter(*self.names)
+        else:
+            self._values = lambda row: tuple(row[name] for name in self.names)
 
     def process(self, name: str, value: Any) -> Any:
         """``value`` as the driver is given it for the parameter ``name``."""
@@ -52,17 +59,18 @@ class PreparedStatement:
     ) -> list[Any]:
         """Driver parameters for ``rows``; ``constants`` hold values shared by every row."""
         fixed = {name: self.process(name, value) for name, value in (constants or {}).items()}
-        plan = [
-            (name, name in fixed, fixed.get(name), self._processors[name]) for name in self.names
+        processed = [
+            (index, processor)
+            for index, name in enumerate(self.names)
+            if (processor := self._processors[name]) is not None and name not in fixed
         ]
         parameters: list[Any] = []
         for row in rows:
-            values = [
-                constant
-                if is_fixed
-                else (row[name] if processor is None or row[name] is None else processor(row[name]))
-                for name, is_fixed, constant, processor in plan
-            ]
+            values = list(self._values({**row, **fixed} if fixed else row))
+            for index, processor in processed:
+                value = values[index]
+                if value is not None:
+                    values[index] = processor(value)
             parameters.append(
                 tuple(values) if self.positional else dict(zip(self.names, values, strict=True))
             )
@@ -102,23 +110,33 @@ def remembering_json(processor: Processor) -> Processor:
     values that compare equal always have the same text (``1 == 1.0 == True``
     would not).
     """
-    texts: dict[tuple[Any, ...], Any] = {}
+    lists: dict[tuple[Any, ...], Any] = {}
+    dicts: dict[tuple[Any, ...], Any] = {}
 
     def process(value: Any) -> Any:
-        if type(value) is list and all(type(element) is str for element in value):
-            key: tuple[Any, ...] = (list, *value)
-        elif type(value) is dict and all(
-            type(name) is str and (text is None or type(text) is str)
-            for name, text in value.items()
-        ):
-            key = (dict, *value.items())
+        if type(value) is list:
+            texts, key = lists, tuple(value)
+        elif type(value) is dict:
+            texts, key = dicts, tuple(value.items())
         else:
             return processor(value)
-        text = texts.get(key)
-        if text is None:
-            text = processor(value)
-            if len(texts) < JSON_MEMO_SIZE:
-                texts[key] = text
+        # Looked up first and checked only when new: only keys made of strings (and
+        # None) are stored, and a string equals nothing but the same string, so a hit
+        # is a value made of the same strings, with the same text.
+        try:
+            return texts[key]
+        except (KeyError, TypeError):  # not remembered yet, or unhashable
+            pass
+        text = processor(value)
+        if len(texts) < JSON_MEMO_SIZE and _made_of_strings(key, pairs=texts is dicts):
+            texts[key] = text
         return text
 
     return process
+
+
+def _made_of_strings(key: tuple[Any, ...], *, pairs: bool) -> bool:
+    """A list's elements all strings, or a dict's items all (string, string or None)."""
+    if pairs:
+        return all(type(name) is str and (item is None or type(item) is str) for name, item in key)
+    return all(type(element) is str for element in key)
