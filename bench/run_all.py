@@ -255,7 +255,9 @@ def matter_arguments(site: SimulatedSite, database: Path, options: Any) -> list[
 
     Politeness off, N at once, nothing switched off: profile ``fast`` has no delay
     floor, and the adaptive controller's ceiling is ``min(ADAPTIVE_MAX_CONCURRENCY,
-    CONCURRENT_REQUESTS)``, both set to N, as is the per-domain value a slot starts from.
+    CONCURRENT_REQUESTS)``, both set to N. The controller starts the domain at
+    ``ADAPTIVE_MIN_CONCURRENCY`` (1) and climbs to N in a few rounds: that ramp counts
+    against matter-crawler, as it would in a user's crawl.
     """
     concurrency = options.concurrency
     return [
