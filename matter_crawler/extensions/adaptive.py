@@ -59,9 +59,6 @@ written when a decision changes something.
 from __future__ import annotations
 
 import logging
-import os
-import resource
-import sys
 from time import monotonic, time
 from typing import TYPE_CHECKING, Any, Self
 
@@ -81,6 +78,7 @@ from ..adaptive_controller import (
 )
 from ..downloader import domain_ceiling
 from ..middlewares.retry import parse_retry_after
+from ..monitoring.crawlstate import resident_memory_bytes
 from ..session import CrawlSession
 from ..signals import circuit_state_changed, request_dead_lettered, request_retrying
 
@@ -98,8 +96,6 @@ MEMUSAGE_SHARE = 0.8
 #: ``kind`` of a retry-middleware signal -> the trouble it means (other kinds mean none).
 FAILURE_TROUBLE = {"timeout": Trouble.TIMEOUT, "connection": Trouble.CONNECTION}
 
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
 
 def resident_memory_mb() -> float:
     """The process's resident memory now.
@@ -108,12 +104,7 @@ def resident_memory_mb() -> float:
     Scrapy's MemoryUsage reads anyway): it never falls, so memory pressure, once on,
     lasts to the end of the crawl there.
     """
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE / 2**20
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return resident_memory_bytes() / 2**20
 
 
 def memory_ceiling_mb(settings: Any) -> float:
