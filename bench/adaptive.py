@@ -52,7 +52,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, machine, markdown_table, run_measured
+from common import ROOT, machine, markdown_table, run_measured, stop_process
 
 from matter_crawler.sitesim.process import SimulatedSite
 
@@ -275,13 +275,7 @@ def drop_scenario(
             time.sleep(options.phase_seconds)
             ended = time.time()
         finally:
-            if crawl.poll() is None:
-                crawl.send_signal(signal.SIGINT)
-            try:
-                crawl.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                crawl.kill()
-                crawl.wait()
+            stop_process(crawl, signal.SIGINT, wait=60)
         log_entries = [e for e in site.requests_log(since=started - 5) if e["t"] < ended]
         output = log_path.read_text(encoding="utf-8", errors="replace")
         return log_entries, started, phases, decisions(output), output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -111,6 +112,19 @@ def machine() -> str:
         f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
         f"Scrapy {scrapy.__version__}, {platform.system()} {platform.release()}"
     )
+
+
+def stop_process(
+    process: subprocess.Popen[Any], sig: int = signal.SIGTERM, wait: float = 60.0
+) -> None:
+    """Send ``sig`` if it still runs and wait; kill if it does not end. Never leaves it running."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        process.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def load_average() -> str:

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, markdown_table, median
+from common import ROOT, machine, markdown_table, median, stop_process
 
 from matter_crawler.sitesim.process import SimulatedSite
 
@@ -65,18 +65,6 @@ class SnapshotReader:
         return new
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Stop the crawl if it still runs (SIGTERM, then SIGKILL)."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def crawl(site: SimulatedSite, scratch: Path, name: str, options, slow_down: bool) -> list[dict]:
     events = SnapshotReader(scratch / f"{name}.jsonl")
     command = [
@@ -108,7 +96,7 @@ def crawl(site: SimulatedSite, scratch: Path, name: str, options, slow_down: boo
                 site.set_faults(latency_ms=options.latency_ms * options.slow_factor)
                 slowed = True
     finally:
-        stop(process)
+        stop_process(process, wait=30)
     if process.returncode != 0:
         print(log_path.read_text()[-3000:], file=sys.stderr)
         raise SystemExit(f"the {name} crawl failed")

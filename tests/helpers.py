@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -125,6 +127,22 @@ def wait_for(predicate, timeout: float = 60.0, interval: float = 0.1, message: s
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
 
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, what: str, timeout: float
+) -> None:
+    """Wait for a Prometheus-style server's ``/-/ready`` to answer 200; fail if it exits."""
+
+    def ready() -> bool:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    wait_for(ready, timeout=timeout, message=f"{what} to be ready")
+
+
 def monitoring_address(log_path: Path, timeout: float = 60.0) -> tuple[str, int]:
     """The base URL and port of the monitoring server a crawl logs that it started."""
     address = wait_for(
@@ -135,6 +153,13 @@ def monitoring_address(log_path: Path, timeout: float = 60.0) -> tuple[str, int]
         message="the crawl to log its monitoring address",
     )
     return address.group(1), int(address.group(2))
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for tests that need a fixed port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def sqlite_url(path: Path) -> str:

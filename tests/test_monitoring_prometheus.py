@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
@@ -30,16 +29,19 @@ import pytest
 from matter_crawler.monitoring.discovery import read_groups
 
 from .conftest import require_executable
-from .helpers import PROJECT_ROOT, crawl_runs, sqlite_url, start_crawl, stop_process, wait_for
+from .helpers import (
+    PROJECT_ROOT,
+    crawl_runs,
+    free_port,
+    sqlite_url,
+    start_crawl,
+    stop_process,
+    wait_for,
+    wait_until_ready,
+)
 
 CONFIG = PROJECT_ROOT / "deploy" / "prometheus.yml"
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "matter-crawler.json"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def scrape_interval() -> float:
@@ -97,16 +99,7 @@ def prometheus(tmp_path) -> Iterator[Prometheus]:
     )
     server = Prometheus(f"http://127.0.0.1:{port}", directory, process)
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, (tmp_path / "prometheus.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout=60, message="Prometheus to be ready")
+        wait_until_ready(server.url, process, tmp_path / "prometheus.log", "Prometheus", 60)
         yield server
     finally:
         stop_process(process, signal.SIGTERM, wait=30)

@@ -7,7 +7,6 @@ progress lines and no progress bar."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -16,13 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import require_executable
-from .helpers import crawl_runs, run_crawl, stop_process, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from .helpers import crawl_runs, free_port, run_crawl, stop_process, wait_until_ready
 
 
 @pytest.fixture
@@ -37,16 +30,7 @@ def pushgateway(tmp_path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-
-        def ready() -> bool:
-            assert process.poll() is None, (tmp_path / "pushgateway.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout=30, message="the Pushgateway to be ready")
+        wait_until_ready(url, process, tmp_path / "pushgateway.log", "the Pushgateway", 30)
         yield url
     finally:
         stop_process(process, signal.SIGTERM, wait=30)

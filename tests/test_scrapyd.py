@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -33,7 +32,16 @@ from typing import Any
 
 import pytest
 
-from .helpers import PROJECT_ROOT, crawl_runs, database_differences, query, sqlite_url, wait_for
+from .helpers import (
+    PROJECT_ROOT,
+    crawl_runs,
+    database_differences,
+    free_port,
+    query,
+    sqlite_url,
+    stop_process,
+    wait_for,
+)
 
 BIN = Path(sys.executable).parent
 PROJECT = "matter_crawler"
@@ -46,12 +54,6 @@ def example_conf() -> configparser.ConfigParser:
     conf = configparser.ConfigParser()
     conf.read_string(EXAMPLE_CONF.read_text(encoding="utf-8"))
     return conf
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -157,13 +159,7 @@ def scrapyd(tmp_path) -> Iterator[Scrapyd]:
         wait_for(answering, timeout=30, message="scrapyd to answer")
         yield server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, signal.SIGTERM, wait=20)
         # a crawl scrapyd started and left behind (after a failure) goes too
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

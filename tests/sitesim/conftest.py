@@ -7,20 +7,12 @@ after every test, so no test sees another's faults.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from matter_crawler.sitesim.config import Settings
 from matter_crawler.sitesim.process import SimulatedSite
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for tests that need a fixed port)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 from matter_crawler.sitesim.process import BANNER, SimulatedSite, SiteStartError
 from matter_crawler.sitesim.truth import TRUTH_KEYS
 
-from .conftest import free_port
+from ..helpers import free_port
 from .webclient import fetch
 
 
