@@ -13,7 +13,16 @@ setup(
     description="Crawler of the CSA Matter certified-products catalogue",
     python_requires=">=3.11",
     packages=find_packages(include=["matter_crawler", "matter_crawler.*"]),
-    package_data={"matter_crawler": ["**/*.csv", "**/*.html", "**/*.js", "**/*.json", "**/*.css"]},
+    package_data={
+        "matter_crawler": ["**/*.csv", "**/*.html", "**/*.js", "**/*.json", "**/*.css"],
+        # the Alembic environment is a directory of scripts, not a package of ours:
+        # Alembic runs env.py and the revisions itself, and an egg must carry them
+        "matter_crawler.storage": [
+            "migrations/*.py",
+            "migrations/*.mako",
+            "migrations/versions/*.py",
+        ],
+    },
     include_package_data=True,
     zip_safe=False,
     install_requires=[
@@ -21,6 +30,8 @@ setup(
         "itemadapter>=0.13",
         "scrapy-playwright>=0.0.48",
         "SQLAlchemy>=2.1",
+        # schema migrations: a database made by an earlier release is upgraded in place
+        "alembic>=1.18",
         "prometheus-client>=0.26",
         "twisted>=26.10",
         # .xlsx export with typed cells; writing OOXML by hand is not worth it

@@ -5,6 +5,10 @@ planner) reaches the same :class:`Database` through
 :meth:`Database.from_crawler`. All statements run on one worker thread so the
 reactor never waits on disk and SQLite sees a single writer; the crawl awaits
 the results (``await database.run(fn, ...)``).
+
+Opening a database brings its schema to the code's revision first
+(:func:`~matter_crawler.storage.schema.prepare_schema`): an empty one is created,
+an older one upgraded, one written by a newer release refused untouched.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from scrapy import signals
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from .models import Base
+from .schema import SchemaChange, prepare_schema
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -37,14 +41,17 @@ _PAGE_CACHE_KIB = 16 * 1024
 _per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
 
 
-def create_database_engine(url: str) -> Engine:
-    """An engine for ``url``; for SQLite: the file's folder created, WAL, a busy timeout."""
+def create_database_engine(url: str, **options: Any) -> Engine:
+    """An engine for ``url``; for SQLite: the file's folder created, WAL, a busy timeout.
+
+    ``options`` go to :func:`sqlalchemy.create_engine` (a pool class, for instance).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **options)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": 30}, **options)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -65,12 +72,21 @@ def create_database_engine(url: str) -> Engine:
 
 
 class Database:
-    """The engine plus a single writer thread."""
+    """The engine plus a single writer thread, on a database at the code's schema revision.
+
+    Raises :class:`~matter_crawler.storage.schema.SchemaError` for a database it must
+    not write to (written by a newer release), having written nothing.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_database_engine(url)
-        Base.metadata.create_all(self.engine)
+        try:
+            #: what opening did to the schema (None: it was at the head revision already)
+            self.schema_change: SchemaChange | None = prepare_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matter-db")
 
     @classmethod
