@@ -49,7 +49,11 @@ setup(
             "ruff>=0.17",
             "scrapyd>=1.6",
             "scrapyd-client>=2.0",
+            # the storage, pipeline and command tests also run on a real PostgreSQL
+            "psycopg[binary]>=3.2",
         ],
+        # PostgreSQL as the crawl database: DATABASE_URL=postgresql+psycopg://...
+        "postgresql": ["psycopg[binary]>=3.2"],
         "bench": [
             "crawlee[parsel]>=1.11",
             "aiohttp>=3.14",

@@ -9,12 +9,17 @@ SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 
 # Debian packages the tests use: Chromium (scrapy-playwright rendering, the live
-# page test), Prometheus and the Pushgateway (metrics tests). Playwright cannot
-# download its own browser here, so the system Chromium is used.
+# page test), Prometheus and the Pushgateway (metrics tests), PostgreSQL (the
+# storage, pipeline and command tests run on it too; the tests start their own
+# server, Debian's cluster is not used). Playwright cannot download its own
+# browser here, so the system Chromium is used.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+# Debian keeps initdb and postgres off PATH, in /usr/lib/postgresql/VERSION/bin
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null \
+  || missing+=(postgresql)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then

@@ -1,8 +1,15 @@
-"""Shared fixtures: the simulated site in a child process, per-test databases."""
+"""Shared fixtures: the simulated site in a child process, per-test databases.
+
+Databases: ``database_url`` is a fresh SQLite file, or, for a test marked
+``both_databases`` (a module's ``pytestmark``), a fresh SQLite file and then a fresh
+database on a real PostgreSQL server: such a test runs once per backend
+(``[sqlite]``, ``[postgresql]``; ``-m "not postgresql"`` leaves the second out).
+The server (tests/postgresql.py) starts once per session, on the first test that
+needs it; each test gets its own database, dropped after it.
+"""
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 
@@ -10,20 +17,58 @@ import pytest
 
 from matter_crawler.sitesim.process import SimulatedSite
 
-from .helpers import sqlite_url
+from .helpers import BACKENDS, IN_CI, missing_system_package, new_database
+from .postgresql import PostgreSQLServer, PostgreSQLUnavailable
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+__all__ = ["IN_CI"]  # test modules import it from here
 
 
 def require_executable(name: str, why: str) -> str:
     """The path of a system program a test needs: skip without it, but fail under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed ({why}); `make setup` installs it"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_system_package(f"{name} is not installed ({why}); `make setup` installs it")
     return path
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (
+        metafunc.definition.get_closest_marker("both_databases")
+        and "database_backend" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("database_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgreSQLServer]:
+    """A real PostgreSQL server for the session; clients find its password via PGPASSFILE."""
+    try:
+        server = PostgreSQLServer()
+    except PostgreSQLUnavailable as why:
+        missing_system_package(f"{why}; `make setup` installs it")
+    server.start()
+    try:
+        # crawls and commands run as child processes: they inherit the variable
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in server.environment().items():
+                patch.setenv(name, value)
+            yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite``, unless the test is marked both_databases (then each in turn)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def make_database_url(
+    request: pytest.FixtureRequest, database_backend: str, tmp_path
+) -> Callable[[str], str]:
+    """``make_database_url("name")``: another fresh database on the test's backend."""
+    return lambda name: new_database(request, database_backend, tmp_path, name)
 
 
 @pytest.fixture
@@ -43,5 +88,5 @@ def simulated_site() -> Iterator[Callable[..., SimulatedSite]]:
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return sqlite_url(tmp_path / "matter.sqlite3")
+def database_url(make_database_url: Callable[[str], str]) -> str:
+    return make_database_url("matter")

@@ -7,6 +7,7 @@ the project root, exactly as a user runs them, each with its own SQLite file.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,12 +24,37 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, select, text
 
 from matter_crawler.storage.models import CrawlRun
 from matter_crawler.verify import diff_records, stored_records
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI", "").lower() == "true"
+#: The database backends of a test marked both_databases (or a fixture's params).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def missing_system_package(message: str) -> None:
+    """Skip the test with the reason, but fail it under CI=true."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def new_database(
+    request: pytest.FixtureRequest, backend: str, directory: Path, name: str = "matter"
+) -> str:
+    """A fresh database on ``backend``: a SQLite file in ``directory``, or a PostgreSQL
+    database (conftest's server) dropped when the requesting fixture's scope ends."""
+    if backend == "sqlite":
+        return sqlite_url(directory / f"{name}.sqlite3")
+    server = request.getfixturevalue("postgresql_server")
+    database = f"{name}_{uuid.uuid4().hex[:10]}"
+    url = server.create_database(database)
+    request.addfinalizer(lambda: server.drop_database(database))
+    return url
 
 
 @dataclass

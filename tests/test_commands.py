@@ -6,7 +6,8 @@ mutated (4 added, 3 removed, 5 changed) and crawled again with a full refresh
 incremental crawl with one attempt per server error leaves 5 dead letters
 (run 3). Each command then runs as ``python -m scrapy <command>`` from the
 project root, as a user runs it, and its output is read back with standard
-readers and compared with the database.
+readers and compared with the database. The module runs twice: on a SQLite file
+and on a PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,12 +26,21 @@ from typing import Any
 
 import openpyxl
 import pytest
-from sqlalchemy import JSON, create_engine, select
+from sqlalchemy import JSON, create_engine, func, select, update
 
 from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage.models import Product
 
-from .helpers import PROJECT_ROOT, crawl_runs, database_differences, query, run_crawl, sqlite_url
+from .helpers import (
+    BACKENDS,
+    PROJECT_ROOT,
+    crawl_runs,
+    database_differences,
+    new_database,
+    query,
+    run_crawl,
+    sqlite_url,
+)
 
 PRODUCTS = 240
 ONE_ATTEMPT = {"RETRY_POLICIES": {"server": {"attempts": 1}}}
@@ -39,21 +49,31 @@ ONE_ATTEMPT = {"RETRY_POLICIES": {"server": {"attempts": 1}}}
 @dataclass
 class Crawled:
     site: SimulatedSite
-    path: Path
     url: str
     before: dict[str, dict[str, Any]]  # truth before the mutation, by path
     after: dict[str, dict[str, Any]]  # truth after it
     mutation: dict[str, Any]
     failing: list[str]  # paths of the products whose pages failed in run 3
+    copy: Callable[[str], str]  # copy("name"): the URL of a copy, for tests that change it
 
 
-@pytest.fixture(scope="module")
-def crawled(tmp_path_factory) -> Iterator[Crawled]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def crawled(request, tmp_path_factory) -> Iterator[Crawled]:
+    backend = request.param
+    directory = tmp_path_factory.mktemp("commands")
+    url = new_database(request, backend, directory)
+
+    def copy(name: str) -> str:
+        if backend == "sqlite":
+            return copy_database(directory / "matter.sqlite3", directory / f"{name}.sqlite3")
+        server = request.getfixturevalue("postgresql_server")
+        target = f"{url.rsplit('/', 1)[1]}_{name}"
+        request.addfinalizer(lambda: server.drop_database(target))
+        return server.copy_database(url.rsplit("/", 1)[1], target)
+
     site = SimulatedSite(products=PRODUCTS, seed=11)
     site.start()
     try:
-        path = tmp_path_factory.mktemp("commands") / "matter.sqlite3"
-        url = sqlite_url(path)
         before = {record["url"]: record for record in site.truth()}
         run_crawl(site.base_url, url).check()
         mutation = site.mutate(add=4, remove=3, change=5)
@@ -64,7 +84,7 @@ def crawled(tmp_path_factory) -> Iterator[Crawled]:
         site.set_faults(error_rate=1.0, only="detail")
         failing = site.mutate(add=5)["added"]
         run_crawl(site.base_url, url, settings=ONE_ATTEMPT).check()
-        yield Crawled(site, path, url, before, after, mutation, failing)
+        yield Crawled(site, url, before, after, mutation, failing, copy)
     finally:
         site.stop()
 
@@ -158,16 +178,25 @@ def from_json(name: str, value: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def export_database(crawled, tmp_path_factory) -> str:
+def export_database(crawled) -> str:
     """The crawl database with values that trip naive writers in its first listed product."""
-    url = copy_database(crawled.path, tmp_path_factory.mktemp("export") / "matter.sqlite3")
-    sql = (
-        "update products set manufacturer = '=HYPERLINK(\"http://x\")', model = '#N/A', "
-        "description = 'line one' || char(10) || 'bell' || char(7) || ' \"quoted\", comma' "
-        "where id = (select min(id) from products where delisted_at is null)"
-    )
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
-        conn.execute(sql)
+    url = crawled.copy("export")
+    table = Product.__table__
+    first = select(func.min(table.c.id)).where(table.c.delisted_at.is_(None)).scalar_subquery()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.id == first)
+                .values(
+                    manufacturer='=HYPERLINK("http://x")',
+                    model="#N/A",
+                    description='line one\nbell\x07 "quoted", comma',
+                )
+            )
+    finally:
+        engine.dispose()
     return url
 
 
@@ -369,7 +398,7 @@ def test_changes_defaults_to_the_latest_run_and_points_at_the_last_change(crawle
 # -- dead letters ----------------------------------------------------------------------------
 
 
-def test_dead_letters_are_listed_then_replayed(crawled, tmp_path):
+def test_dead_letters_are_listed_then_replayed(crawled):
     site = crawled.site
     listed = ok(scrapy(crawled.url, "dead-letters")).stdout
     rows = table_rows(listed.split("\n5 pending")[0])
@@ -379,7 +408,7 @@ def test_dead_letters_are_listed_then_replayed(crawled, tmp_path):
     assert "5 pending" in listed
 
     # the replay changes the database: work on a copy
-    url = copy_database(crawled.path, tmp_path / "replay.sqlite3")
+    url = crawled.copy("replay")
     site.set_faults(error_rate=0)
     replay = ok(scrapy(url, "dead-letters", "--replay", "-s", "CRAWL_PROFILE=fast"))
     assert "Replayed 5 dead letters: 5 resolved, 0 still pending." in replay.stdout

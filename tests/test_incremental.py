@@ -1,4 +1,7 @@
-"""Incremental refresh, change history and delisting against a mutating simulated site."""
+"""Incremental refresh, change history and delisting against a mutating simulated site.
+
+On a SQLite file and on a PostgreSQL database (``both_databases``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import json
 import pytest
 
 from .helpers import crawl_runs, database_differences, query, run_crawl
+
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.mark.slow

@@ -1,4 +1,8 @@
-"""The item pipelines on a real crawler's settings, signals and stats, into real SQLite files."""
+"""The item pipelines on a real crawler's settings, signals and stats, into real databases.
+
+The batch store's tests run on a SQLite file and on a PostgreSQL database
+(``both_databases``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from matter_crawler.signals import request_dead_lettered
 from matter_crawler.storage import Database
 
 from .test_storage import product
+
+pytestmark = pytest.mark.both_databases
 
 
 class LetterCatcher:
@@ -97,12 +103,10 @@ def test_validation_settings():
 
 
 class Store:
-    """A BatchStorePipeline on a real crawler and SQLite file, with its commits counted."""
+    """A BatchStorePipeline on a real crawler and database, with its commits counted."""
 
-    def __init__(self, tmp_path, **settings) -> None:
-        self.crawler = get_crawler(
-            Spider, {"DATABASE_URL": f"sqlite:///{tmp_path}/store.sqlite3", **settings}
-        )
+    def __init__(self, database_url: str, **settings) -> None:
+        self.crawler = get_crawler(Spider, {"DATABASE_URL": database_url, **settings})
         self.pipeline = BatchStorePipeline.from_crawler(self.crawler)
         self.database = Database.from_crawler(self.crawler)
         self.commits = 0
@@ -120,13 +124,13 @@ class Store:
 
 
 @pytest_twisted.ensureDeferred
-async def test_batches_are_written_when_full_and_the_rest_at_close(tmp_path):
+async def test_batches_are_written_when_full_and_the_rest_at_close(database_url):
     # as Scrapy runs pipeline coroutines: an asyncio task
-    await deferred_from_coro(_batches_are_written_when_full_and_the_rest_at_close(tmp_path))
+    await deferred_from_coro(_batches_are_written_when_full_and_the_rest_at_close(database_url))
 
 
-async def _batches_are_written_when_full_and_the_rest_at_close(tmp_path):
-    store = Store(tmp_path, STORE_BATCH_SIZE=3, STORE_FLUSH_INTERVAL=0)
+async def _batches_are_written_when_full_and_the_rest_at_close(database_url):
+    store = Store(database_url, STORE_BATCH_SIZE=3, STORE_FLUSH_INTERVAL=0)
     store.pipeline.open_spider()
     other = {"url": "x"}  # not ours: passed on, not buffered
     assert await store.pipeline.process_item(other) is other
@@ -144,13 +148,13 @@ async def _batches_are_written_when_full_and_the_rest_at_close(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_partial_batch_is_written_after_the_flush_interval(tmp_path):
+async def test_a_partial_batch_is_written_after_the_flush_interval(database_url):
     # as Scrapy runs pipeline coroutines: an asyncio task
-    await deferred_from_coro(_a_partial_batch_is_written_after_the_flush_interval(tmp_path))
+    await deferred_from_coro(_a_partial_batch_is_written_after_the_flush_interval(database_url))
 
 
-async def _a_partial_batch_is_written_after_the_flush_interval(tmp_path):
-    store = Store(tmp_path, STORE_BATCH_SIZE=500, STORE_FLUSH_INTERVAL=0.2)
+async def _a_partial_batch_is_written_after_the_flush_interval(database_url):
+    store = Store(database_url, STORE_BATCH_SIZE=500, STORE_FLUSH_INTERVAL=0.2)
     store.pipeline.open_spider()
     await store.pipeline.process_item(product(1))
     await store.pipeline.process_item(ListingSighting(product(1).url, None, None, None, 1))
@@ -166,13 +170,19 @@ async def _a_partial_batch_is_written_after_the_flush_interval(tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog):
+async def test_a_batch_the_database_refuses_is_logged_and_counted(
+    database_url, database_backend, caplog
+):
     # as Scrapy runs pipeline coroutines: an asyncio task
-    await deferred_from_coro(_a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog))
+    await deferred_from_coro(
+        _a_batch_the_database_refuses_is_logged_and_counted(database_url, database_backend, caplog)
+    )
 
 
-async def _a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog):
-    store = Store(tmp_path, STORE_BATCH_SIZE=2, STORE_FLUSH_INTERVAL=0)
+async def _a_batch_the_database_refuses_is_logged_and_counted(
+    database_url, database_backend, caplog
+):
+    store = Store(database_url, STORE_BATCH_SIZE=2, STORE_FLUSH_INTERVAL=0)
     store.pipeline.open_spider()
     with store.database.engine.begin() as conn:  # a real failure: the table is gone
         conn.execute(text("alter table products rename to products_elsewhere"))
@@ -184,5 +194,6 @@ async def _a_batch_the_database_refuses_is_logged_and_counted(tmp_path, caplog):
     assert store.stat("store/products_failed") == 3
     assert store.stat("store/batches") == 0
     assert "Could not store a batch of 2 products" in caplog.text
-    assert "no such table: products" in caplog.text
+    missing = {"sqlite": "no such table: products", "postgresql": 'relation "products" does not'}
+    assert missing[database_backend] in caplog.text
     store.database.close()

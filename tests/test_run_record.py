@@ -22,6 +22,8 @@ from matter_crawler.storage.runs import finish_run, recent_runs, start_run
 from .helpers import crawl_runs, database_differences, query, run_crawl
 from .test_storage import product
 
+pytestmark = pytest.mark.both_databases  # the tests that use database_url, on both backends
+
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
@@ -41,8 +43,8 @@ def new_run(engine, now: datetime) -> int:
     )
 
 
-def test_product_counts_come_from_the_database(tmp_path):
-    database = Database(f"sqlite:///{tmp_path}/runs.sqlite3")
+def test_product_counts_come_from_the_database(database_url):
+    database = Database(database_url)
     engine = database.engine
     try:
         first = new_run(engine, T0)

@@ -1,14 +1,16 @@
-"""Storage on real SQLite files: upserts, change history, sightings, delisting, letters, runs."""
+"""Storage on real databases: upserts, change history, sightings, delisting, letters, runs.
+
+Every test runs on a SQLite file and on a PostgreSQL database (``both_databases``).
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, inspect, select, text, update
 
 from matter_crawler.items import ListingSighting, ProductItem
 from matter_crawler.pipelines.store import delist_unseen, write_batch
@@ -18,6 +20,8 @@ from matter_crawler.storage.models import Product, ProductChange
 from matter_crawler.storage.prepared import remembering_json
 from matter_crawler.storage.products import load_known_products, product_row
 from matter_crawler.storage.runs import finish_run, recent_runs, resume_run, start_run
+
+pytestmark = pytest.mark.both_databases
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -43,8 +47,8 @@ def product(n: int, **changes) -> ProductItem:
 
 
 @pytest.fixture
-def database(tmp_path):
-    db = Database(f"sqlite:///{tmp_path}/store.sqlite3")
+def database(database_url):
+    db = Database(database_url)
     yield db
     db.close()
 
@@ -54,13 +58,12 @@ def rows(database, model):
         return [row._asdict() for row in conn.execute(select(model.__table__))]
 
 
-def test_wal_mode_and_tables(database):
-    with database.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        tables = {
-            r[0] for r in conn.execute(text("select name from sqlite_master where type='table'"))
-        }
+def test_wal_mode_and_tables(database, database_backend):
+    tables = set(inspect(database.engine).get_table_names())
     assert {"products", "product_changes", "crawl_runs", "dead_letters"} <= tables
+    if database_backend == "sqlite":
+        with database.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
 
 
 def test_upsert_inserts_then_records_changes_per_field(database):
@@ -172,10 +175,10 @@ def test_run_record_lifecycle(database):
     assert json.loads(json.dumps(run["stats"])) == {}
 
 
-def test_prepared_writes_store_what_sqlalchemy_core_stores(tmp_path):
+def test_prepared_writes_store_what_sqlalchemy_core_stores(make_database_url):
     """The write path bypasses SQLAlchemy's per-row processing: the bytes must not differ."""
-    prepared = Database(f"sqlite:///{tmp_path}/prepared.sqlite3")
-    core = Database(f"sqlite:///{tmp_path}/core.sqlite3")
+    prepared = Database(make_database_url("prepared"))
+    core = Database(make_database_url("core"))
     odd = product(
         3,
         manufacturer="삼성전자 & Söhne <b>",
@@ -223,10 +226,10 @@ def test_prepared_writes_store_what_sqlalchemy_core_stores(tmp_path):
         )
 
     def raw(database):
-        path = database.engine.url.database
-        with sqlite3.connect(path) as connection:
-            cursor = connection.execute("select * from products order by url")
-            names = [column[0] for column in cursor.description]
+        """The rows as the driver reads them: no SQLAlchemy type processing."""
+        with database.engine.connect() as conn:
+            cursor = conn.exec_driver_sql("select * from products order by url")
+            names = list(cursor.keys())
             rows = cursor.fetchall()
         return [{k: v for k, v in zip(names, row, strict=True) if k != "id"} for row in rows]
 

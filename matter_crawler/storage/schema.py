@@ -222,7 +222,8 @@ def refuse_unless_writable(state: SchemaState, engine: Engine, *, create: bool) 
 
 def upgrade_to_head(engine: Engine, *, create: bool = True) -> SchemaChange | None:
     """Upgrade under the write lock, in one transaction; None if another process just did."""
-    from alembic import command  # noqa: PLC0415  (Alembic only when there is work for it)
+    with _quiet_alembic():
+        from alembic import command  # noqa: PLC0415  (Alembic only when there is work for it)
 
     with _locked_transaction(engine) as conn:
         state = read_state(conn)  # again: another process may have upgraded meanwhile
