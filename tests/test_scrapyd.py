@@ -46,7 +46,7 @@ from .helpers import (
 BIN = Path(sys.executable).parent
 PROJECT = "matter_crawler"
 SPIDER = "matter_products"
-DATA_SUFFIXES = {".csv", ".html", ".js", ".json", ".css"}  # setup.py's package_data
+DATA_SUFFIXES = {".csv", ".html", ".js", ".json", ".css", ".mako"}  # setup.py's package_data
 EXAMPLE_CONF = PROJECT_ROOT / "deploy" / "scrapyd.conf"
 
 
@@ -245,6 +245,11 @@ def test_the_egg_carries_the_package_and_its_data(tmp_path):
                     break
             relative = "/".join([*parts[cut:], filename])
             assert pkgutil.get_data(owner, relative), name
+        # the schema revisions run from the zipped egg (copied out for Alembic)
+        from matter_crawler.storage import Database
+        database = Database("sqlite:///" + {str(tmp_path / "egg.sqlite3")!r})
+        assert database.schema_change.before == "empty", database.schema_change
+        database.close()
         print(len(modules))
         """
     )

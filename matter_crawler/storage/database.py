@@ -25,7 +25,7 @@ from scrapy import signals
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from .schema import SchemaChange, prepare_schema
+from .schema import SchemaChange, SchemaError, prepare_schema
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -84,6 +84,10 @@ class Database:
         try:
             #: what opening did to the schema (None: it was at the head revision already)
             self.schema_change: SchemaChange | None = prepare_schema(self.engine)
+        except SchemaError as error:
+            self.engine.dispose()
+            logger.error("%s", error)  # one clear line before the crawl's traceback
+            raise
         except BaseException:
             self.engine.dispose()
             raise
