@@ -197,3 +197,27 @@ async def _a_batch_the_database_refuses_is_logged_and_counted(
     missing = {"sqlite": "no such table: products", "postgresql": 'relation "products" does not'}
     assert missing[database_backend] in caplog.text
     store.database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_product_a_column_cannot_hold_is_dead_lettered_and_the_batch_stored(database_url):
+    # as Scrapy runs pipeline coroutines: an asyncio task
+    await deferred_from_coro(_a_product_a_column_cannot_hold_is_dead_lettered(database_url))
+
+
+async def _a_product_a_column_cannot_hold_is_dead_lettered(database_url):
+    store = Store(database_url, STORE_BATCH_SIZE=3, STORE_FLUSH_INTERVAL=0)
+    catcher = LetterCatcher(store.crawler)
+    store.pipeline.open_spider()
+    too_long = product(2, vid="0x123456789")
+    for item in (product(1), too_long, product(3)):
+        await store.pipeline.process_item(item)
+    await store.pipeline.close_spider()
+    assert store.stored() == 2
+    assert store.stat("store/products_new") == 2
+    assert store.stat("store/products_rejected") == 1
+    assert store.stat("store/batches_failed") == 0
+    (letter,) = catcher.letters
+    assert (letter["url"], letter["failure_class"]) == (too_long.url, "invalid")
+    assert letter["reason"] == "vid is 11 characters long, longer than the 8 products.vid holds"
+    store.database.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import insert, inspect, select, text, update
@@ -18,7 +18,12 @@ from matter_crawler.storage import Database
 from matter_crawler.storage.dead_letters import Letter, add_letters, count_pending, resolve_letters
 from matter_crawler.storage.models import Product, ProductChange
 from matter_crawler.storage.prepared import remembering_json
-from matter_crawler.storage.products import load_known_products, product_row
+from matter_crawler.storage.products import (
+    _statements,
+    load_known_products,
+    product_row,
+    record_sightings,
+)
 from matter_crawler.storage.runs import finish_run, recent_runs, resume_run, start_run
 
 pytestmark = pytest.mark.both_databases
@@ -255,3 +260,119 @@ def test_remembered_json_texts_never_mix_up_equal_values():
     assert process({"a": ["nested"]}) == '{"a": ["nested"]}'  # unhashable: serialised each time
     assert process([]) == "[]"
     assert process("text") == '"text"'
+
+
+# -- where SQLite and PostgreSQL differ: the code makes them behave alike -------------------
+
+
+def test_a_value_too_long_for_its_column_or_holding_nul_is_rejected_alike(database):
+    """PostgreSQL refuses such a value and with it the whole batch; SQLite stored it as is."""
+    good = [product(1), product(2)]
+    long_vid = product(3, vid="0x" + "F" * 10)
+    nul = product(4, description="before\x00after")
+    long_url = product(5, url="https://csa-iot.org/csa_product/" + "x" * 600 + "/")
+    result = database.run_sync(write_batch, [*good, long_vid, nul, long_url], [], 1, NOW)
+    assert (result.new, result.changed) == (2, 0)
+    assert dict(result.rejected) == {
+        long_vid.url: "vid is 12 characters long, longer than the 8 products.vid holds",
+        nul.url: "description contains a NUL character, which PostgreSQL cannot store",
+        long_url.url: "url is 633 characters long, longer than the 512 products.url holds",
+    }
+    assert sorted(row["url"] for row in rows(database, Product)) == [p.url for p in good]
+
+    # a known product whose new page does not fit keeps what was stored
+    later = database.run_sync(write_batch, [product(1, pid="0x" + "1" * 9)], [], 2, NOW)
+    assert len(later.rejected) == 1
+    assert {row["pid"] for row in rows(database, Product)} == {"0x0001", "0x0002"}
+
+
+def test_run_record_text_is_cut_to_its_column_with_a_warning(database, caplog):
+    job = "nightly-" + "j" * 200  # scrapyd job ids are the user's
+    run_id = database.run_sync(
+        lambda engine: start_run(engine, spider="s", job_id=job, mode="full", settings={}, now=NOW)
+    )
+    database.run_sync(finish_run, run_id, {"status": "finished", "finish_reason": "r" * 90})
+    (run,) = database.run_sync(recent_runs)
+    assert run["job_id"] == job[:128]
+    assert run["finish_reason"] == "r" * 64
+    assert "crawl_runs.job_id: 208 characters cut to 128" in caplog.text
+    assert "crawl_runs.finish_reason: 90 characters cut to 64" in caplog.text
+
+
+def test_a_dead_letter_url_too_long_is_logged_not_stored_and_nul_is_replaced(database, caplog):
+    long_url = "https://csa-iot.org/" + "x" * 1100
+    letters = [
+        Letter(long_url, "detail", "server", "HTTP 503", 1, NOW, NOW),
+        Letter("https://x/ok", "detail", "server", "bad\x00byte", 1, NOW, NOW),
+    ]
+    database.run_sync(add_letters, letters, 1)
+    with database.engine.connect() as conn:
+        stored = conn.execute(text("select url, last_error from dead_letters")).all()
+    assert [tuple(row) for row in stored] == [("https://x/ok", "bad\N{REPLACEMENT CHARACTER}byte")]
+    assert "Dead letter not stored: https://csa-iot.org/xxx" in caplog.text
+    assert "url is 1120 characters long, longer than the 1024 dead_letters.url holds" in caplog.text
+
+
+def test_the_insert_of_a_product_another_writer_stored_meanwhile_updates_it(database):
+    """The prepared INSERT's ON CONFLICT branch (SQLite's and PostgreSQL's)."""
+    database.run_sync(write_batch, [product(1)], [], 1, NOW)
+    later = NOW + timedelta(hours=2)
+    row = product_row(product(1, firmware_version="9.9"))
+    seen = {
+        "last_seen_at": later,
+        "last_fetched_at": later,
+        "last_seen_run_id": 2,
+        "last_fetched_run_id": 2,
+        "delisted_at": None,
+    }
+
+    def insert_as_new(engine):  # what a batch does with a product it believed new
+        with engine.begin() as conn:
+            return _statements(conn.dialect).insert_new.execute(
+                conn, [row], {**seen, "first_seen_at": later, "first_seen_run_id": 2}
+            )
+
+    assert database.run_sync(insert_as_new) == 1
+    (stored,) = rows(database, Product)
+    assert stored["firmware_version"] == "9.9"
+    assert (stored["first_seen_at"], stored["first_seen_run_id"]) == (NOW, 1)  # kept
+    assert (stored["last_seen_at"], stored["last_fetched_run_id"]) == (later, 2)
+
+
+def test_rowcounts_of_batched_updates_count_the_rows_touched(database):
+    database.run_sync(write_batch, [product(1), product(2), product(3)], [], 1, NOW)
+    sightings = [
+        ListingSighting(url, None, None, None, 1)
+        for url in (product(1).url, product(2).url, product(3).url, "https://x/unknown")
+    ]
+
+    def sight(engine):
+        with engine.begin() as conn:
+            return record_sightings(conn, sightings, 2, NOW)
+
+    assert database.run_sync(sight) == 3
+    assert database.run_sync(resolve_letters, ["https://x/none", "https://x/other"], 2, NOW) == 0
+    assert database.run_sync(delist_unseen, 3, NOW) == 3
+
+
+def test_times_are_utc_whatever_the_database_time_zone(database, database_backend):
+    """Columns are TIMESTAMP WITHOUT TIME ZONE holding UTC: the session's zone changes nothing."""
+    if database_backend == "postgresql":
+        with database.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            name = conn.execute(text("select current_database()")).scalar()
+            conn.execute(text(f"alter database \"{name}\" set timezone to 'Pacific/Chatham'"))
+        database.engine.dispose()  # new sessions take the zone
+        with database.engine.connect() as conn:
+            assert conn.execute(text("show timezone")).scalar() == "Pacific/Chatham"
+    moment = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # a DST change in Europe: nothing here
+    chatham = moment.astimezone(timezone(timedelta(hours=13, minutes=45)))
+    database.run_sync(write_batch, [product(1)], [], 1, chatham)  # aware, in another zone
+    (stored,) = rows(database, Product)
+    assert stored["first_seen_at"] == moment
+    assert stored["first_seen_at"].tzinfo is UTC
+    with database.engine.connect() as conn:
+        raw = conn.execute(text("select first_seen_at from products")).scalar()
+    raw = datetime.fromisoformat(raw) if isinstance(raw, str) else raw  # SQLite: text
+    assert raw == moment.replace(tzinfo=None)  # UTC wall time, no offset
+    with pytest.raises(ValueError, match="naive datetime"):
+        database.run_sync(write_batch, [product(2)], [], 1, datetime(2026, 1, 1))

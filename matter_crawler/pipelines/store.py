@@ -11,14 +11,17 @@ fills; the item that fills a batch waits until the one before it is written,
 which holds the crawl back if the database falls behind instead of letting
 buffers grow. A batch the database refuses (disk full...) is logged as an
 error with what it held and counted in ``store/batches_failed`` and
-``store/products_failed``.
+``store/products_failed``. A product with a value its column cannot hold (longer
+than a ``VARCHAR(n)``, a NUL character: PostgreSQL refuses them, so SQLite is
+not given them either) is left out of the batch, counted in
+``store/products_rejected`` and dead-lettered as ``invalid`` with the reason.
 
 At close, after the last batch, a full run that saw the whole listing marks the
 products it did not see as delisted.
 
 Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
 ``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
-``store/products_delisted``.
+``store/products_delisted``, ``store/products_rejected``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from sqlalchemy import Engine
 
 from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
-from ..signals import batch_stored
+from ..signals import batch_stored, request_dead_lettered
 from ..storage import Database
 from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
 
@@ -151,6 +154,7 @@ class BatchStorePipeline:
             )
             return
         seconds = monotonic() - started
+        self._report_rejected(result.rejected)
         stats.inc_value("store/batches")
         stats.inc_value("store/products_new", result.new)
         stats.inc_value("store/products_changed", result.changed)
@@ -165,6 +169,22 @@ class BatchStorePipeline:
             changed=result.changed,
             seconds=seconds,
         )
+
+    def _report_rejected(self, rejected: list[tuple[str, str]]) -> None:
+        """Products the storage layer would not store: dead-lettered with the reason."""
+        for url, reason in rejected:
+            self.crawler.stats.inc_value("store/products_rejected")
+            logger.warning("Not stored, a value does not fit its column: %s: %s", url, reason)
+            self.crawler.signals.send_catch_log(
+                signal=request_dead_lettered,
+                request=None,
+                url=url,
+                stage="detail",
+                failure_class="invalid",
+                reason=reason,
+                attempts=1,
+                first_failed_at=datetime.now(UTC),
+            )
 
     async def close_spider(self) -> None:
         if self._timer is not None and self._timer.running:

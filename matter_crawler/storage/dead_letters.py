@@ -7,6 +7,7 @@ unresolved ones, which ``-a replay_dead_letters=1`` fetches again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, bindparam, func, insert, select, update
 
+from .bounds import problems
 from .models import DeadLetter
+
+logger = logging.getLogger(__name__)
 
 letters = DeadLetter.__table__
 
@@ -36,7 +40,15 @@ def add_letters(engine: Engine, batch: Sequence[Letter], run_id: int | None) -> 
     """Store letters; a URL that already has one gets it updated and reopened."""
     if not batch:
         return
-    latest: dict[str, Letter] = {letter.url: letter for letter in batch}
+    latest: dict[str, Letter] = {}
+    for letter in batch:
+        # a URL PostgreSQL cannot hold (over 1024 characters) is refused on SQLite too
+        if found := problems(letters, {"url": letter.url}):
+            logger.error("Dead letter not stored: %.200s: %s", letter.url, "; ".join(found))
+            continue
+        latest[letter.url] = letter
+    if not latest:
+        return
     with engine.begin() as conn:
         existing = {
             row.url: row
@@ -73,7 +85,7 @@ def _row(letter: Letter, run_id: int | None) -> dict[str, Any]:
         "url": letter.url,
         "stage": letter.stage,
         "failure_class": letter.failure_class,
-        "last_error": letter.last_error[:4000],
+        "last_error": letter.last_error[:4000].replace("\x00", "\N{REPLACEMENT CHARACTER}"),
         "attempts": letter.attempts,
         "first_failed_at": letter.first_failed_at,
         "last_failed_at": letter.last_failed_at,

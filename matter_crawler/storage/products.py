@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..items import PRODUCT_FIELDS, ListingSighting, ProductItem
 from ..parsing.normalize import iso_date
+from .bounds import problems
 from .models import Product, ProductChange
 from .prepared import PreparedStatement
 
@@ -39,6 +40,8 @@ class UpsertResult:
     changed: int = 0
     unchanged: int = 0
     changes: list[tuple[str, str]] = field(default_factory=list)  # (url, field)
+    #: products not stored because a value does not fit its column: (url, why)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,12 @@ def upsert_products(
     rows: dict[str, dict[str, Any]] = {}
     for item in items:  # the last sighting of a URL in a batch wins
         rows[item.url] = product_row(item)
+    for url, row in list(rows.items()):  # what PostgreSQL would refuse, SQLite too
+        if found := problems(products, row):
+            result.rejected.append((url, "; ".join(found)))
+            del rows[url]
+    if not rows:
+        return result
 
     statements = _statements(conn.dialect)
     stored = _stored_products(conn, statements.find_urls, list(rows))

@@ -1,13 +1,22 @@
-"""The ``crawl_runs`` record: inserted when a run starts, updated when it stops."""
+"""The ``crawl_runs`` record: inserted when a run starts, updated when it stops.
+
+Text that does not fit its column (a long scrapyd job id, a long finish reason) is
+cut to the column's length with a warning, on every backend alike: PostgreSQL would
+refuse it, and a shortened record beats none.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, distinct, func, insert, or_, select, update
 
+from .bounds import shortened
 from .models import CrawlRun, DeadLetter, Product, ProductChange
+
+logger = logging.getLogger(__name__)
 
 runs = CrawlRun.__table__
 letters = DeadLetter.__table__
@@ -25,21 +34,30 @@ def start_run(
     now: datetime,
 ) -> int:
     """Insert a new run (status ``running``) and return its id."""
+    values = fitted(
+        {
+            "spider": spider,
+            "job_id": job_id,
+            "mode": mode,
+            "status": "running",
+            "stage": "planning",
+            "started_at": now,
+            "sessions": 1,
+            "settings": settings,
+            "stats": {},
+        }
+    )
     with engine.begin() as conn:
-        result = conn.execute(
-            insert(runs).values(
-                spider=spider,
-                job_id=job_id,
-                mode=mode,
-                status="running",
-                stage="planning",
-                started_at=now,
-                sessions=1,
-                settings=settings,
-                stats={},
-            )
-        )
+        result = conn.execute(insert(runs).values(values))
         return int(result.inserted_primary_key[0])
+
+
+def fitted(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with text cut to its column's length (see the module's docstring)."""
+    values, notes = shortened(runs, values)
+    for note in notes:
+        logger.warning("Run record: %s", note)
+    return values
 
 
 def resume_run(engine: Engine, run_id: int) -> bool:
@@ -58,7 +76,7 @@ def resume_run(engine: Engine, run_id: int) -> bool:
 
 def update_run(engine: Engine, run_id: int, values: dict[str, Any]) -> None:
     with engine.begin() as conn:
-        conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+        conn.execute(update(runs).where(runs.c.id == run_id).values(fitted(values)))
 
 
 def finish_run(
@@ -85,7 +103,7 @@ def finish_run(
             .where(runs.c.id == run_id)
             .values(
                 {
-                    **values,
+                    **fitted(values),
                     **counted,
                     "dead_letters": conn.execute(pending).scalar() or 0,
                     "dead_letters_resolved": conn.execute(resolved).scalar() or 0,
