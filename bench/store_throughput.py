@@ -1,4 +1,4 @@
-"""Items/s of the project's store pipeline into a fresh SQLite file (one configuration).
+"""Items/s of the project's store pipeline into a fresh database (one configuration).
 
 Reads ground-truth records (``python -m matter_crawler.sitesim --products N
 --dump-truth FILE``), turns each into the ``ProductItem`` the spider would
@@ -17,7 +17,11 @@ outside it. CPU is the whole process's (every thread) over the same span.
 Afterwards the products table is compared with the records, field by field:
 the figure only counts if every item was stored. Prints one JSON line::
 
-    python bench/store_throughput.py TRUTH_JSONL DATABASE_FILE --batch-size 500 [--items N]
+    python bench/store_throughput.py TRUTH_JSONL DATABASE --batch-size 500 [--items N]
+
+DATABASE is a SQLite file to create, or the URL of an empty database
+(``postgresql+psycopg://user@host:port/name``, the password from libpq's
+PGPASSFILE or PGPASSWORD).
 
 With ``--profile FILE`` the writer thread runs under cProfile and its top
 functions are printed to stderr (slower: not a figure to compare).
@@ -67,7 +71,7 @@ def product_item(record: dict[str, Any]) -> ProductItem:
 
 async def store(
     items: list[ProductItem],
-    database_file: Path,
+    database_url: str,
     batch_size: int,
     profile: cProfile.Profile | None = None,
 ) -> dict[str, Any]:
@@ -75,7 +79,7 @@ async def store(
     # (monitoring, rendering) that this measurement is not about
     crawler = get_crawler(
         settings_dict={
-            "DATABASE_URL": f"sqlite:///{database_file}",
+            "DATABASE_URL": database_url,
             "STORE_BATCH_SIZE": batch_size,
             "STORE_FLUSH_INTERVAL": project_settings.STORE_FLUSH_INTERVAL,
             "LOG_LEVEL": "WARNING",
@@ -113,13 +117,16 @@ async def store(
         "cpu_seconds": cpu,
         "items_per_second": len(items) / seconds,
         "batches": crawler.stats.get_value("store/batches", 0),
+        "backend": crawler.settings["DATABASE_URL"].split(":", 1)[0].split("+", 1)[0],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("truth", type=Path, help="ground truth, JSON lines")
-    parser.add_argument("database", type=Path, help="SQLite file to create (must not exist)")
+    parser.add_argument(
+        "database", help="SQLite file to create (must not exist), or an empty database's URL"
+    )
     parser.add_argument(
         "--batch-size",
         type=int,
@@ -134,18 +141,21 @@ def main() -> None:
         "(cProfile slows it down: items/s are then not comparable)",
     )
     options = parser.parse_args()
-    if options.database.exists():
-        parser.error(f"{options.database} exists: the benchmark writes into a fresh file")
+    database_url = options.database
+    if "://" not in database_url:
+        if Path(database_url).exists():
+            parser.error(f"{database_url} exists: the benchmark writes into a fresh file")
+        database_url = f"sqlite:///{database_url}"
     records = read_json_lines(options.truth)
     if options.items:
         records = records[: options.items]
     items = [product_item(record) for record in records]
     profile = cProfile.Profile() if options.profile else None
-    result = asyncio.run(store(items, options.database, options.batch_size, profile))
+    result = asyncio.run(store(items, database_url, options.batch_size, profile))
     if profile is not None:
         profile.dump_stats(options.profile)
         pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
-    engine = create_engine(f"sqlite:///{options.database}")
+    engine = create_engine(database_url)
     differences = diff_records(records, stored_records(engine), limit=0)
     engine.dispose()
     result["differences"] = len(differences)

@@ -434,3 +434,37 @@ def test_an_up_to_date_database_opens_without_alembic(database_url):
     seconds, imported = result.stdout.split()
     assert imported == "False"
     print(f"revision check of an up-to-date database: {float(seconds) * 1000:.1f} ms")
+
+
+def test_a_new_revision_is_written_for_a_model_change(tmp_path):
+    """scripts/new_revision.py, as docs/migrations.md tells a developer to run it."""
+    generate = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from sqlalchemy import Column, Text\n"
+        "sys.path.insert(0, 'scripts')\n"
+        "from new_revision import new_revision\n"
+        "from matter_crawler.storage.models import Base\n"
+        "Base.metadata.tables['crawl_runs'].append_column(Column('note', Text))\n"
+        f"print(new_revision('add a note to runs', Path({str(tmp_path)!r})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", generate],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    number = len(revisions()) + 1
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert path == tmp_path / f"{number:04d}_add_a_note_to_runs.py"
+    source = path.read_text()
+    assert f'down_revision = "{head_revision()}"' in source
+    assert 'with op.batch_alter_table("crawl_runs"' in source
+    assert 'batch_op.add_column(sa.Column("note", sa.Text(), nullable=True))' in source
+    lint = subprocess.run(
+        [Path(sys.executable).with_name("ruff"), "check", path], capture_output=True, check=False
+    )
+    assert lint.returncode == 0, lint.stdout
