@@ -6,6 +6,14 @@ database on a real PostgreSQL server: such a test runs once per backend
 (``[sqlite]``, ``[postgresql]``; ``-m "not postgresql"`` leaves the second out).
 The server (tests/postgresql.py) starts once per session, on the first test that
 needs it; each test gets its own database, dropped after it.
+
+On both backends: test_storage.py, the batch store of test_pipelines.py, the run
+record's product counts (test_run_record.py), test_commands.py (whose fixture crawls
+in full, refreshes after the site adds, removes and changes products, and crawls
+incrementally into dead letters: incremental refresh, change history, delisting and
+dead letters, checked through the commands) and test_migrations.py. The crawl tests
+of test_incremental.py and test_run_record.py stay on SQLite: they walk the same
+paths again, for a minute more of the default run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
-"""Incremental refresh, change history and delisting against a mutating simulated site.
-
-On a SQLite file and on a PostgreSQL database (``both_databases``).
-"""
+"""Incremental refresh, change history and delisting against a mutating simulated site."""
 
 from __future__ import annotations
 
@@ -10,8 +7,6 @@ import json
 import pytest
 
 from .helpers import crawl_runs, database_differences, query, run_crawl
-
-pytestmark = pytest.mark.both_databases
 
 
 @pytest.mark.slow

@@ -22,8 +22,6 @@ from matter_crawler.storage.runs import finish_run, recent_runs, start_run
 from .helpers import crawl_runs, database_differences, query, run_crawl
 from .test_storage import product
 
-pytestmark = pytest.mark.both_databases  # the tests that use database_url, on both backends
-
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
@@ -43,6 +41,7 @@ def new_run(engine, now: datetime) -> int:
     )
 
 
+@pytest.mark.both_databases
 def test_product_counts_come_from_the_database(database_url):
     database = Database(database_url)
     engine = database.engine

@@ -27,7 +27,31 @@ def string_columns(table: Table) -> tuple[tuple[str, int | None], ...]:
 
 
 def problems(table: Table, row: Mapping[str, Any]) -> list[str]:
-    """Why ``row`` cannot be stored in ``table`` alike on every backend (empty: it can)."""
+    """Why ``row`` cannot be stored in ``table`` alike on every backend (empty: it can).
+
+    Runs for every product of every batch: the common case (everything fits) is
+    decided with C-level loops, and only a row that fails it is examined in detail.
+    """
+    names, bounded = _checked(table)
+    try:
+        text = "".join(filter(None, map(row.get, names)))
+    except TypeError:  # a non-string value in a string column: let the slow path look
+        text = "\x00"
+    if "\x00" not in text and all(len(row.get(name) or "") <= n for name, n in bounded):
+        return []
+    return _problems(table, row)
+
+
+@cache
+def _checked(table: Table) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    columns = string_columns(table)
+    return (
+        tuple(name for name, _ in columns),
+        tuple((name, length) for name, length in columns if length is not None),
+    )
+
+
+def _problems(table: Table, row: Mapping[str, Any]) -> list[str]:
     found = []
     for name, length in string_columns(table):
         value = row.get(name)
