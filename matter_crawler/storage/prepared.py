@@ -14,6 +14,7 @@ Core path writes and reads through the models see the same values
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
@@ -95,6 +96,11 @@ class PreparedStatement:
 
 def bind_processor(column_type: TypeEngine[Any], dialect: Dialect) -> Processor | None:
     """The dialect's bind processor for a column type (JSON ones remember their texts)."""
+    if isinstance(column_type, JSON) and dialect.driver == "psycopg":
+        # psycopg's processor wraps each value in psycopg.Json, serialised (json.dumps)
+        # again at every execution; the statement casts the parameter (``::JSON``), so
+        # the same text, remembered, is what the server gets
+        return remembering_json(json.dumps)
     processor = column_type.dialect_impl(dialect).bind_processor(dialect)
     if processor is not None and isinstance(column_type, JSON):
         return remembering_json(processor)

@@ -15,8 +15,20 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Engine,
+    any_,
+    bindparam,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import String
 
 from ..items import PRODUCT_FIELDS, ListingSighting, ProductItem
 from ..parsing.normalize import iso_date
@@ -95,12 +107,10 @@ def _statements(dialect: Dialect) -> _Statements:
     key = (dialect.name, dialect.paramstyle)
     statements = _prepared.get(key)
     if statements is None:
-        url_parameters = [
-            bindparam(f"url_{n}", type_=products.c.url.type) for n in range(_SQL_IN_CHUNK)
-        ]
         statements = _prepared[key] = _Statements(
             find_urls=PreparedStatement(
-                select(products.c.url).where(products.c.url.in_(url_parameters)), dialect
+                select(products.c.url).where(_url_among(_find_urls_parameter(dialect), dialect)),
+                dialect,
             ),
             insert_new=PreparedStatement(_insert_or_update(dialect), dialect, _NEW_COLUMNS),
             update_known=PreparedStatement(
@@ -117,6 +127,31 @@ def _statements(dialect: Dialect) -> _Statements:
             ),
         )
     return statements
+
+
+#: PostgreSQL's array of URLs (no length: a cast to VARCHAR(512)[] would cut longer ones)
+_URL_ARRAY = postgresql.ARRAY(String())
+
+
+def _find_urls_parameter(dialect: Dialect) -> Any:
+    """PostgreSQL: one array parameter. Elsewhere: _SQL_IN_CHUNK parameters, unused ones NULL.
+
+    psycopg rewrites a statement's ``%(name)s`` placeholders itself and caches the
+    result only for short statements: a 500-parameter IN list was parsed again at every
+    execution (80 ms each, on this machine).
+    """
+    if dialect.name == "postgresql":
+        return bindparam("urls", type_=_URL_ARRAY)
+    return [bindparam(f"url_{n}", type_=products.c.url.type) for n in range(_SQL_IN_CHUNK)]
+
+
+def _url_among(urls: Any, dialect: Dialect) -> Any:
+    """``products.url`` is one of ``urls`` (a list, or PostgreSQL's array parameter)."""
+    if dialect.name != "postgresql":
+        return products.c.url.in_(urls)
+    if isinstance(urls, list):
+        urls = literal(urls, type_=_URL_ARRAY)
+    return products.c.url == any_(urls)
 
 
 def upsert_products(
@@ -193,16 +228,21 @@ def _stored_products(
     are, and the typed select then has nothing to read.
     """
     found: list[str] = []
+    array = conn.dialect.name == "postgresql"
     for start in range(0, len(urls), _SQL_IN_CHUNK):
         chunk = urls[start : start + _SQL_IN_CHUNK]
-        padded = chunk + [None] * (_SQL_IN_CHUNK - len(chunk))  # NULL matches no URL
-        parameters = {f"url_{n}": url for n, url in enumerate(padded)}
+        if array:
+            parameters: dict[str, Any] = {"urls": chunk}
+        else:
+            padded = chunk + [None] * (_SQL_IN_CHUNK - len(chunk))  # NULL matches no URL
+            parameters = {f"url_{n}": url for n, url in enumerate(padded)}
         found += [url for (url,) in find_urls.fetch(conn, parameters)]
     stored: dict[str, dict[str, Any]] = {}
     columns = [products.c.url, *(products.c[name] for name in TRACKED_FIELDS)]
     for start in range(0, len(found), _SQL_IN_CHUNK):
         chunk = found[start : start + _SQL_IN_CHUNK]
-        for record in conn.execute(select(*columns).where(products.c.url.in_(chunk))):
+        among = _url_among(chunk, conn.dialect)
+        for record in conn.execute(select(*columns).where(among)):
             stored[record.url] = record._asdict()
     return stored
 
