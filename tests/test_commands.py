@@ -437,6 +437,8 @@ COMMANDS = [
     ["changes"],
     ["dead-letters"],
     ["dead-letters", "--replay"],
+    ["db", "upgrade"],
+    ["db", "current"],
 ]
 
 
