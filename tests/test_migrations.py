@@ -468,3 +468,16 @@ def test_a_new_revision_is_written_for_a_model_change(tmp_path):
         [Path(sys.executable).with_name("ruff"), "check", path], capture_output=True, check=False
     )
     assert lint.returncode == 0, lint.stdout
+
+
+def test_a_database_with_only_some_of_our_tables_is_refused(database_url):
+    products = OLD_METADATA.tables["products"]
+    using(database_url, products.create)
+    with pytest.raises(SchemaError) as refused:
+        Database(database_url)
+    assert "has the tables products but not crawl_runs, dead_letters, product_changes" in str(
+        refused.value
+    )
+    assert using(database_url, lambda engine: set(inspect(engine).get_table_names())) == {
+        "products"
+    }
