@@ -36,7 +36,6 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, create_engine, inspect, select, text
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage import Database
 from matter_crawler.storage.models import Base
 from matter_crawler.storage.schema import (
@@ -263,10 +262,9 @@ def test_an_old_database_is_upgraded_revision_by_revision_keeping_every_row(
 
 
 def test_an_old_database_upgrades_when_a_crawl_opens_it_and_the_crawl_goes_on(
-    request, database_backend, tmp_path
+    request, database_backend, tmp_path, simulated_site
 ):
-    site = SimulatedSite(products=OLD["products"], seed=OLD["seed"]).start()
-    request.addfinalizer(site.stop)
+    site = simulated_site(products=OLD["products"], seed=OLD["seed"])
     for mutation in OLD["mutations"]:  # the catalogue as the old crawls left it
         site.mutate(**mutation)
     url = load_old_database(request, database_backend, tmp_path, site.base_url)
