@@ -338,7 +338,10 @@ def test_a_database_newer_than_the_code_is_refused_and_left_untouched(
     crawl = run_crawl("http://127.0.0.1:9", url)
     assert crawl.returncode != 0
     assert f"is at schema revision {NEWER}, which this matter-crawler does not know" in crawl.output
-    for arguments in (["runs"], ["export", "-o", str(tmp_path / "out.csv")], ["db", "upgrade"]):
+    commands = [["runs"], ["export", "-o", str(tmp_path / "out.csv")], ["db", "upgrade"]]
+    if database_backend == "postgresql":  # the same code path: one command is enough
+        commands = commands[:1]
+    for arguments in commands:
         result = subprocess.run(
             [sys.executable, "-m", "scrapy", *arguments, "-s", f"DATABASE_URL={url}"],
             cwd=PROJECT_ROOT,
@@ -381,9 +384,10 @@ def test_db_commands_and_the_other_commands_on_an_old_database(request, database
     assert name in current
     assert "no recorded revision (made before schema revisions)" in current
     assert recorded(url) == ()  # `current` reads only
-    history, _ = finished(scrapy(url, "db", "history"))
-    assert [line.split()[0] for line in history.splitlines()[2:]] == list(revisions())
-    assert f"{head} (head)" in history
+    if database_backend == "sqlite":  # `history` reads no database
+        history, _ = finished(scrapy(url, "db", "history"))
+        assert [line.split()[0] for line in history.splitlines()[2:]] == list(revisions())
+        assert f"{head} (head)" in history
 
     # two commands open it at once: one upgrades it, under the lock; the other waits
     runs, upgrade = scrapy(url, "runs"), scrapy(url, "db", "upgrade")
