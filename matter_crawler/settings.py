@@ -161,3 +161,11 @@ PROGRESS_LOG_INTERVAL = 10.0  # seconds between progress lines in the log (0: no
 PROGRESS_BAR = "auto"  # a progress bar on stderr: auto (when a terminal), true, false
 PROGRESS_EVENTS_FILE = None  # JSON-lines events file; %(name)s, %(job)s, %(time)s replaced
 PROGRESS_RECENT_TASKS = 100  # finished tasks a newly opened live page is shown
+# What local clients may hold (0: no limit). Over MONITORING_MAX_CONNECTIONS a connection is
+# closed at once; over MONITORING_MAX_CLIENTS an /events client gets 503 with Retry-After; an
+# /events client with more than MONITORING_CLIENT_BUFFER bytes unread, or that reads nothing
+# for MONITORING_IDLE_TIMEOUT seconds, is dropped; so is a connection without a request.
+MONITORING_MAX_CONNECTIONS = 64
+MONITORING_MAX_CLIENTS = 10
+MONITORING_CLIENT_BUFFER = 256 * 1024
+MONITORING_IDLE_TIMEOUT = 30.0
