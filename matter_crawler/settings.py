@@ -125,6 +125,17 @@ RENDERING_FORCE = False  # render every listing and product page
 PLAYWRIGHT_BROWSER_PATH = ""  # else $PLAYWRIGHT_BROWSER_PATH, else /usr/bin/chromium
 RENDERING_HEADLESS = True
 RENDERING_WAIT_TIMEOUT = 15.0
+# The browser runs the target's JavaScript: it is confined (docs/security.md).
+# auto: Chromium's sandbox on, except as root, where Chromium cannot run it (a warning says so)
+RENDERING_SANDBOX = "auto"
+# origins the browser may reach besides CSA_BASE_URL's (e.g. a CDN the site's scripts need);
+# every other request a rendered page makes, to loopback and private addresses too, is blocked
+RENDERING_ALLOWED_ORIGINS: list[str] = []
+# the only environment variables the browser gets (a trailing * is a prefix): no secrets
+RENDERING_BROWSER_ENV = [
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR",
+    "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "XDG_*", "FONTCONFIG_*",
+]  # fmt: skip
 
 # -- adaptive concurrency (see matter_crawler.extensions.adaptive, docs/adaptive.md) ---------
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
