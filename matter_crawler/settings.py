@@ -180,3 +180,7 @@ MONITORING_MAX_CONNECTIONS = 64
 MONITORING_MAX_CLIENTS = 10
 MONITORING_CLIENT_BUFFER = 256 * 1024
 MONITORING_IDLE_TIMEOUT = 30.0
+
+# -- commands (see docs/commands.md) ---------------------------------------------------------
+# `scrapy export`: longest the database may take to produce the next rows (0: no limit)
+EXPORT_QUERY_TIMEOUT = 60.0
