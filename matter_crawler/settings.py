@@ -19,9 +19,13 @@ CSA_LISTING_QUERY = (
     "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
     "&p_certificate=&p_family=&p_firmware_ver="
 )
-DATABASE_URL = "sqlite:///data/matter.sqlite3"
+# empty: $MATTER_DATABASE_URL (the place for a URL with a password), else the SQLite file
+# sqlite:///data/matter.sqlite3 (matter_crawler.storage.resolve_database_url)
+DATABASE_URL = ""
 CRAWL_PROFILE = "polite"
 ADDONS = {
+    # credentials masked in every log line, first of all (matter_crawler.redaction)
+    "matter_crawler.redaction.CredentialMasking": -10,
     "matter_crawler.profiles.CrawlProfile": 0,
     # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
     "matter_crawler.rendering.Rendering": 10,
@@ -164,7 +168,9 @@ PROMETHEUS_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs)
 MONITORING_ALLOWED_HOSTS: list[str] = []
 PROMETHEUS_ENABLED = True  # the /metrics exporter, SD registration and push
 PROMETHEUS_SD_FILE = None  # a file_sd JSON file Prometheus watches (deploy/prometheus.yml)
-PROMETHEUS_PUSHGATEWAY_URL = None  # e.g. "http://127.0.0.1:9091": push final metrics at close
+# e.g. "http://127.0.0.1:9091": push final metrics at close; None: $MATTER_PUSHGATEWAY_URL.
+# Basic auth from the URL (user:password@) or $MATTER_PUSHGATEWAY_USERNAME/_PASSWORD
+PROMETHEUS_PUSHGATEWAY_URL = None
 PROGRESS_ENABLED = True  # snapshots, ETA, task events, /status, /events, the live page
 PROGRESS_INTERVAL = 1.0  # seconds between progress snapshots
 PROGRESS_RATE_WINDOW = 10.0  # seconds: the fast rate behind the ETA (the slow one: 6x)

@@ -27,9 +27,12 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ..storage import DEFAULT_DATABASE_URL, create_database_engine
+from ..redaction import mask_credentials
+from ..storage import create_database_engine, resolve_database_url
 
-FIRST_CRAWL_HINT = "run `scrapy crawl matter_products` first, or set DATABASE_URL"
+FIRST_CRAWL_HINT = (
+    "run `scrapy crawl matter_products` first, or set DATABASE_URL (or MATTER_DATABASE_URL)"
+)
 #: Longest text or blob a read-only query may build (SQLite's own limit is 1 GB): no
 #: stored value comes near it, and zeroblob(1e9) in a --where cannot take the memory.
 READ_ONLY_MAX_VALUE_BYTES = 64 * 1024 * 1024
@@ -44,7 +47,8 @@ class CommandError(Exception):
 
 
 def database_url(settings: BaseSettings) -> str:
-    return settings.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    """``DATABASE_URL``, else ``$MATTER_DATABASE_URL``, else the default SQLite file."""
+    return resolve_database_url(settings)
 
 
 def shown_url(url: str) -> str:
@@ -167,11 +171,13 @@ def open_database(
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise CommandError(f"DATABASE_URL {url!r} is not a database URL") from None
+        shown = mask_credentials(url)
+        raise CommandError(f"DATABASE_URL {shown!r} is not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise CommandError(
-                f"DATABASE_URL {url!r} is an in-memory SQLite database: it holds no crawl"
+                f"DATABASE_URL {mask_credentials(url)!r} is an in-memory SQLite database: "
+                "it holds no crawl"
             )
         path = Path(parsed.database).expanduser()
         if not path.is_file():
