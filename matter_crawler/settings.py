@@ -190,3 +190,5 @@ MONITORING_IDLE_TIMEOUT = 30.0
 # -- commands (see docs/commands.md) ---------------------------------------------------------
 # `scrapy export`: longest the database may take to produce the next rows (0: no limit)
 EXPORT_QUERY_TIMEOUT = 60.0
+# `scrapy record-site`: largest page recorded, as sent and decompressed (a bigger one is refused)
+RECORD_MAX_PAGE_SIZE = 4 * 1024 * 1024
