@@ -452,12 +452,14 @@ def test_commands_fail_clearly_without_creating_a_database(tmp_path):
         if path == missing:
             assert stderr.strip() == (
                 f"scrapy {name}: error: no database at {missing}: "
-                "run `scrapy crawl matter_products` first, or set DATABASE_URL"
+                "run `scrapy crawl matter_products` first, "
+                "or set DATABASE_URL (or MATTER_DATABASE_URL)"
             )
         else:
             assert stderr.strip() == (
                 f"scrapy runs: error: {empty} is not a matter-crawler database (no crawl_runs "
-                "table): run `scrapy crawl matter_products` first, or set DATABASE_URL"
+                "table): run `scrapy crawl matter_products` first, "
+                "or set DATABASE_URL (or MATTER_DATABASE_URL)"
             )
     assert not missing.parent.exists()
     assert list((tmp_path / "OUT").iterdir()) == []
