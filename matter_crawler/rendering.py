@@ -33,6 +33,23 @@ Pieces, each off or free when not needed:
   product page goes through the browser (for a site that builds every page with
   JavaScript); otherwise not loaded at all.
 
+The browser runs the target's JavaScript, so it is confined (docs/security.md):
+
+- its network: every request a page makes (fetch, XHR, forms, navigations,
+  frames, images, scripts, beacons, event sources, popups) goes through
+  :func:`confine_page`'s routes (``playwright_page_init_callback``), which abort
+  it unless its origin is the crawled site's (``CSA_BASE_URL``) or one of
+  ``RENDERING_ALLOWED_ORIGINS``; WebSockets likewise (``route_web_socket``);
+  service workers are blocked. Underneath, what the routes never see (a
+  redirect the browser follows, WebRTC) meets Chromium's own proxy settings:
+  every host but the allowed origins goes to a proxy port that refuses
+  connections (loopback included: ``<-loopback>``), and WebRTC may not use UDP
+  outside that proxy. Stats ``render/blocked``, ``render/blocked/<type>``;
+- its environment: only ``RENDERING_BROWSER_ENV`` variables reach it, so no
+  ``SCRAPYD_PASSWORD`` or database credentials;
+- its sandbox: on (``RENDERING_SANDBOX``), except as root where Chromium cannot
+  run it (``auto`` then turns it off and says so).
+
 Why the browser is waited on with a function, not ``wait_for_selector``: the
 content selector never appears on an error page (a 404 past the end, a 503), so
 a plain selector wait would time out on every such page. The function returns
@@ -54,21 +71,32 @@ Settings:
 ``PLAYWRIGHT_MAX_CONTEXTS``           1 (scrapy-playwright's setting, set by the add-on)
 ``PLAYWRIGHT_MAX_PAGES_PER_CONTEXT``  4 pages open at once (likewise)
 ``PLAYWRIGHT_ABORT_REQUEST``          :func:`skip_resource`: no stylesheets, images, fonts
+``RENDERING_SANDBOX``                 ``auto``: Chromium's sandbox on, except as root; ``True``,
+                                      ``False``
+``RENDERING_ALLOWED_ORIGINS``         ``[]``: origins the browser may reach besides
+                                      ``CSA_BASE_URL``'s
+``RENDERING_BROWSER_ENV``             the environment variables the browser gets (``*`` at the
+                                      end: a prefix)
 ====================================  ============================================================
 
 Stats: ``render/requested``, ``render/requested/<stage>``, ``render/forced``,
-``render/unavailable``, plus scrapy-playwright's ``playwright/...``.
+``render/unavailable``, ``render/blocked``, ``render/blocked/<resource type>``, plus
+scrapy-playwright's ``playwright/...``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+import socket
+import weakref
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
@@ -79,6 +107,7 @@ from scrapy_playwright.handler import ScrapyPlaywrightDownloadHandler
 from scrapy_playwright.page import PageMethod
 
 if TYPE_CHECKING:
+    from playwright.async_api import BrowserContext, Page, Route, WebSocketRoute
     from playwright.async_api import Request as PlaywrightRequest
     from scrapy import Spider
     from scrapy.crawler import Crawler
@@ -93,8 +122,14 @@ HANDLER_PATH = f"{__name__}.LazyPlaywrightDownloadHandler"
 NO_BROWSER = f"no browser to render it (install chromium or set {BROWSER_PATH_SETTING})"
 BROKEN_BROWSER_FIX = f"repair or reinstall chromium, or set {BROWSER_PATH_SETTING} to a working one"
 #: A failed launch's message: the browser's own stderr lines, and how its process ended.
-BROWSER_STDERR_LINE = re.compile(r"^\[pid=\d+\]\[err\] (.*\S)", re.MULTILINE)
+BROWSER_STDERR_LINE = re.compile(r"^(?:\s*- )?\[pid=\d+\]\[err\] (.*\S)", re.MULTILINE)
 BROWSER_EXIT = re.compile(r"<process did exit: exitCode=(-?\d+|null), signal=(\w+)>")
+#: What Chromium says when asked for its sandbox as root, and what to do about it.
+SANDBOX_AS_ROOT = "Running as root without --no-sandbox is not supported"
+SANDBOX_AS_ROOT_FIX = (
+    "Chromium's sandbox cannot run as root: run the crawl as a normal user, or set "
+    "RENDERING_SANDBOX=auto (off as root)"
+)
 #: How much of the browser's stderr a dead-letter reason quotes.
 BROWSER_STDERR_SHOWN = (3, 300)  # lines, characters
 
@@ -123,6 +158,18 @@ CHROMIUM_ARGS = (
 )
 
 
+#: WebRTC may not send UDP outside the proxy (which refuses everything): no STUN to loopback.
+CONFINED_CHROMIUM_ARGS = ("--webrtc-ip-handling-policy=disable_non_proxied_udp",)
+#: Context options of every rendering context: no service worker (its requests bypass
+#: page routes), no downloads.
+CONFINED_CONTEXT = {"service_workers": "block", "accept_downloads": False}
+#: How many blocked requests of one page the log line names.
+BLOCKED_SHOWN = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Pages a popup may not outlive; contexts whose popups are already routed.
+_confined_contexts: weakref.WeakSet[BrowserContext] = weakref.WeakSet()
+
+
 #: Resource types a render never needs: the content check and the parsers read the DOM.
 #: Scripts still load (they build the page); the rest would only cost the site and us.
 SKIPPED_RESOURCE_TYPES = frozenset({"stylesheet", "image", "font", "media"})
@@ -131,6 +178,150 @@ SKIPPED_RESOURCE_TYPES = frozenset({"stylesheet", "image", "font", "media"})
 def skip_resource(request: PlaywrightRequest) -> bool:
     """``PLAYWRIGHT_ABORT_REQUEST``: abort the browser's fetches of styles, images and fonts."""
     return request.resource_type in SKIPPED_RESOURCE_TYPES
+
+
+# -- confinement: what the browser may reach, know and do ---------------------------------
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host:port`` of an http(s) or ws(s) URL (ws as http), None for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+    host = (parts.hostname or "").lower().rstrip(".")
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port or DEFAULT_PORTS[scheme]}"
+
+
+def rendering_origins(settings: BaseSettings) -> list[str]:
+    """The origins the browser may reach: ``CSA_BASE_URL``'s and ``RENDERING_ALLOWED_ORIGINS``."""
+    origins = []
+    for url in [settings.get("CSA_BASE_URL") or "", *settings.getlist("RENDERING_ALLOWED_ORIGINS")]:
+        origin = origin_of(url)
+        if origin is None:
+            if url:
+                raise ValueError(f"RENDERING_ALLOWED_ORIGINS: {url!r} is not an http(s) origin")
+            continue
+        if origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def browser_environment(names: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``environ`` named in ``names`` (``LC_*``: a prefix): nothing else."""
+    patterns = [name.strip() for name in names if name.strip()]
+    return {
+        name: value
+        for name, value in environ.items()
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    }
+
+
+def sandbox_wanted(setting: Any, euid: int) -> bool:
+    """``RENDERING_SANDBOX``: ``auto`` means on, except as root (Chromium refuses it there)."""
+    if str(setting).strip().lower() == "auto":
+        return euid != 0
+    return str(setting).strip().lower() in ("1", "true", "yes", "on")
+
+
+_refusing_socket: socket.socket | None = None
+
+
+def refusing_port() -> int:
+    """A loopback port that refuses every connection, for as long as this process runs.
+
+    The socket is bound but never listens: no other program can listen there,
+    and a connection attempt gets a reset at once.
+    """
+    global _refusing_socket  # noqa: PLW0603 - one per process, kept open on purpose
+    if _refusing_socket is None:
+        _refusing_socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        _refusing_socket.bind(("127.0.0.1", 0))
+    return _refusing_socket.getsockname()[1]
+
+
+def proxy_args(origins: Iterable[str]) -> list[str]:
+    """Chromium flags: every host but ``origins`` (loopback too) through a proxy that refuses."""
+    bypass = ["<-loopback>"]  # loopback is not exempt from the proxy
+    for origin in origins:
+        bypass.append(origin.split("://", 1)[1])  # host:port
+    return [
+        f"--proxy-server=http://127.0.0.1:{refusing_port()}",
+        f"--proxy-bypass-list={';'.join(bypass)}",
+    ]
+
+
+async def confine_page(page: Page, request: Request) -> None:
+    """``playwright_page_init_callback``: the page reaches only the allowed origins.
+
+    Registered after scrapy-playwright's own route, so it runs first: a request
+    to an allowed origin falls back to scrapy-playwright's handler (headers,
+    ``PLAYWRIGHT_ABORT_REQUEST``), any other is aborted and noted in
+    ``meta["rendering_blocked"]`` for the stats and the log.
+    """
+    allowed = set(request.meta.get("rendering_origins") or ())
+    own = origin_of(request.url)
+    if own is not None:
+        allowed.add(own)
+    blocked: list[tuple[str, str, str]] = request.meta.setdefault("rendering_blocked", [])
+
+    async def route_request(route: Route, browser_request: PlaywrightRequest) -> None:
+        if origin_of(browser_request.url) in allowed:
+            await route.fallback()
+            return
+        blocked.append((browser_request.method, browser_request.url, browser_request.resource_type))
+        await _abort(route, browser_request, page)
+
+    async def route_websocket(websocket: WebSocketRoute) -> None:
+        if origin_of(websocket.url) in allowed:
+            websocket.connect_to_server()
+            return
+        blocked.append(("GET", websocket.url, "websocket"))
+        await websocket.close()
+
+    async def close_popup(popup: Page) -> None:
+        await popup.close()
+
+    await page.route("**", route_request)
+    await page.route_web_socket("**", route_websocket)
+    page.on("popup", close_popup)
+    context = page.context
+    if context not in _confined_contexts:  # popups' first requests, before they are closed
+        _confined_contexts.add(context)
+        await context.route("**", _refuse_unless(allowed))
+
+
+async def _abort(route: Route, browser_request: PlaywrightRequest, page: Page | None) -> None:
+    """Abort a request the page may not make.
+
+    The page's own navigation is aborted as ``aborted``, which leaves the page as
+    it was (any other error would put Chromium's error page in its place, and
+    the render would take that); everything else as ``blockedbyclient``, which
+    ends it at once (an ``aborted`` frame would hold the page's load event for ever).
+    """
+    main_navigation = False
+    if page is not None and browser_request.is_navigation_request():
+        try:
+            main_navigation = browser_request.frame == page.main_frame
+        except PlaywrightError:  # a popup's navigation, before its frame exists
+            main_navigation = False
+    await route.abort("aborted" if main_navigation else "blockedbyclient")
+
+
+def _refuse_unless(allowed: set[str]) -> Any:
+    async def route_request(route: Route, browser_request: PlaywrightRequest) -> None:
+        if origin_of(browser_request.url) in allowed:
+            await route.fallback()
+        else:
+            await _abort(route, browser_request, None)
+
+    return route_request
 
 
 class BrowserLaunchError(Exception):
@@ -154,9 +345,13 @@ def launch_failure(executable: str, error: PlaywrightError) -> str:
         detail = f"{executable} exited with code {exited[1]} at start"
     browser_log = message.split("\nCall log:", 1)[0]  # the call log repeats the browser's lines
     lines, characters = BROWSER_STDERR_SHOWN
-    printed = list(dict.fromkeys(BROWSER_STDERR_LINE.findall(browser_log)))[:lines]
+    # (when Playwright summarises the failure instead, the browser's lines are in the call log)
+    found = BROWSER_STDERR_LINE.findall(browser_log) or BROWSER_STDERR_LINE.findall(message)
+    printed = list(dict.fromkeys(found))[:lines]
     if printed:
         detail += ": " + " | ".join(printed)[:characters]
+    if SANDBOX_AS_ROOT in message:
+        return f"the browser cannot start: {detail}; {SANDBOX_AS_ROOT_FIX}"
     return f"the browser is broken: {detail}; {BROKEN_BROWSER_FIX}"
 
 
@@ -190,13 +385,20 @@ def rendering_available(settings: BaseSettings) -> bool:
     return False
 
 
-def render_meta(stage: str | None, wait_timeout: float) -> dict[str, Any]:
+def render_meta(stage: str | None, wait_timeout: float, origins: list[str]) -> dict[str, Any]:
     """The meta that makes scrapy-playwright render a page of ``stage`` and wait for its content.
 
     The page is not included in the response (no ``playwright_include_page``), so
-    scrapy-playwright closes it once the HTML is taken, also on failure.
+    scrapy-playwright closes it once the HTML is taken, also on failure. It is
+    confined to ``origins`` (:func:`confine_page`); all of it is plain data, so
+    it pickles into JOBDIR.
     """
-    meta: dict[str, Any] = {"playwright": True}
+    meta: dict[str, Any] = {
+        "playwright": True,
+        "playwright_page_init_callback": f"{__name__}.confine_page",
+        "playwright_context_kwargs": dict(CONFINED_CONTEXT),
+        "rendering_origins": list(origins),
+    }
     selector = CONTENT_SELECTORS.get(stage or "")
     if selector:
         meta["playwright_page_methods"] = [
@@ -233,7 +435,11 @@ def render_or_explain(crawler: Crawler, request: Request, reason: str) -> Reques
         return f"{reason}; {NO_BROWSER}"
     stage = request.meta.get("stage")
     rendered = request.replace(dont_filter=True)
-    rendered.meta.update(render_meta(stage, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0)))
+    rendered.meta.update(
+        render_meta(
+            stage, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0), rendering_origins(settings)
+        )
+    )
     crawler.stats.inc_value("render/requested")
     crawler.stats.inc_value(f"render/requested/{stage}")
     logger.debug("Rendering %s in the browser: %s", request.url, reason)
@@ -256,10 +462,26 @@ class Rendering:
             return
         for scheme in ("http", "https"):
             settings["DOWNLOAD_HANDLERS"].set(scheme, HANDLER_PATH, "addon")
+        sandbox = sandbox_wanted(settings.get("RENDERING_SANDBOX"), os.geteuid())
+        if not sandbox:
+            logger.warning(
+                "Rendering with Chromium's sandbox off (%s): a page's script that broke out "
+                "of the renderer would run with this user's rights",
+                "RENDERING_SANDBOX=False"
+                if os.geteuid() != 0
+                else "running as root, where Chromium cannot run it; run the crawl as a "
+                "normal user to have it",
+            )
         launch_options = {
             "executable_path": browser,
             "headless": settings.getbool("RENDERING_HEADLESS", True),
-            "args": list(CHROMIUM_ARGS),
+            "chromium_sandbox": sandbox,
+            "env": browser_environment(settings.getlist("RENDERING_BROWSER_ENV"), os.environ),
+            "args": [
+                *CHROMIUM_ARGS,
+                *CONFINED_CHROMIUM_ARGS,
+                *proxy_args(rendering_origins(settings)),
+            ],
         }
         settings.setdict(
             {
@@ -293,6 +515,7 @@ class LazyPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
 
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
+        self.crawl_stats = crawler.stats
         self._start_lock = asyncio.Lock()
         self._playwright_started = False
         self._launch_failure: str | None = None  # why the browser did not start, once it failed
@@ -323,10 +546,32 @@ class LazyPlaywrightDownloadHandler(ScrapyPlaywrightDownloadHandler):
             if not self._playwright_started:
                 await self._launch()
                 self._playwright_started = True
-        response = await super()._download_request(request, spider)
+        try:
+            response = await super()._download_request(request, spider)
+        finally:
+            self._report_blocked(request)
         if request.meta.get("dont_redirect") and request.meta.get("redirect_urls"):
             return self._redirect_not_followed(request, response)
         return response
+
+    def _report_blocked(self, request: Request) -> None:
+        """Count and log what :func:`confine_page` kept the page from reaching."""
+        blocked = request.meta.pop("rendering_blocked", None)
+        if not blocked:
+            return
+        stats = self.crawl_stats
+        for _method, _url, resource_type in blocked:
+            stats.inc_value("render/blocked")
+            stats.inc_value(f"render/blocked/{resource_type}")
+        shown = ", ".join(f"{m} {u} ({t})" for m, u, t in blocked[:BLOCKED_SHOWN])
+        more = f" and {len(blocked) - BLOCKED_SHOWN} more" if len(blocked) > BLOCKED_SHOWN else ""
+        logger.info(
+            "Blocked %d requests of the rendered page %s (not to the crawled site): %s%s",
+            len(blocked),
+            request.url,
+            shown,
+            more,
+        )
 
     @staticmethod
     def _redirect_not_followed(request: Request, response: Response) -> Response:
@@ -351,6 +596,7 @@ class ForcedRenderingMiddleware:
     def __init__(self, crawler: Crawler, wait_timeout: float) -> None:
         self.crawler = crawler
         self.wait_timeout = wait_timeout
+        self.origins = rendering_origins(crawler.settings)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -364,5 +610,5 @@ class ForcedRenderingMiddleware:
     def process_request(self, request: Request) -> None:
         stage = request.meta.get("stage")
         if stage in CONTENT_SELECTORS and not request.meta.get("playwright"):
-            request.meta.update(render_meta(stage, self.wait_timeout))
+            request.meta.update(render_meta(stage, self.wait_timeout, self.origins))
             self.crawler.stats.inc_value("render/forced")

@@ -19,9 +19,13 @@ CSA_LISTING_QUERY = (
     "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
     "&p_certificate=&p_family=&p_firmware_ver="
 )
-DATABASE_URL = "sqlite:///data/matter.sqlite3"
+# empty: $MATTER_DATABASE_URL (the place for a URL with a password), else the SQLite file
+# sqlite:///data/matter.sqlite3 (matter_crawler.storage.resolve_database_url)
+DATABASE_URL = ""
 CRAWL_PROFILE = "polite"
 ADDONS = {
+    # credentials masked in every log line, first of all (matter_crawler.redaction)
+    "matter_crawler.redaction.CredentialMasking": -10,
     "matter_crawler.profiles.CrawlProfile": 0,
     # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
     "matter_crawler.rendering.Rendering": 10,
@@ -125,6 +129,17 @@ RENDERING_FORCE = False  # render every listing and product page
 PLAYWRIGHT_BROWSER_PATH = ""  # else $PLAYWRIGHT_BROWSER_PATH, else /usr/bin/chromium
 RENDERING_HEADLESS = True
 RENDERING_WAIT_TIMEOUT = 15.0
+# The browser runs the target's JavaScript: it is confined (docs/security.md).
+# auto: Chromium's sandbox on, except as root, where Chromium cannot run it (a warning says so)
+RENDERING_SANDBOX = "auto"
+# origins the browser may reach besides CSA_BASE_URL's (e.g. a CDN the site's scripts need);
+# every other request a rendered page makes, to loopback and private addresses too, is blocked
+RENDERING_ALLOWED_ORIGINS: list[str] = []
+# the only environment variables the browser gets (a trailing * is a prefix): no secrets
+RENDERING_BROWSER_ENV = [
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR",
+    "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "XDG_*", "FONTCONFIG_*",
+]  # fmt: skip
 
 # -- adaptive concurrency (see matter_crawler.extensions.adaptive, docs/adaptive.md) ---------
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
@@ -153,7 +168,9 @@ PROMETHEUS_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs)
 MONITORING_ALLOWED_HOSTS: list[str] = []
 PROMETHEUS_ENABLED = True  # the /metrics exporter, SD registration and push
 PROMETHEUS_SD_FILE = None  # a file_sd JSON file Prometheus watches (deploy/prometheus.yml)
-PROMETHEUS_PUSHGATEWAY_URL = None  # e.g. "http://127.0.0.1:9091": push final metrics at close
+# e.g. "http://127.0.0.1:9091": push final metrics at close; None: $MATTER_PUSHGATEWAY_URL.
+# Basic auth from the URL (user:password@) or $MATTER_PUSHGATEWAY_USERNAME/_PASSWORD
+PROMETHEUS_PUSHGATEWAY_URL = None
 PROGRESS_ENABLED = True  # snapshots, ETA, task events, /status, /events, the live page
 PROGRESS_INTERVAL = 1.0  # seconds between progress snapshots
 PROGRESS_RATE_WINDOW = 10.0  # seconds: the fast rate behind the ETA (the slow one: 6x)
@@ -161,3 +178,17 @@ PROGRESS_LOG_INTERVAL = 10.0  # seconds between progress lines in the log (0: no
 PROGRESS_BAR = "auto"  # a progress bar on stderr: auto (when a terminal), true, false
 PROGRESS_EVENTS_FILE = None  # JSON-lines events file; %(name)s, %(job)s, %(time)s replaced
 PROGRESS_RECENT_TASKS = 100  # finished tasks a newly opened live page is shown
+# What local clients may hold (0: no limit). Over MONITORING_MAX_CONNECTIONS a connection is
+# closed at once; over MONITORING_MAX_CLIENTS an /events client gets 503 with Retry-After; an
+# /events client with more than MONITORING_CLIENT_BUFFER bytes unread, or that reads nothing
+# for MONITORING_IDLE_TIMEOUT seconds, is dropped; so is a connection without a request.
+MONITORING_MAX_CONNECTIONS = 64
+MONITORING_MAX_CLIENTS = 10
+MONITORING_CLIENT_BUFFER = 256 * 1024
+MONITORING_IDLE_TIMEOUT = 30.0
+
+# -- commands (see docs/commands.md) ---------------------------------------------------------
+# `scrapy export`: longest the database may take to produce the next rows (0: no limit)
+EXPORT_QUERY_TIMEOUT = 60.0
+# `scrapy record-site`: largest page recorded, as sent and decompressed (a bigger one is refused)
+RECORD_MAX_PAGE_SIZE = 4 * 1024 * 1024

@@ -213,10 +213,20 @@ def test_export_csv_matches_the_database(export_database, tmp_path):
         reader = csv.DictReader(stream)
         assert reader.fieldnames == NAMES
         exported = [{name: from_csv(name, row[name]) for name in NAMES} for row in reader]
+    # text a spreadsheet would run as a formula gets a leading ' (--raw: as stored)
+    assert exported[0]["manufacturer"] == "'" + expected[0]["manufacturer"]
+    exported[0]["manufacturer"] = expected[0]["manufacturer"]
     assert exported == expected
     assert exported[0]["description"] == 'line one\nbell\x07 "quoted", comma'
     assert any(row["tis_trp_tested"] is False for row in exported)
     assert not list(tmp_path.glob(".*partial"))
+
+    raw = tmp_path / "raw.csv"
+    ok(scrapy(export_database, "export", "-o", str(raw), "--raw"))
+    with raw.open(newline="", encoding="utf-8") as stream:
+        assert [{n: from_csv(n, row[n]) for n in NAMES} for row in csv.DictReader(stream)] == (
+            expected
+        )
 
 
 def test_export_jsonl_matches_the_database_with_native_types(export_database, tmp_path):
@@ -473,12 +483,14 @@ def test_commands_fail_clearly_without_creating_a_database(tmp_path):
         if path == missing:
             assert stderr.strip() == (
                 f"scrapy {name}: error: no database at {missing}: "
-                "run `scrapy crawl matter_products` first, or set DATABASE_URL"
+                "run `scrapy crawl matter_products` first, "
+                "or set DATABASE_URL (or MATTER_DATABASE_URL)"
             )
         else:
             assert stderr.strip() == (
                 f"scrapy runs: error: {empty} is not a matter-crawler database (no crawl_runs "
-                "table): run `scrapy crawl matter_products` first, or set DATABASE_URL"
+                "table): run `scrapy crawl matter_products` first, "
+                "or set DATABASE_URL (or MATTER_DATABASE_URL)"
             )
     assert not missing.parent.exists()
     assert list((tmp_path / "OUT").iterdir()) == []

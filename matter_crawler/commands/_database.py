@@ -17,20 +17,33 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from time import monotonic
 from typing import Any
+from urllib.parse import quote
 
 from scrapy.settings import BaseSettings
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from ..storage import DEFAULT_DATABASE_URL, create_database_engine
+from ..redaction import mask_credentials
+from ..storage import create_database_engine, resolve_database_url
 from ..storage.schema import SchemaError, SchemaState, display_url, prepare_schema, read_state
 
-FIRST_CRAWL_HINT = "run `scrapy crawl matter_products` first, or set DATABASE_URL"
+FIRST_CRAWL_HINT = (
+    "run `scrapy crawl matter_products` first, or set DATABASE_URL (or MATTER_DATABASE_URL)"
+)
+#: Longest text or blob a read-only query may build (SQLite's own limit is 1 GB): no
+#: stored value comes near it, and zeroblob(1e9) in a --where cannot take the memory.
+READ_ONLY_MAX_VALUE_BYTES = 64 * 1024 * 1024
+#: SQLite virtual-machine steps between two looks at the query clock.
+PROGRESS_STEPS = 10_000
+#: Backends the read-only, time-limited opening knows.
+GUARDED_BACKENDS = ("sqlite", "postgresql")
 
 
 class CommandError(Exception):
@@ -38,12 +51,118 @@ class CommandError(Exception):
 
 
 def database_url(settings: BaseSettings) -> str:
-    return settings.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    """``DATABASE_URL``, else ``$MATTER_DATABASE_URL``, else the default SQLite file."""
+    return resolve_database_url(settings)
 
 
 def shown_url(url: str) -> str:
     """The URL as we may print it: the password hidden, a SQLite URL as its file path."""
     return display_url(url)
+
+
+def database_file(url: str) -> Path | None:
+    """The file of a SQLite database URL (None for other databases and in-memory SQLite)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+class QueryClock:
+    """The time a read-only query has to produce its next rows (``limit`` 0: no limit).
+
+    Restarted before each statement and, by the exporter, after each batch of
+    rows; SQLite's progress handler asks :meth:`expired` every few thousand
+    steps and interrupts the query once it says yes.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.deadline: float | None = None
+        self.fired = False
+
+    def restart(self) -> None:
+        self.deadline = monotonic() + self.limit if self.limit > 0 else None
+
+    def expired(self) -> int:
+        if self.deadline is not None and monotonic() > self.deadline:
+            self.fired = True
+            return 1
+        return 0
+
+
+def read_only_engine(url: str, clock: QueryClock) -> Engine:
+    """An engine that cannot write and whose queries stop after ``clock.limit`` seconds.
+
+    SQLite: opened with ``mode=ro``, ``PRAGMA query_only``, a cap on the size of
+    any value a query builds, and a progress handler that interrupts a query
+    past its time. PostgreSQL: read-only transactions and ``statement_timeout``
+    (each fetch of a server-side cursor is a statement). Other databases are
+    opened as usual; :func:`guarded` says so.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        milliseconds = round(clock.limit * 1000)
+        options = f"-c default_transaction_read_only=on -c statement_timeout={milliseconds}"
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    if backend != "sqlite" or database_file(url) is None:
+        return create_database_engine(url)
+    path = database_file(url)
+    assert path is not None
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA query_only = ON")
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, READ_ONLY_MAX_VALUE_BYTES)
+        dbapi_connection.set_progress_handler(clock.expired, PROGRESS_STEPS)
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start_clock(*_: Any) -> None:
+        clock.restart()
+
+    return engine
+
+
+def guarded(url: str) -> bool:
+    """Whether :func:`read_only_engine` makes this database read-only and time-limited."""
+    try:
+        return make_url(url).get_backend_name() in GUARDED_BACKENDS and (
+            make_url(url).get_backend_name() != "sqlite" or database_file(url) is not None
+        )
+    except ArgumentError:
+        return False
+
+
+def query_timed_out(error: BaseException, clock: QueryClock) -> bool:
+    """Whether a database error is the query clock's doing (SQLite) or statement_timeout's."""
+    message = str(getattr(error, "orig", error)).lower()
+    return (clock.fired and "interrupted" in message) or "statement timeout" in message
+
+
+def open_read_only_database(
+    url: str,
+    clock: QueryClock,
+    tables: Iterable[str] = ("products",),
+    report: Callable[[str], None] | None = None,
+) -> Engine:
+    """:func:`open_database`, read-only and time-limited (:func:`read_only_engine`).
+
+    An older schema is upgraded first, through an ordinary engine (as every command
+    does); only then is the database opened read-only.
+    """
+    open_database(url, tables, report=report).dispose()
+    return open_database(
+        url, tables, upgrade=False, engine_factory=lambda name: read_only_engine(name, clock)
+    )
 
 
 def open_database(
@@ -52,6 +171,7 @@ def open_database(
     *,
     upgrade: bool = True,
     report: Callable[[str], None] | None = None,
+    engine_factory: Callable[[str], Engine] = create_database_engine,
 ) -> Engine:
     """An engine on an existing crawl database holding ``tables``; CommandError otherwise.
 
@@ -62,17 +182,19 @@ def open_database(
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise CommandError(f"DATABASE_URL {url!r} is not a database URL") from None
+        shown = mask_credentials(url)
+        raise CommandError(f"DATABASE_URL {shown!r} is not a database URL") from None
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             raise CommandError(
-                f"DATABASE_URL {url!r} is an in-memory SQLite database: it holds no crawl"
+                f"DATABASE_URL {mask_credentials(url)!r} is an in-memory SQLite database: "
+                "it holds no crawl"
             )
         path = Path(parsed.database).expanduser()
         if not path.is_file():
             raise CommandError(f"no database at {parsed.database}: {FIRST_CRAWL_HINT}")
     try:
-        engine = create_database_engine(url)
+        engine = engine_factory(url)
     except (NoSuchModuleError, ImportError) as error:
         raise CommandError(f"cannot open {shown_url(url)}: {error}") from None
     try:

@@ -26,7 +26,10 @@ cookies (``Cookie``, ``Set-Cookie``), ``Authorization`` and similar headers,
 the headers given with ``--header``, and token-like values in URLs and in
 pages (``?_wpnonce=``, ``access_token=``, ``"nonce": "..."``) are removed or
 replaced by ``REDACTED`` before betamax writes a cassette. Failed answers
-(429, 5xx, 401/403) are never recorded.
+(429, 5xx, 401/403) are never recorded. No page may be larger than
+``--max-page-size`` (``RECORD_MAX_PAGE_SIZE``), neither as it comes over the
+network nor decompressed: a bigger one (a decompression bomb, say) is refused,
+read no further, and reported; so is a Content-Encoding other than the gzip asked for.
 
 ``python -m matter_crawler.sitesim --cassettes DIR`` serves a recording as a
 site; ``tests/test_recordings.py`` runs every recorded page through the parsers.
@@ -79,6 +82,8 @@ RECORDED_STATUSES = frozenset({*range(200, 400), 404, 410})
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 522, 524})
 #: where product pages live (``/csa_product/<slug>/``)
 PRODUCT_DETAIL_PREFIX = "/csa_product/"
+#: Content-Encodings a page may come in (only gzip is asked for); anything else is refused
+ACCEPTED_CODINGS = frozenset({"", "identity", "gzip", "x-gzip"})
 
 # -- what must never be recorded ------------------------------------------------------
 
@@ -214,13 +219,38 @@ def _header_values(value: Any) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
 
-def sanitize_interaction(data: dict[str, Any], private_headers: Iterable[str] = ()) -> bool:
+class PageTooLarge(Exception):
+    """A page over the size limit, or in an encoding that was not asked for: not recorded."""
+
+
+def gunzip_bounded(data: bytes, limit: int) -> bytes:
+    """A gzip body decompressed, but never past ``limit`` bytes (PageTooLarge instead).
+
+    ``zlib.decompress`` would inflate a few kilobytes of a decompression bomb
+    into gigabytes before anyone could look at the size.
+    """
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        page = inflater.decompress(data, limit + 1)
+    except zlib.error as error:
+        raise PageTooLarge(f"a gzip body that does not decompress: {error}") from None
+    if len(page) > limit or inflater.unconsumed_tail:
+        raise PageTooLarge(f"over {limit:,} bytes decompressed (--max-page-size)")
+    return page
+
+
+def sanitize_interaction(
+    data: dict[str, Any],
+    private_headers: Iterable[str] = (),
+    max_page_bytes: int | None = None,
+) -> bool:
     """Make one betamax interaction safe to commit; False if it must not be recorded.
 
     Removes secret headers (and ``private_headers``, those the user added with
     ``--header``), redacts URLs and token-like values in the page, decodes a
     gzip body (so that cassettes can be reviewed and diffed as text) and sets
-    Content-Length to the body actually stored.
+    Content-Length to the body actually stored. A body that decompresses to
+    more than ``max_page_bytes`` raises :class:`PageTooLarge`.
     """
     dropped = SECRET_HEADERS | {name.lower() for name in private_headers}
     request, response = data["request"], data["response"]
@@ -252,7 +282,7 @@ def sanitize_interaction(data: dict[str, Any], private_headers: Iterable[str] = 
             for value in values
         ]
         if codings in (["gzip"], ["x-gzip"]):
-            raw = zlib.decompress(raw, 16 + zlib.MAX_WBITS)
+            raw = gunzip_bounded(raw, max_page_bytes or MAX_STORED_PAGE_BYTES)
             headers = {k: v for k, v in headers.items() if k.lower() != "content-encoding"}
         try:
             text: str | None = raw.decode(encoding)
@@ -282,11 +312,16 @@ _betamax_ready = False
 
 
 def _before_record(interaction: Any, cassette: Any) -> None:
-    """betamax's before_record hook: only acts on cassettes this command opened."""
+    """betamax's before_record hook: only acts on cassettes this command opened.
+
+    A :class:`PageTooLarge` raised here ends the request (betamax records
+    nothing): :meth:`SiteRecorder.fetch` reports it.
+    """
     private = getattr(cassette, "matter_private_headers", None)
     if private is None:
         return
-    if not sanitize_interaction(interaction.data, private):
+    limit = getattr(cassette, "matter_max_page_bytes", None)
+    if not sanitize_interaction(interaction.data, private, limit):
         interaction.ignore()
 
 
@@ -370,6 +405,10 @@ def url_path(url: str | None) -> str | None:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+#: Largest page read back from a cassette (a recording is reviewed, but it is still a file)
+MAX_STORED_PAGE_BYTES = 64 * 1024 * 1024
+
+
 def _cassette_body(response: dict[str, Any]) -> tuple[bytes, str]:
     body = response.get("body") or {}
     encoding = body.get("encoding") or "utf-8"
@@ -382,7 +421,10 @@ def _cassette_body(response: dict[str, Any]) -> tuple[bytes, str]:
             for value in _header_values(values)
         }
         if coding & {"gzip", "x-gzip"}:
-            data = zlib.decompress(data, 16 + zlib.MAX_WBITS)
+            try:
+                data = gunzip_bounded(data, MAX_STORED_PAGE_BYTES)
+            except PageTooLarge as error:
+                raise CommandError(f"a page of {response.get('url')}: {error}") from None
         return data, encoding
     return str(body.get("string", "")).encode(encoding, "replace"), encoding
 
@@ -522,6 +564,7 @@ class RecordOptions:
     user_agent: str
     listing_sample: int | None  # middle listing pages; None = all
     detail_sample: int | None  # product pages; None = all
+    max_page_bytes: int  # RECORD_MAX_PAGE_SIZE, --max-page-size
     delay: float = 1.0
     timeout: float = 30.0
     attempts: int = 3
@@ -558,6 +601,53 @@ class RecordReport:
     offsite: list[str] = field(default_factory=list)
     site_pages: int | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def bounded_adapter(max_bytes: int) -> Any:
+    """A requests transport adapter that reads at most ``max_bytes`` of any answer.
+
+    It refuses (:class:`PageTooLarge`) an answer that announces more, that
+    sends more, or that comes in a Content-Encoding other than gzip (the only
+    one asked for), before betamax reads the body; the connection is closed
+    and the rest of the body is never read.
+    """
+    import io  # noqa: PLC0415
+
+    from requests.adapters import HTTPAdapter  # noqa: PLC0415
+    from urllib3 import HTTPResponse  # noqa: PLC0415
+
+    class BoundedAdapter(HTTPAdapter):
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            kwargs["stream"] = True  # the body is read here, within the limit
+            response = super().send(request, *args, **kwargs)
+            raw = response.raw
+            coding = (response.headers.get("Content-Encoding") or "").strip().lower()
+            length = response.headers.get("Content-Length", "")
+            problem = None
+            if coding not in ACCEPTED_CODINGS:
+                problem = f"Content-Encoding {coding!r}, which was not asked for"
+            elif length.isdigit() and int(length) > max_bytes:
+                problem = f"{int(length):,} bytes announced, over {max_bytes:,} (--max-page-size)"
+            else:
+                body = raw.read(max_bytes + 1, decode_content=False)
+                if len(body) > max_bytes:
+                    problem = f"over {max_bytes:,} bytes sent (--max-page-size)"
+            if problem is not None:
+                response.close()
+                raise PageTooLarge(problem)
+            response.raw = HTTPResponse(
+                body=io.BytesIO(body),
+                headers=raw.headers,
+                status=raw.status,
+                reason=raw.reason,
+                preload_content=False,
+                decode_content=False,
+                request_url=response.url,
+            )
+            raw.release_conn()
+            return response
+
+    return BoundedAdapter()
 
 
 class SiteRecorder:
@@ -603,6 +693,10 @@ class SiteRecorder:
         session.headers.update(self.options.headers)
         # like the crawler (COOKIES_ENABLED = False): the catalogue needs no session
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        # mounted before betamax wraps the session: it reads through this adapter
+        bounded = bounded_adapter(self.options.max_page_bytes)
+        session.mount("http://", bounded)
+        session.mount("https://", bounded)
         return session
 
     @contextmanager
@@ -625,6 +719,7 @@ class SiteRecorder:
         )
         cassette = recorder.current_cassette
         cassette.matter_private_headers = frozenset(self.options.headers)
+        cassette.matter_max_page_bytes = self.options.max_page_bytes
         self.recorded[name] = {i.data["request"]["uri"] for i in cassette.interactions}
         recorder.start()
         try:
@@ -677,6 +772,10 @@ class SiteRecorder:
                 response = phase.session.get(
                     url, allow_redirects=False, timeout=self.options.timeout
                 )
+            except PageTooLarge as failure:
+                error = f"refused: {failure}"
+                self._last_request_at = time.monotonic()
+                break  # the same page again would be as large
             except requests.RequestException as failure:
                 error = f"{type(failure).__name__}: {failure}"
             self._last_request_at = time.monotonic()
@@ -884,7 +983,7 @@ class Command(ScrapyCommand):
     def syntax(self) -> str:
         return (
             "-o DIR [--listing-sample N|all] [--detail-sample N|all] [--delay S] "
-            "[--seed N] [--header 'Name: value'] [--rewrite-expectations]"
+            "[--seed N] [--header 'Name: value'] [--max-page-size BYTES] [--rewrite-expectations]"
         )
 
     def short_desc(self) -> str:
@@ -948,6 +1047,14 @@ class Command(ScrapyCommand):
             help="extra request header (e.g. a cookie a challenge page set); sent, never recorded",
         )
         parser.add_argument(
+            "--max-page-size",
+            type=int,
+            default=self.settings.getint("RECORD_MAX_PAGE_SIZE"),
+            metavar="BYTES",
+            help="largest page recorded, as sent and decompressed; a larger one is refused "
+            "(RECORD_MAX_PAGE_SIZE)",
+        )
+        parser.add_argument(
             "--rewrite-expectations",
             action="store_true",
             help="regenerate every line of expectations.jsonl, reviewed ones too",
@@ -959,9 +1066,10 @@ class Command(ScrapyCommand):
             raise UsageError(f"unexpected arguments: {' '.join(args)}", print_help=False)
         if not opts.output:
             raise UsageError("give the recording's directory: -o DIR", print_help=False)
-        if opts.delay < 0 or opts.timeout <= 0 or opts.attempts < 1:
+        if opts.delay < 0 or opts.timeout <= 0 or opts.attempts < 1 or opts.max_page_size < 1:
             raise UsageError(
-                "--delay must be >= 0, --timeout > 0 and --attempts >= 1", print_help=False
+                "--delay must be >= 0, --timeout > 0, --attempts >= 1 and --max-page-size >= 1",
+                print_help=False,
             )
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
@@ -981,6 +1089,7 @@ class Command(ScrapyCommand):
             headers=dict(opts.header),
             retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
             rewrite_expectations=opts.rewrite_expectations,
+            max_page_bytes=opts.max_page_size,
         )
         recorder = SiteRecorder(options)
         try:

@@ -72,7 +72,7 @@ class ProgressMonitor:
         for path, (name, content_type) in STATIC_FILES.items():
             self.server.put(path, PackageFileResource(STATIC_PACKAGE, name, content_type))
         self.server.put("status", JsonResource(self.aggregator.current))
-        self.server.put("events", EventsResource(self.hub))
+        self.server.put("events", EventsResource(self.hub, self.server.limits))
         self.aggregator.listeners.append(self.snapshot)
 
     @classmethod

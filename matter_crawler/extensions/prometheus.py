@@ -7,8 +7,9 @@ this crawl's own and are served at ``/metrics`` by the crawl's HTTP server
 that Prometheus file-based service-discovery file when it opens and removes
 itself when it closes, so Prometheus finds every running job without a change
 to its configuration (see ``deploy/prometheus.yml``). With
-``PROMETHEUS_PUSHGATEWAY_URL`` the final values are pushed there at close, for
-jobs too short to be scraped.
+``PROMETHEUS_PUSHGATEWAY_URL`` (or ``$MATTER_PUSHGATEWAY_URL``) the final values
+are pushed there at close, for jobs too short to be scraped (basic auth: see
+:mod:`matter_crawler.monitoring.push`).
 
 Counters are fed by signals, O(1) per request; gauges are read at scrape time.
 ``PROMETHEUS_ENABLED = False`` turns all of it off.
@@ -31,7 +32,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from ..monitoring.discovery import ServiceDiscoveryEntry
 from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
 from ..monitoring.progress import ProgressAggregator, job_label
-from ..monitoring.push import push_metrics
+from ..monitoring.push import Pushgateway, push_metrics, pushgateway_from
 from ..monitoring.server import WILDCARD_HOSTS, MetricsResource, MonitoringServer, host_name
 from ..signals import (
     batch_stored,
@@ -52,7 +53,9 @@ def _domain(request: Request | None, url: str | None = None) -> str:
 
 
 class PrometheusExporter:
-    def __init__(self, crawler: Crawler, sd_file: str | None, pushgateway: str | None) -> None:
+    def __init__(
+        self, crawler: Crawler, sd_file: str | None, pushgateway: Pushgateway | None
+    ) -> None:
         self.crawler = crawler
         spider = crawler.spider
         self.labels = {"spider": getattr(spider, "name", "spider"), "job": job_label(spider)}
@@ -74,7 +77,7 @@ class PrometheusExporter:
         exporter = cls(
             crawler,
             sd_file=settings.get("PROMETHEUS_SD_FILE") or None,
-            pushgateway=settings.get("PROMETHEUS_PUSHGATEWAY_URL") or None,
+            pushgateway=pushgateway_from(settings.get("PROMETHEUS_PUSHGATEWAY_URL")),
         )
         connect = crawler.signals.connect
         connect(exporter.spider_opened, signal=signals.spider_opened)

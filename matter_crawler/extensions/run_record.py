@@ -39,30 +39,30 @@ from scrapy import Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
-from sqlalchemy.engine import make_url
 
+from ..redaction import mask_credentials, masked
 from ..session import CrawlSession
-from ..storage import Database
+from ..storage import Database, resolve_database_url
 from ..storage.runs import finish_run, resume_run, start_run
 
 logger = logging.getLogger(__name__)
 
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "CREDENTIAL", "AUTH")
 STATE_NAME = "run_record"
 
 
 def settings_snapshot(settings: BaseSettings) -> dict[str, Any]:
-    """The settings that differ from Scrapy's defaults, secrets masked, JSON-safe."""
+    """The settings that differ from Scrapy's defaults, credentials masked, JSON-safe.
+
+    ``DATABASE_URL`` is the database in use (also when it came from the
+    environment); every URL's password and every secret-named value is ``***``
+    (:func:`matter_crawler.redaction.masked`).
+    """
     snapshot: dict[str, Any] = {}
     for name, value in settings.items():
         if (settings.getpriority(name) or 0) <= 0:
             continue
-        if any(word in name.upper() for word in _SECRET_WORDS):
-            snapshot[name] = "***"
-        elif name == "DATABASE_URL" and value:
-            snapshot[name] = make_url(str(value)).render_as_string(hide_password=True)
-        else:
-            snapshot[name] = _json_safe(value)
+        snapshot[name] = _json_safe(masked(value, name))
+    snapshot["DATABASE_URL"] = mask_credentials(resolve_database_url(settings))
     return snapshot
 
 
@@ -75,7 +75,7 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(item) for item in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    return repr(value)
+    return mask_credentials(repr(value))
 
 
 def _status(reason: str) -> str:

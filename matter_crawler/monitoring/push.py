@@ -5,19 +5,74 @@ reactor thread (collectors read the engine, which is not thread-safe), then
 sent from a worker thread with ``push_to_gateway`` (HTTP PUT: the group's
 previous metrics are replaced). The group is keyed by ``job`` and ``spider``,
 the same values the metrics carry as labels.
+
+The Pushgateway (:func:`pushgateway_from`) is ``PROMETHEUS_PUSHGATEWAY_URL``,
+else ``$MATTER_PUSHGATEWAY_URL``. A Pushgateway behind basic auth takes its
+user and password from the URL (``http://user:password@host:9091``) or from
+``$MATTER_PUSHGATEWAY_USERNAME`` and ``$MATTER_PUSHGATEWAY_PASSWORD``; they are
+sent as an ``Authorization`` header, never shown (the URL is logged without them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from prometheus_client import CollectorRegistry, push_to_gateway
 from prometheus_client.core import Metric
+from prometheus_client.exposition import basic_auth_handler, default_handler
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 logger = logging.getLogger(__name__)
+
+URL_VARIABLE = "MATTER_PUSHGATEWAY_URL"
+USERNAME_VARIABLE = "MATTER_PUSHGATEWAY_USERNAME"
+PASSWORD_VARIABLE = "MATTER_PUSHGATEWAY_PASSWORD"
+
+
+@dataclass(frozen=True)
+class Pushgateway:
+    """Where to push, and the basic-auth credentials if any (never in ``repr``)."""
+
+    url: str  # without credentials: safe to show
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    def handler(self) -> Any:
+        """prometheus-client's request handler: basic auth when there are credentials."""
+        if self.username is None and self.password is None:
+            return default_handler
+
+        def authenticated(url: str, method: str, timeout: float | None, headers: Any, data: bytes):
+            return basic_auth_handler(
+                url, method, timeout, headers, data, self.username, self.password
+            )
+
+        return authenticated
+
+
+def pushgateway_from(
+    setting: str | None, environ: Mapping[str, str] | None = None
+) -> Pushgateway | None:
+    """The Pushgateway of ``PROMETHEUS_PUSHGATEWAY_URL`` (else the environment's), or None."""
+    environ = os.environ if environ is None else environ
+    url = (setting or environ.get(URL_VARIABLE, "")).strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    username = environ.get(USERNAME_VARIABLE) or None
+    password = environ.get(PASSWORD_VARIABLE) or None
+    if parts.username is not None or parts.password is not None:
+        username = unquote(parts.username or "") or username
+        password = unquote(parts.password or "") or password
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return Pushgateway(url, username, password)
 
 
 class _Collected:
@@ -31,7 +86,7 @@ class _Collected:
 
 
 async def push_metrics(
-    gateway: str,
+    gateway: Pushgateway,
     registry: CollectorRegistry,
     labels: dict[str, str],
     timeout: float = 10.0,
@@ -43,15 +98,16 @@ async def push_metrics(
         await maybe_deferred_to_future(
             deferToThread(
                 push_to_gateway,
-                gateway,
+                gateway.url,
                 job=labels["job"],
                 registry=collected,  # type: ignore[arg-type]
                 grouping_key=grouping,
                 timeout=timeout,
+                handler=gateway.handler(),
             )
         )
     except Exception as error:
-        logger.warning("Pushing metrics to the Pushgateway %s failed: %s", gateway, error)
+        logger.warning("Pushing metrics to the Pushgateway %s failed: %s", gateway.url, error)
         return False
-    logger.info("Pushed the final metrics to the Pushgateway %s", gateway)
+    logger.info("Pushed the final metrics to the Pushgateway %s", gateway.url)
     return True

@@ -17,6 +17,18 @@ the port is freed, open connections, event streams included, are closed.
 :class:`~matter_crawler.monitoring.events.EventHub`. Pages are served with a
 Content-Security-Policy that allows only the server's own scripts.
 
+Bounded, whatever local clients do (:class:`ServerLimits`): at most
+``MONITORING_MAX_CONNECTIONS`` connections (more are closed at once, so file
+descriptors stay for downloads and the database); a connection with no request
+for ``MONITORING_IDLE_TIMEOUT`` seconds is closed; at most
+``MONITORING_MAX_CLIENTS`` event streams (more get ``503`` with
+``Retry-After``). An event stream is written only while its client reads
+(the stream is a push producer of its connection): while the client does not,
+events wait in the stream's own queue, and a client whose queue passes
+``MONITORING_CLIENT_BUFFER`` bytes, or that has not taken anything for
+``MONITORING_IDLE_TIMEOUT`` seconds, is dropped. A browser's ``EventSource``
+reconnects by itself and starts again from the latest snapshot.
+
 Against DNS rebinding (a web page whose host name is made to resolve to
 127.0.0.1, so the browser lets it read the live page and ``/status``), every
 request must name this server in its ``Host`` header: ``127.0.0.1``,
@@ -35,23 +47,28 @@ import logging
 import pkgutil
 import socket
 import weakref
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from scrapy import signals
-from scrapy.utils.asyncio import create_looping_call
+from scrapy.utils.asyncio import CallLaterResult, call_later, create_looping_call
 from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IPushProducer
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
+from zope.interface import implementer
 
 from .events import EventHub
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
+    from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +83,32 @@ SECURITY_HEADERS = {
     b"Cache-Control": b"no-store",
 }
 
+#: Seconds a closing connection may take to deliver what it was sent before it is aborted.
+CLOSE_GRACE_SECONDS = 5.0
 #: Names of this machine every server answers to (with its own port).
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, MonitoringServer] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """What local clients may hold of the crawl's resources; 0 in any field: no limit."""
+
+    max_connections: int  # open connections (file descriptors)
+    max_clients: int  # /events streams
+    client_buffer: int  # bytes queued for one stream whose client does not read
+    idle_timeout: float  # seconds without a request, or with a stream not read
+
+    @classmethod
+    def from_settings(cls, settings: BaseSettings) -> ServerLimits:
+        return cls(
+            max_connections=settings.getint("MONITORING_MAX_CONNECTIONS"),
+            max_clients=settings.getint("MONITORING_MAX_CLIENTS"),
+            client_buffer=settings.getint("MONITORING_CLIENT_BUFFER"),
+            idle_timeout=settings.getfloat("MONITORING_IDLE_TIMEOUT"),
+        )
 
 
 def parse_ports(spec: Any) -> list[int]:
@@ -176,52 +214,171 @@ class PackageFileResource(Resource):
         return self.data
 
 
+@implementer(IPushProducer)
+class EventStream:
+    """One ``/events`` client: written while its connection takes data, queued (bounded) if not.
+
+    Registered as the request's streaming producer, so Twisted pauses it when
+    the connection's send buffer fills (the client is not reading) and resumes
+    it when the buffer drains. While paused, events wait here; past
+    ``limits.client_buffer`` bytes, or after ``limits.idle_timeout`` seconds
+    without the client taking anything, the client is dropped: its connection
+    is aborted and whatever was waiting is freed.
+    """
+
+    def __init__(
+        self, request: Request, limits: ServerLimits, gone: Callable[[EventStream], None]
+    ) -> None:
+        self.request = request
+        self.limits = limits
+        self.gone = gone
+        self.paused = False
+        self.closed = False
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self._stall_timer: CallLaterResult | None = None
+
+    def send(self, kind: str, data: str) -> None:
+        """An event (the hub's subscriber callback)."""
+        self.write(f"event: {kind}\ndata: {data}\n\n".encode("ascii"))
+
+    def write(self, chunk: bytes) -> None:
+        if self.closed:
+            return
+        if not self.paused:
+            self.request.write(chunk)  # may pause us, synchronously
+            return
+        self.queue.append(chunk)
+        self.queued += len(chunk)
+        if self.limits.client_buffer and self.queued > self.limits.client_buffer:
+            self.drop(f"more than {self.limits.client_buffer} bytes of events unread")
+
+    # -- IPushProducer: called by the connection ----------------------------------------
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self._stall_timer is None and self.limits.idle_timeout:
+            self._stall_timer = call_later(
+                self.limits.idle_timeout,
+                self.drop,
+                f"nothing read for {self.limits.idle_timeout:g} s",
+            )
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._cancel_timer()
+        while self.queue and not self.paused and not self.closed:
+            chunk = self.queue.popleft()
+            self.queued -= len(chunk)
+            self.request.write(chunk)
+
+    def stopProducing(self) -> None:
+        self._release()
+
+    # -- ending ---------------------------------------------------------------------------
+
+    def drop(self, reason: str) -> None:
+        """Abort a client that does not keep up; its queue is freed at once."""
+        if self.closed:
+            return
+        logger.info("Dropping an /events client (%s): %s", self.peer(), reason)
+        self._release()
+        transport = self.request.channel.transport if self.request.channel else None
+        if transport is not None:
+            transport.abortConnection()
+
+    def finish(self) -> None:
+        """End the stream at shutdown (a client that is not reading is aborted, not waited for)."""
+        if self.closed:
+            return
+        stalled = self.paused or bool(self.queue)
+        self._release()
+        if stalled:
+            transport = self.request.channel.transport if self.request.channel else None
+            if transport is not None:
+                transport.abortConnection()
+        elif not self.request.finished and not getattr(self.request, "_disconnected", False):
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def peer(self) -> str:
+        address = self.request.getClientAddress()
+        return f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
+
+    def _release(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_timer()
+        self.queue.clear()
+        self.queued = 0
+        self.gone(self)
+
+    def _cancel_timer(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+
 class EventsResource(Resource):
-    """Server-Sent Events: the hub's snapshots and task events, live."""
+    """Server-Sent Events: the hub's snapshots and task events, live, to a few clients."""
 
     isLeaf = True
     KEEPALIVE_SECONDS = 15.0
+    RETRY_AFTER_SECONDS = 10
 
-    def __init__(self, hub: EventHub) -> None:
+    def __init__(self, hub: EventHub, limits: ServerLimits) -> None:
         super().__init__()
         self.hub = hub
-        self.clients: dict[Request, Callable[[str, str], None]] = {}
+        self.limits = limits
+        self.clients: dict[Request, EventStream] = {}
         self._keepalive: Any = None
 
     def render_GET(self, request: Request) -> Any:
+        if self.limits.max_clients and len(self.clients) >= self.limits.max_clients:
+            return self._refuse(request)
         _apply_headers(request, b"text/event-stream; charset=utf-8")
         request.setHeader(b"X-Accel-Buffering", b"no")
-        request.write(b"retry: 2000\n\n")
-
-        def send(kind: str, data: str) -> None:
-            request.write(f"event: {kind}\ndata: {data}\n\n".encode("ascii"))
-
-        self.clients[request] = send
-        request.notifyFinish().addBoth(self._gone, request)
-        self.hub.subscribe(send)
+        stream = EventStream(request, self.limits, self._gone)
+        self.clients[request] = stream
+        request.registerProducer(stream, True)
+        request.notifyFinish().addBoth(lambda _: stream.stopProducing())
+        stream.write(b"retry: 2000\n\n")
+        self.hub.subscribe(stream.send)  # sends the latest snapshot and recent tasks first
+        if stream.closed:  # dropped already: it could not take even those
+            self.hub.unsubscribe(stream.send)
         if self._keepalive is None:
             self._keepalive = create_looping_call(self._ping)
             self._keepalive.start(self.KEEPALIVE_SECONDS, now=False)
         return NOT_DONE_YET
 
-    def _ping(self) -> None:
-        for request in list(self.clients):
-            request.write(b": keep-alive\n\n")
+    def _refuse(self, request: Request) -> bytes:
+        request.setResponseCode(503, b"Service Unavailable")
+        _apply_headers(request, b"text/plain; charset=utf-8")
+        request.setHeader(b"Retry-After", str(self.RETRY_AFTER_SECONDS).encode("ascii"))
+        # and the connection is closed once answered: a refused client holds no descriptor
+        request.setHeader(b"Connection", b"close")
+        channel = request.channel
+        request.notifyFinish().addBoth(lambda _: channel.loseConnection())
+        return (
+            f"Too many live clients ({self.limits.max_clients}, MONITORING_MAX_CLIENTS): "
+            f"try again in {self.RETRY_AFTER_SECONDS} s.\n"
+        ).encode("ascii")
 
-    def _gone(self, _: Any, request: Request) -> None:
-        send = self.clients.pop(request, None)
-        if send is not None:
-            self.hub.unsubscribe(send)
+    def _ping(self) -> None:
+        for stream in list(self.clients.values()):
+            stream.write(b": keep-alive\n\n")
+
+    def _gone(self, stream: EventStream) -> None:
+        self.clients.pop(stream.request, None)
+        self.hub.unsubscribe(stream.send)
 
     def close(self) -> None:
         if self._keepalive is not None and self._keepalive.running:
             self._keepalive.stop()
         self._keepalive = None
-        for request, send in list(self.clients.items()):
-            self.hub.unsubscribe(send)
-            self.clients.pop(request, None)
-            if not request.finished and not getattr(request, "_disconnected", False):
-                request.finish()
+        for stream in list(self.clients.values()):
+            stream.finish()
 
 
 class MisdirectedResource(Resource):
@@ -235,12 +392,29 @@ class MisdirectedResource(Resource):
         return b"This server answers only to its own address (Host header refused).\n"
 
 
-class _QuietSite(Site):
-    """A Site that logs no access lines, checks Host headers, remembers its connections."""
+class _CountedChannel(HTTPChannel):
+    """An HTTP connection that its site counts while it is open."""
 
-    def __init__(self, resource: Resource, allowed_names: frozenset[str]) -> None:
-        super().__init__(resource, timeout=120)
-        self.channels: weakref.WeakSet[HTTPChannel] = weakref.WeakSet()
+    site: _QuietSite
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.channels.discard(self)
+        super().connectionLost(reason)
+
+
+class _QuietSite(Site):
+    """A Site that logs no access lines, checks Host headers, counts and caps its connections."""
+
+    protocol = _CountedChannel
+
+    def __init__(
+        self, resource: Resource, allowed_names: frozenset[str], limits: ServerLimits
+    ) -> None:
+        # Twisted's idle timeout: no request for this long closes the connection
+        super().__init__(resource, timeout=limits.idle_timeout or None)
+        self.channels: set[HTTPChannel] = set()
+        self.limits = limits
+        self.refused_connections = 0
         self.allowed_names = allowed_names
         self.misdirected = MisdirectedResource()
 
@@ -262,6 +436,18 @@ class _QuietSite(Site):
         return super().getResourceFor(request)
 
     def buildProtocol(self, addr: Any) -> Any:
+        limit = self.limits.max_connections
+        if limit and len(self.channels) >= limit:
+            # None makes Twisted close the socket at once: its descriptor is freed
+            self.refused_connections += 1
+            if self.refused_connections == 1 or self.refused_connections % 1000 == 0:
+                logger.warning(
+                    "Monitoring server: %d connections open (MONITORING_MAX_CONNECTIONS): "
+                    "refusing more (%d refused so far)",
+                    limit,
+                    self.refused_connections,
+                )
+            return None
         channel = super().buildProtocol(addr)
         if channel is not None:
             self.channels.add(channel)
@@ -279,6 +465,7 @@ class MonitoringServer:
         crawler: Crawler,
         host: str,
         ports: list[int],
+        limits: ServerLimits,
         enabled: bool = True,
         allowed_hosts: list[str] | tuple[str, ...] = (),
     ) -> None:
@@ -289,7 +476,8 @@ class MonitoringServer:
         self.root = Resource()
         self.static = Resource()
         self.root.putChild(b"static", self.static)
-        self.site = _QuietSite(self.root, allowed_host_names(host, allowed_hosts))
+        self.limits = limits
+        self.site = _QuietSite(self.root, allowed_host_names(host, allowed_hosts), limits)
         self.listening: Any = None
         self.url: str | None = None
         self._closers: list[Callable[[], None]] = []
@@ -305,6 +493,7 @@ class MonitoringServer:
                 crawler,
                 host=settings.get("PROMETHEUS_HOST") or "127.0.0.1",
                 ports=parse_ports(settings.get("PROMETHEUS_PORT", DEFAULT_PORTS)),
+                limits=ServerLimits.from_settings(settings),
                 enabled=settings.getbool("MONITORING_SERVER_ENABLED", True),
                 allowed_hosts=settings.getlist("MONITORING_ALLOWED_HOSTS"),
             )
@@ -370,13 +559,23 @@ class MonitoringServer:
         if listening is None:
             return
         stopped = listening.stopListening()
-        for channel in list(self.site.channels):
+        channels = list(self.site.channels)
+        for channel in channels:
             transport = getattr(channel, "transport", None)  # None once the connection is gone
             if transport is not None:
                 transport.loseConnection()
+        if channels:
+            # a client that stopped reading would hold a graceful close open for ever
+            call_later(CLOSE_GRACE_SECONDS, self._abort_remaining)
         if stopped is not None:
             await maybe_deferred_to_future(stopped)
         logger.info("Monitoring server on %s stopped", self.url)
+
+    def _abort_remaining(self) -> None:
+        for channel in list(self.site.channels):
+            transport = getattr(channel, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
 
     async def engine_stopped(self) -> None:
         await self.stop()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from . import hostile_script
+
 DEFAULT_ERROR_STATUSES = (500, 502, 503, 504)
 
 
@@ -41,6 +43,8 @@ class Settings:
     past_end: str = "404"
     variant_rate: float = 0.04
     request_log_size: int = 200_000
+    # JavaScript-only shells also try to reach these URLs (hostile_script.py)
+    hostile_script: tuple[str, ...] = ()
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """A copy with ``changes`` (JSON names and values) applied and validated.
@@ -64,6 +68,7 @@ class Settings:
         data = asdict(self)
         data["outage"] = None if self.outage is None else _format_outage(self.outage)
         data["error_statuses"] = list(self.error_statuses)
+        data["hostile_script"] = list(self.hostile_script)
         return data
 
 
@@ -200,4 +205,10 @@ OPTIONS: dict[str, Option] = {
     ),
     "variant_rate": Option(rate, "share of pages using each markup variant", "RATE"),
     "request_log_size": Option(non_negative_int, "entries kept in the request log", "N"),
+    "hostile_script": Option(
+        hostile_script.target_list,
+        "JavaScript-only shells also try to reach these URLs in every way a page can "
+        "(see hostile_script.py)",
+        "URL,URL",
+    ),
 }

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import resource, server
 from twisted.web.http import Request
 
-from . import hostile
+from . import hostile, hostile_script
 from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue, Entry
@@ -180,6 +180,9 @@ class SimServer:
     def route(self, request: Request, path: str) -> Target:
         """What the request's URL names (before any fault)."""
         renderer = self.renderer(self.base_url(request))
+        if self.settings.hostile_script and path.startswith(hostile_script.PATH_PREFIX):
+            status, body, headers = hostile_script.answer(path, request.args)
+            return Target("other", path, lambda _: Response(status, body, headers))
         if request.method not in (b"GET", b"HEAD"):
             kind = "list" if path.startswith(LISTING_PATH) else "other"
             return Target(kind, path, lambda _: Response(405, error_page(405)))
@@ -319,7 +322,11 @@ class SimServer:
         js_only = decision.js_only and target.is_page
         if js_only:
             self.stats.fault(visit, "js_only")
-        response = self._faulty(target.render(js_only), decision, visit, target.is_page, now)
+        rendered = target.render(js_only)
+        if js_only and settings.hostile_script:
+            body = hostile_script.inject(rendered.body, settings.hostile_script)
+            rendered = Response(rendered.status, body, rendered.headers)
+        response = self._faulty(rendered, decision, visit, target.is_page, now)
         reset_at = int(decision.cut * len(response.body)) if fault == "reset" else None
         if decision.delay > 0:
             visit.pending = self.reactor.callLater(

@@ -1,6 +1,11 @@
 """Storage: the SQLAlchemy schema, the crawl's database handle and the writes it makes."""
 
-from .database import DEFAULT_DATABASE_URL, Database, create_database_engine
+from .database import (
+    DEFAULT_DATABASE_URL,
+    Database,
+    create_database_engine,
+    resolve_database_url,
+)
 from .models import Base, CrawlRun, DeadLetter, Product, ProductChange
 
 __all__ = [
@@ -12,4 +17,5 @@ __all__ = [
     "Product",
     "ProductChange",
     "create_database_engine",
+    "resolve_database_url",
 ]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +26,7 @@ from scrapy import signals
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from ..redaction import mask_credentials
 from .schema import SchemaChange, SchemaError, prepare_schema
 
 if TYPE_CHECKING:
@@ -35,10 +37,24 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///data/matter.sqlite3"
+#: Where a database URL with credentials comes from, when the DATABASE_URL setting is empty:
+#: the environment, not the command line (scrapyd's job arguments and `ps` show that).
+DATABASE_URL_VARIABLE = "MATTER_DATABASE_URL"
 _WAL_CHECKPOINT_PAGES = 10_000
 _PAGE_CACHE_KIB = 16 * 1024
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
+
+
+def resolve_database_url(settings: Any, environ: Mapping[str, str] | None = None) -> str:
+    """The database to use: the ``DATABASE_URL`` setting, else ``$MATTER_DATABASE_URL``,
+    else ``sqlite:///data/matter.sqlite3``."""
+    environ = os.environ if environ is None else environ
+    return (
+        settings.get("DATABASE_URL")
+        or environ.get(DATABASE_URL_VARIABLE, "").strip()
+        or DEFAULT_DATABASE_URL
+    )
 
 
 def create_database_engine(url: str, **options: Any) -> Engine:
@@ -98,10 +114,11 @@ class Database:
         """The crawl's shared database (created on first use, closed when the engine stops)."""
         database = _per_crawler.get(crawler)
         if database is None:
-            database = cls(crawler.settings.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+            database = cls(resolve_database_url(crawler.settings))
             _per_crawler[crawler] = database
             crawler.signals.connect(database.close, signal=signals.engine_stopped)
-            logger.info("Database: %s", make_url(database.url).render_as_string(hide_password=True))
+            # (logged before the add-ons run, so before the log filter of redaction.py)
+            logger.info("Database: %s", mask_credentials(database.url))
         return database
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:

@@ -43,6 +43,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
+from ..redaction import mask_credentials
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -71,7 +73,8 @@ def display_url(url: str) -> str:
         return url
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         return parsed.database
-    return parsed.render_as_string(hide_password=True)
+    # credentials in the query string too (?password=...), not only user:password@
+    return mask_credentials(parsed.render_as_string(hide_password=True))
 
 
 # -- the revisions the code knows ------------------------------------------------------

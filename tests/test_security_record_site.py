@@ -1,0 +1,187 @@
+"""``scrapy record-site`` against pages built to exhaust its memory (issue 15, "Files and
+secrets").
+
+A small HTTP server in the test stands in front of the simulated site (12
+products): it passes every page through, links rewritten to itself, except three
+product pages: a real gzip decompression bomb (128 MiB of zeros, about 130 KB on
+the wire, announced as ``Content-Encoding: gzip``), a page larger than the limit
+sent without a Content-Length, and a page in an encoding nobody asked for. The
+recorder runs as ``python -m scrapy record-site``, as a user runs it; its peak
+memory is the kernel's account of the child (``VmHWM``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import importlib
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matter_crawler.sitesim.process import SimulatedSite
+
+from .helpers import PROJECT_ROOT
+
+record_site = importlib.import_module("matter_crawler.commands.record-site")
+
+BOMB_BYTES = 128 * 1024 * 1024
+LIMIT = 1024 * 1024
+
+
+class HostileFront:
+    """The simulated site behind a server that turns three product pages hostile."""
+
+    def __init__(self, site: SimulatedSite, bomb: str, flood: str, brotli: str) -> None:
+        self.site = site
+        self.hits: dict[str, int] = {}
+        front = self
+        bomb_body = gzip.compress(b"\0" * BOMB_BYTES, compresslevel=9)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                front.hits[path] = front.hits.get(path, 0) + 1
+                if path == bomb:
+                    self._answer(200, bomb_body, {"Content-Encoding": "gzip"})
+                elif path == flood:
+                    self._flood()
+                elif path == brotli:
+                    self._answer(200, b"\x1b\x00\x00", {"Content-Encoding": "br"})
+                else:
+                    self._pass_through()
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html; charset=UTF-8")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _flood(self) -> None:
+                """4 MiB of page, chunked: no Content-Length to refuse it by."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=UTF-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"<p>" + b"x" * 65530 + b"</p>"
+                try:
+                    for _ in range(64):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the recorder hung up: what it should do
+
+            def _pass_through(self) -> None:
+                try:
+                    with urllib.request.urlopen(front.site.base_url + self.path) as answer:
+                        status, body = answer.status, answer.read()
+                except urllib.error.HTTPError as error:
+                    status, body = error.code, error.read()
+                body = body.replace(front.site.base_url.encode(), front.url.encode())
+                self._answer(status, body, {})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile_front() -> Iterator[tuple[HostileFront, list[str]]]:
+    with SimulatedSite(products=12, seed=1) as site:
+        paths = [record["url"] for record in site.truth()]
+        front = HostileFront(site, bomb=paths[0], flood=paths[1], brotli=paths[2])
+        try:
+            yield front, paths
+        finally:
+            front.stop()
+
+
+def test_a_decompression_bomb_is_refused_and_costs_no_memory(hostile_front, tmp_path):
+    front, paths = hostile_front
+    directory = tmp_path / "recording"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scrapy",
+            "record-site",
+            "-o",
+            str(directory),
+            "--listing-sample",
+            "0",
+            "--detail-sample",
+            "all",
+            "--delay",
+            "0",
+            "--attempts",
+            "1",
+            "--max-page-size",
+            str(LIMIT),
+            "-s",
+            f"CSA_BASE_URL={front.url}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    peak = 0  # the child's peak resident memory (VmHWM: since its exec, not pytest's)
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            break
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) * 1024)
+        time.sleep(0.05)
+    out, err = process.communicate(timeout=300)
+    stdout, stderr = out.decode(), err.decode()
+
+    # the three hostile pages were refused, each with its reason; the rest recorded
+    assert process.returncode == 1, stderr  # pages could not be recorded
+    assert "Traceback" not in stderr
+    assert "could not be recorded: 3" in stdout
+    assert f"{paths[0]} (refused: over {LIMIT:,} bytes decompressed (--max-page-size))" in stdout
+    assert f"{paths[1]} (refused: over {LIMIT:,} bytes sent (--max-page-size))" in stdout
+    assert f"{paths[2]} (refused: Content-Encoding 'br', which was not asked for)" in stdout
+    detail = json.loads((directory / "detail.json").read_text(encoding="utf-8"))
+    recorded = {i["request"]["uri"].removeprefix(front.url) for i in detail["http_interactions"]}
+    assert recorded == set(paths[3:])
+    bodies = [i["response"]["body"].get("string", "") for i in detail["http_interactions"]]
+    assert max(len(body) for body in bodies) < LIMIT
+    # each asked for once, never again: the same page would be as large
+    assert [front.hits[path] for path in paths[:3]] == [1, 1, 1]
+    # the bomb cost no memory: far below the 128 MiB it holds
+    assert peak < 200 * 1024 * 1024, f"peak resident memory {peak / 2**20:.0f} MiB"
+    print(f"record-site peak resident memory: {peak / 2**20:.0f} MiB")
+
+
+def test_gunzip_bounded():
+    page = b"<html>" + b"x" * 1000 + b"</html>"
+    assert record_site.gunzip_bounded(gzip.compress(page), 2000) == page
+    with pytest.raises(record_site.PageTooLarge, match="over 1,000 bytes decompressed"):
+        record_site.gunzip_bounded(gzip.compress(page), 1000)
+    with pytest.raises(record_site.PageTooLarge, match="does not decompress"):
+        record_site.gunzip_bounded(b"not gzip at all", 1000)
