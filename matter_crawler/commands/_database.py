@@ -48,7 +48,9 @@ def shown_url(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def open_database(url: str, tables: Iterable[str] = ("products",)) -> Engine:
+def open_database(
+    url: str, tables: Iterable[str] = ("products",), busy_timeout: float | None = None
+) -> Engine:
     """An engine on an existing crawl database holding ``tables``; CommandError otherwise.
 
     A SQLite file is checked before connecting, because connecting to a
@@ -67,7 +69,7 @@ def open_database(url: str, tables: Iterable[str] = ("products",)) -> Engine:
         if not path.is_file():
             raise CommandError(f"no database at {parsed.database}: {FIRST_CRAWL_HINT}")
     try:
-        engine = create_database_engine(url)
+        engine = create_database_engine(url, busy_timeout=busy_timeout)
     except (NoSuchModuleError, ImportError) as error:
         raise CommandError(f"cannot open {shown_url(url)}: {error}") from None
     try:
@@ -115,7 +117,9 @@ class DatabaseCommand:
 
     def open_database(self, tables: Iterable[str] = ("products",)) -> Engine:
         assert self.settings is not None
-        return open_database(database_url(self.settings), tables)
+        timeout = self.settings.get("DATABASE_BUSY_TIMEOUT")
+        busy_timeout = float(timeout) if timeout is not None else None
+        return open_database(database_url(self.settings), tables, busy_timeout)
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         try:
