@@ -1,11 +1,12 @@
 """Storage: the SQLAlchemy schema, the crawl's database handle and the writes it makes."""
 
 from .database import DEFAULT_DATABASE_URL, Database, create_database_engine
-from .models import Base, CrawlRun, DeadLetter, Product, ProductChange
+from .models import Base, CrawlLock, CrawlRun, DeadLetter, Product, ProductChange
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Base",
+    "CrawlLock",
     "CrawlRun",
     "Database",
     "DeadLetter",
