@@ -11,7 +11,11 @@ letter once the batch holding its product is committed (``batch_stored`` names
 the stored products, keyed by the URL the spider asked for), a listing page's
 once the page parses (``dead_letter_resolved``, from the spider). Letters and
 resolutions are written in the order they happened, so the later outcome of a
-URL wins.
+URL wins. Only URLs with a letter are resolved: the store loads the pending
+letters' URLs when the spider opens and adds every letter of the run, so a
+crawl without letters writes nothing for the products it stores (one writer
+per database, :mod:`matter_crawler.extensions.database_lock`, keeps that set
+true).
 
 A write the database refuses is kept and tried again at the next flush; at
 close it is tried ``STORE_RETRY_ATTEMPTS`` times with the store's backoff
@@ -38,7 +42,7 @@ from ..session import CrawlSession
 from ..signals import batch_stored, dead_letter_resolved, request_dead_lettered
 from ..storage import Database
 from ..storage.database import database_reason
-from ..storage.dead_letters import Letter, LetterOperation, write_letters
+from ..storage.dead_letters import Letter, LetterOperation, pending_urls, write_letters
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ class DeadLetterStore:
         self.retry_backoff = retry_backoff
         # letters to add and URLs to resolve, in the order they happened
         self._operations: list[tuple[str, Any]] = []
+        # URLs with a letter (pending at start, or written since): None until loaded
+        self._lettered: set[str] | None = None
         self._timer = None
 
     @classmethod
@@ -104,6 +110,8 @@ class DeadLetterStore:
         stats.inc_value("dead_letters/count")
         stats.inc_value(f"dead_letters/{failure_class}")
         logger.warning("Dead letter (%s, %s): %s: %s", stage, failure_class, url, reason)
+        if self._lettered is not None:
+            self._lettered.add(url)
         if recorded:
             # written by its sender; a resolution buffered before it must not undo it
             self._operations = [op for op in self._operations if op != (RESOLVE, url)]
@@ -120,16 +128,26 @@ class DeadLetterStore:
         self._operations.append((ADD, letter))
 
     def resolved(self, url: str, **_: Any) -> None:
-        self._operations.append((RESOLVE, url))
+        if self._lettered is None or url in self._lettered:
+            self._operations.append((RESOLVE, url))
 
     def batch_stored(self, urls: tuple[str, ...] = (), **_: Any) -> None:
         # committed: the products' pages succeeded
-        self._operations.extend((RESOLVE, url) for url in urls)
+        lettered = self._lettered
+        self._operations.extend(
+            (RESOLVE, url) for url in urls if lettered is None or url in lettered
+        )
 
-    def spider_opened(self) -> None:
+    async def spider_opened(self) -> None:
         if self.flush_interval > 0:
             self._timer = create_looping_call(self._flush_soon)
             self._timer.start(self.flush_interval, now=False)
+        lettered = await self.database.run(pending_urls)
+        if self._lettered is None:
+            self._lettered = lettered
+        for kind, value in self._operations:  # letters of the run so far
+            if kind == ADD:
+                self._lettered.add(value.url)
 
     def _flush_soon(self) -> None:
         deferred_from_coro(self.flush()).addErrback(

@@ -146,6 +146,13 @@ def pending_letters(engine: Engine, limit: int | None = None) -> list[dict[str, 
         return [row._asdict() for row in conn.execute(statement)]
 
 
+def pending_urls(engine: Engine) -> set[str]:
+    """The URLs that have a pending letter."""
+    with engine.connect() as conn:
+        statement = select(letters.c.url).where(letters.c.resolved_at.is_(None))
+        return set(conn.execute(statement).scalars())
+
+
 def count_pending(engine: Engine) -> int:
     with engine.connect() as conn:
         statement = select(func.count()).select_from(letters).where(letters.c.resolved_at.is_(None))
