@@ -41,6 +41,7 @@ import pytest
 import pytest_twisted
 from scrapy import Spider
 from scrapy.http import Response
+from scrapy.utils.asyncio import sleep
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
 from sqlalchemy import event, text
@@ -507,7 +508,7 @@ async def _full_disk_then_room(tmp_path: Path) -> None:
     for _ in range(50):
         if store.stat("store/batch_retries") >= 2:
             break
-        await _sleep(0.1)
+        await sleep(0.1)
     assert store.stat("store/batch_retries") >= 2
     assert store.stored() == 0
     store.max_pages = None  # room again (an operator freed disk space)
@@ -546,12 +547,6 @@ async def _full_disk_for_good(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert all(item.url in lost[0] for item in products)
     assert query(store.database.url, "select count(*) from dead_letters") == [(0,)]
     store.database.close()
-
-
-async def _sleep(seconds: float) -> None:
-    from scrapy.utils.asyncio import sleep
-
-    await sleep(seconds)
 
 
 # -- item 4: no page lost to an exception ---------------------------------------------------------
