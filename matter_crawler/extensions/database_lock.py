@@ -15,9 +15,8 @@ write. With ``DATABASE_LOCK``:
   so in the log (a WARNING naming the holder when it starts waiting, an INFO
   line every minute, an INFO line with the wait's length when it has the lock;
   stat ``database_lock/wait_seconds``); every database statement of the crawl
-  waits meanwhile (:meth:`~matter_crawler.storage.Database.guard`). A Ctrl-C
-  while waiting stops the crawl at once, nothing written (``scrapy crawl``
-  stops the reactor; in a runner that does not, the wait ends with the crawl).
+  waits meanwhile (:meth:`~matter_crawler.storage.Database.guard`). A crawl
+  stopped while it waits (``crawler.crawling`` turned off) stops waiting.
 
 A lock whose holder is gone (a killed crawl; see the storage module) is taken
 over, with a WARNING naming it (stat ``database_lock/taken_over``). While it
