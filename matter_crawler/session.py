@@ -20,9 +20,13 @@ run, not its last process.
 A hard kill leaves Scrapy's queue files out of step with each other (its queue
 index is only written on close, the fingerprint file is appended as it goes),
 which would make a resumed crawl skip requests it never made. So a marker file
-is written at open and removed at a clean close; finding it at start-up means
-the previous process died, and the session then discards Scrapy's queue and
-fingerprints before the scheduler loads them. The crawl plans again from the
+naming the process (pid, host, process start: :mod:`matter_crawler.liveness`)
+is written at open and removed at a clean close. Finding it at start-up, the
+session asks whether that process still runs: if it does (or runs on another
+host, where it cannot be asked), the JOBDIR is in use and the crawl refuses to
+start (:class:`JobdirInUse`, before Scrapy's scheduler opens anything in it);
+if it does not, the previous process died, and the session discards Scrapy's
+queue and fingerprints before the scheduler loads them. The crawl plans again from the
 database: work is re-fetched, nothing is lost or stored twice. The counters
 then come from the last periodic save: the plan's own (``matter/``: listing
 pages and product pages planned and done) are dropped with the plan they
@@ -47,6 +51,8 @@ from scrapy import signals
 from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.job import job_dir
 
+from .liveness import ProcessIdentity, is_running
+
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
 
@@ -65,6 +71,7 @@ COUNTER_PREFIXES = (
     "store/",
     "retry/",
     "dead_letters/",
+    "callback_errors/",
     "circuit/",
     "validation/",
     "render/",
@@ -85,7 +92,14 @@ GAUGES = frozenset({"matter/run_id"})
 #: Counters of the crawl plan, which a hard kill discards (see the module docstring).
 PLAN_COUNTER_PREFIX = "matter/"
 
+#: What a crawl's command line holds (to tell a crawl from a program that reused its pid).
+CRAWL_PROGRAM = "scrapy"
+
 _per_crawler: weakref.WeakKeyDictionary[Crawler, CrawlSession] = weakref.WeakKeyDictionary()
+
+
+class JobdirInUse(RuntimeError):
+    """A running crawl uses the JOBDIR: a second process must not touch it."""
 
 
 def is_counter(name: str, value: Any) -> bool:
@@ -111,6 +125,7 @@ class CrawlSession:
         self._restored: dict[str, Any] = {}
         self._providers: dict[str, Callable[[], Any]] = {}
         self._saver = None
+        self._marker_before: str | None = None  # the marker found at start, if any
         if self.jobdir is not None:
             self._open_jobdir(self.jobdir)
             self.register_state(COUNTERS_STATE, self._counters)
@@ -134,12 +149,25 @@ class CrawlSession:
         self.run_id = self._restored.get("run_id")
         marker = jobdir / RUNNING_MARKER
         if marker.exists():
+            self._marker_before = marker.read_text(encoding="utf-8")
+            owner = ProcessIdentity.from_text(self._marker_before)
+            running = is_running(owner, program=CRAWL_PROGRAM) if owner is not None else False
+            if running is not False:
+                assert owner is not None
+                where = "runs" if running else "may still run (another host: it cannot be asked)"
+                message = (
+                    f"JOBDIR {jobdir} is in use: the crawl that opened it ({owner.describe()}) "
+                    f"{where}. Stop it first, or use another JOBDIR"
+                    + ("" if running else f"; if it is gone, delete {marker}")
+                )
+                logger.error("%s", message)
+                raise JobdirInUse(message)
             self.recovered = True
             logger.warning(
-                "The previous crawl in %s did not stop cleanly (pid %s); discarding its "
+                "The previous crawl in %s did not stop cleanly (%s); discarding its "
                 "request queue: the crawl plans again from the database",
                 jobdir,
-                marker.read_text(encoding="utf-8").strip() or "?",
+                owner.describe() if owner is not None else "pid ?",
             )
             for name in _SCRAPY_QUEUE_STATE:
                 path = jobdir / name
@@ -149,7 +177,21 @@ class CrawlSession:
                     path.unlink()
         elif self._restored:
             self.resumed = True
-        marker.write_text(str(os.getpid()), encoding="utf-8")
+        marker.write_text(ProcessIdentity.current().to_json(), encoding="utf-8")
+
+    def abandon_jobdir(self) -> None:
+        """The crawl will not start after all: leave the marker as it was found.
+
+        (A stale marker stays: the queue it stood for is already discarded, and
+        the next start recovers the same way.)
+        """
+        if self.jobdir is None:
+            return
+        marker = self.jobdir / RUNNING_MARKER
+        if self._marker_before is None:
+            marker.unlink(missing_ok=True)
+        else:
+            marker.write_text(self._marker_before, encoding="utf-8")
 
     def _restore_counters(self) -> None:
         # Added, not set: what this process counted already (log lines) stays.

@@ -74,6 +74,8 @@ DOWNLOADER_MIDDLEWARES = {
 }
 SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
+    # closest to the spider: a page whose callback raised is dead-lettered, never lost
+    "matter_crawler.middlewares.callback_errors.CallbackErrorMiddleware": 1100,
 }
 
 ITEM_PIPELINES = {
@@ -81,6 +83,8 @@ ITEM_PIPELINES = {
     "matter_crawler.pipelines.store.BatchStorePipeline": 800,
 }
 EXTENSIONS = {
+    # first: one crawl writes to a database at a time (DATABASE_LOCK)
+    "matter_crawler.extensions.database_lock.DatabaseLock": 50,
     # the dead-letter store closes before the run record counts the letters
     "matter_crawler.extensions.dead_letters.DeadLetterStore": 100,
     "matter_crawler.extensions.run_record.RunRecorder": 200,
@@ -120,6 +124,18 @@ DEAD_LETTERS_ENABLED = True  # the dead_letters table
 # about 32,500 -> 35,500 items/s here); the flush interval still bounds a batch's age.
 STORE_BATCH_SIZE = 1000
 STORE_FLUSH_INTERVAL = 2.0
+# a batch the database refuses for a reason that may pass (locked, disk full) is tried
+# this many times in all, STORE_RETRY_BACKOFF seconds after the first refusal, twice as
+# long after each next one; then item by item (see matter_crawler.pipelines.store)
+STORE_RETRY_ATTEMPTS = 5
+STORE_RETRY_BACKOFF = 1.0
+DATABASE_BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another connection's lock
+# one crawl writes to a database at a time: "refuse" a second one at start, or "wait"
+DATABASE_LOCK = "refuse"
+DATABASE_LOCK_HEARTBEAT = 30.0  # seconds between the holder's heartbeats
+# a lock held from another host is taken over when its heartbeat is this old (seconds);
+# on the same host, when its process is gone
+DATABASE_LOCK_STALE_AFTER = 300.0
 DEAD_LETTER_FLUSH_INTERVAL = 5.0
 JOBDIR_STATE_SAVE_INTERVAL = 30.0
 

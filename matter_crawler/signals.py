@@ -11,19 +11,25 @@ signal; handlers receive the keyword arguments listed.
 request_retrying = object()
 
 #: A request failed for good and goes to the dead-letter queue: ``request`` (None
-#: for an invalid item), ``url``, ``stage``, ``failure_class``, ``reason``,
-#: ``attempts``, ``first_failed_at``; from the retry middleware also ``kind`` (as for
-#: ``request_retrying``), so receivers must accept ``**kwargs``.
+#: for an invalid item or a product the database refused), ``url`` (the URL the spider
+#: asked for, before any redirect: the letter's key), ``stage``, ``failure_class``,
+#: ``reason``, ``attempts``, ``first_failed_at``; from the retry middleware also ``kind``
+#: (as for ``request_retrying``); ``recorded=True`` when the sender wrote the letter
+#: itself (the batch store, which must know it is written); so receivers must accept
+#: ``**kwargs``.
 request_dead_lettered = object()
 
-#: A replayed dead letter succeeded: ``url``.
+#: A page that may have a dead letter succeeded (a listing page parsed): ``url``.
+#: Product pages are resolved from ``batch_stored`` instead, once their product is
+#: committed.
 dead_letter_resolved = object()
 
 #: An item failed validation: ``item``, ``reasons`` (list of strings).
 item_invalid = object()
 
-#: A batch was written to the database: ``products``, ``sightings``, ``new``, ``changed``,
-#: ``seconds``.
+#: A batch was written to the database (committed): ``products``, ``sightings``, ``new``,
+#: ``changed``, ``seconds``, and ``urls``, the URLs of the products it stored (a batch
+#: written item by item stores fewer than it held: the others are dead letters).
 batch_stored = object()
 
 #: A domain's circuit breaker changed state: ``domain``, ``old``, ``new``, ``reason``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections import Counter
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import pytest
 from scrapy import Spider, signals
 from scrapy.utils.test import get_crawler
 
+from matter_crawler.liveness import ProcessIdentity, this_host
 from matter_crawler.session import COUNTERS_STATE, RUNNING_MARKER, STATE_FILE, CrawlSession
 
 from .helpers import (
@@ -100,6 +102,9 @@ def test_after_a_hard_kill_the_plan_counters_restart_with_the_plan(tmp_path):
         crawler.stats.set_value(name, value)
     session.save_state()  # the periodic save; then the process dies without closing
     crawler.stats.inc_value("downloader/request_count", 50)  # after the save: lost
+    # ... and is gone: its marker names a process no longer running (same pid, other start)
+    dead = ProcessIdentity(os.getpid(), this_host(), "a-process-that-ended:0")
+    (tmp_path / RUNNING_MARKER).write_text(dead.to_json())
 
     crawler, session = open_session(tmp_path)
     assert session.recovered

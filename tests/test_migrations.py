@@ -204,8 +204,32 @@ def check_baseline(engine: Engine, before: Snapshot, old_schema: dict[str, Any])
     assert snapshot(engine) == before
 
 
+def check_crawl_locks(engine: Engine, before: Snapshot, old_schema: dict[str, Any]) -> None:
+    """0002_add_crawl_locks: a new, empty crawl_locks table; nothing else touched."""
+    described = schema(engine)
+    if "sql" in described:  # SQLite lists every table's SQL: leave the new one out
+        described["sql"] = [row for row in described["sql"] if "crawl_locks" not in row[1]]
+    assert described == old_schema
+    assert snapshot(engine) == before
+    columns = {c["name"]: c["nullable"] for c in inspect(engine).get_columns("crawl_locks")}
+    assert columns == {
+        "name": False,
+        "token": False,
+        "pid": False,
+        "host": False,
+        "process_started": True,
+        "run_id": True,
+        "acquired_at": False,
+        "heartbeat_at": False,
+    }
+    assert inspect(engine).get_pk_constraint("crawl_locks")["constrained_columns"] == ["name"]
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from crawl_locks")).scalar() == 0
+
+
 UPGRADE_CHECKS: dict[str, Callable[[Engine, Snapshot, dict[str, Any]], None]] = {
     "0001_baseline": check_baseline,
+    "0002_add_crawl_locks": check_crawl_locks,
 }
 
 

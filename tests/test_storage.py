@@ -299,7 +299,7 @@ def test_run_record_text_is_cut_to_its_column_with_a_warning(database, caplog):
     assert "crawl_runs.finish_reason: 90 characters cut to 64" in caplog.text
 
 
-def test_a_dead_letter_url_too_long_is_logged_not_stored_and_nul_is_replaced(database, caplog):
+def test_a_dead_letter_url_too_long_is_kept_shortened_and_nul_is_replaced(database, caplog):
     long_url = "https://csa-iot.org/" + "x" * 1100
     letters = [
         Letter(long_url, "detail", "server", "HTTP 503", 1, NOW, NOW),
@@ -308,9 +308,14 @@ def test_a_dead_letter_url_too_long_is_logged_not_stored_and_nul_is_replaced(dat
     database.run_sync(add_letters, letters, 1)
     with database.engine.connect() as conn:
         stored = conn.execute(text("select url, last_error from dead_letters")).all()
-    assert [tuple(row) for row in stored] == [("https://x/ok", "bad\N{REPLACEMENT CHARACTER}byte")]
-    assert "Dead letter not stored: https://csa-iot.org/xxx" in caplog.text
-    assert "url is 1120 characters long, longer than the 1024 dead_letters.url holds" in caplog.text
+    kept = dict(stored)
+    assert kept["https://x/ok"] == "bad\N{REPLACEMENT CHARACTER}byte"
+    (long_key,) = [url for url in kept if url != "https://x/ok"]
+    assert long_key.startswith(long_url[:900] + "#sha256-")
+    assert len(long_key) <= 1024
+    why = "url is 1120 characters long, longer than the 1024 dead_letters.url holds"
+    assert kept[long_key] == f"URL shortened ({why}); HTTP 503"
+    assert "Dead letter kept under a shortened URL: https://csa-iot.org/xxx" in caplog.text
 
 
 def test_the_insert_of_a_product_another_writer_stored_meanwhile_updates_it(database):

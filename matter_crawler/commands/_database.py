@@ -171,7 +171,8 @@ def open_database(
     *,
     upgrade: bool = True,
     report: Callable[[str], None] | None = None,
-    engine_factory: Callable[[str], Engine] = create_database_engine,
+    engine_factory: Callable[..., Engine] = create_database_engine,
+    busy_timeout: float | None = None,
 ) -> Engine:
     """An engine on an existing crawl database holding ``tables``; CommandError otherwise.
 
@@ -194,7 +195,7 @@ def open_database(
         if not path.is_file():
             raise CommandError(f"no database at {parsed.database}: {FIRST_CRAWL_HINT}")
     try:
-        engine = engine_factory(url)
+        engine = engine_factory(url, busy_timeout=busy_timeout)
     except (NoSuchModuleError, ImportError) as error:
         raise CommandError(f"cannot open {shown_url(url)}: {error}") from None
     try:
@@ -263,7 +264,15 @@ class DatabaseCommand:
         self, tables: Iterable[str] = ("products",), *, upgrade: bool = True
     ) -> Engine:
         assert self.settings is not None
-        return open_database(database_url(self.settings), tables, upgrade=upgrade, report=self.note)
+        timeout = self.settings.get("DATABASE_BUSY_TIMEOUT")
+        busy_timeout = float(timeout) if timeout is not None else None
+        return open_database(
+            database_url(self.settings),
+            tables,
+            upgrade=upgrade,
+            report=self.note,
+            busy_timeout=busy_timeout,
+        )
 
     def note(self, message: str) -> None:
         """A line on stderr that is not an error (stdout may be the command's output)."""

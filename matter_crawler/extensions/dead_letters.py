@@ -1,13 +1,29 @@
-"""The dead-letter queue's writer.
+"""The dead-letter queue's writer, and the resolution of letters that later succeed.
 
 Listens for ``request_dead_lettered`` (sent by the classified-retry middleware,
-the validation pipeline and the spider) and writes the letters to the
-``dead_letters`` table in batches, every ``DEAD_LETTER_FLUSH_INTERVAL`` seconds
-and at close. A replayed letter whose product is then stored, or whose listing
-page then parses, is resolved (``dead_letter_resolved``, and ``item_scraped``
-for replayed product pages).
+the validation pipeline, the callback-error middleware, the batch store and the
+spider) and writes the letters to the ``dead_letters`` table in batches, every
+``DEAD_LETTER_FLUSH_INTERVAL`` seconds and at close. A letter the batch store
+wrote itself (``recorded=True``) is only counted.
 
-Stats: ``dead_letters/count``, ``dead_letters/<failure class>``, ``dead_letters/resolved``.
+A letter resolves itself in any run, not only in a replay: a product page's
+letter once the batch holding its product is committed (``batch_stored`` names
+the stored products, keyed by the URL the spider asked for), a listing page's
+once the page parses (``dead_letter_resolved``, from the spider). Letters and
+resolutions are written in the order they happened, so the later outcome of a
+URL wins. Only URLs with a letter are resolved: the store loads the pending
+letters' URLs when the spider opens and adds every letter of the run, so a
+crawl without letters writes nothing for the products it stores (one writer
+per database, :mod:`matter_crawler.extensions.database_lock`, keeps that set
+true).
+
+A write the database refuses is kept and tried again at the next flush; at
+close it is tried ``STORE_RETRY_ATTEMPTS`` times with the store's backoff
+(``STORE_RETRY_BACKOFF``). Letters still not written then are lost: counted in
+``dead_letters/lost`` and logged as an error with their URLs.
+
+Stats: ``dead_letters/count``, ``dead_letters/<failure class>``,
+``dead_letters/resolved``, ``dead_letters/lost``.
 """
 
 from __future__ import annotations
@@ -19,44 +35,62 @@ from typing import Any, Self
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
-from scrapy.http import Response
-from scrapy.utils.asyncio import create_looping_call
+from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
-from sqlalchemy import Engine
 
 from ..session import CrawlSession
-from ..signals import dead_letter_resolved, request_dead_lettered
+from ..signals import batch_stored, dead_letter_resolved, request_dead_lettered
 from ..storage import Database
-from ..storage.dead_letters import Letter, add_letters, resolve_letters
+from ..storage.database import database_reason
+from ..storage.dead_letters import Letter, LetterOperation, pending_urls, write_letters
 
 logger = logging.getLogger(__name__)
 
+ADD = "add"
+RESOLVE = "resolve"
 
-def _write(engine: Engine, resolved: list[str], letters: list[Letter], run_id: int | None) -> int:
-    # resolutions first: a replayed page that fails validation is dead-lettered again after
-    count = resolve_letters(engine, resolved, run_id, datetime.now(UTC))
-    add_letters(engine, letters, run_id)
-    return count
+
+def grouped(operations: list[tuple[str, Any]]) -> list[LetterOperation]:
+    """Consecutive operations of one kind as one step, the order kept."""
+    steps: list[LetterOperation] = []
+    for kind, value in operations:
+        if steps and steps[-1][0] == kind:
+            steps[-1][1].append(value)  # type: ignore[attr-defined]
+        else:
+            steps.append((kind, [value]))
+    return steps
 
 
 class DeadLetterStore:
-    def __init__(self, crawler: Crawler, flush_interval: float) -> None:
+    def __init__(
+        self, crawler: Crawler, flush_interval: float, retry_attempts: int, retry_backoff: float
+    ) -> None:
         self.crawler = crawler
         self.database = Database.from_crawler(crawler)
         self.session = CrawlSession.from_crawler(crawler)
         self.flush_interval = flush_interval
-        self._letters: list[Letter] = []
-        self._resolved: list[str] = []
+        self.retry_attempts = max(1, retry_attempts)
+        self.retry_backoff = retry_backoff
+        # letters to add and URLs to resolve, in the order they happened
+        self._operations: list[tuple[str, Any]] = []
+        # URLs with a letter (pending at start, or written since): None until loaded
+        self._lettered: set[str] | None = None
         self._timer = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        if not crawler.settings.getbool("DEAD_LETTERS_ENABLED", True):
+        settings = crawler.settings
+        if not settings.getbool("DEAD_LETTERS_ENABLED", True):
             raise NotConfigured
-        store = cls(crawler, crawler.settings.getfloat("DEAD_LETTER_FLUSH_INTERVAL", 5.0))
+        store = cls(
+            crawler,
+            settings.getfloat("DEAD_LETTER_FLUSH_INTERVAL", 5.0),
+            settings.getint("STORE_RETRY_ATTEMPTS"),
+            settings.getfloat("STORE_RETRY_BACKOFF"),
+        )
         crawler.signals.connect(store.dead_lettered, signal=request_dead_lettered)
         crawler.signals.connect(store.resolved, signal=dead_letter_resolved)
-        crawler.signals.connect(store.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(store.batch_stored, signal=batch_stored)
         crawler.signals.connect(store.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(store.spider_closed, signal=signals.spider_closed)
         return store
@@ -69,52 +103,92 @@ class DeadLetterStore:
         reason: str,
         attempts: int,
         first_failed_at: datetime,
+        recorded: bool = False,
         **_: Any,
     ) -> None:
         stats = self.crawler.stats
         stats.inc_value("dead_letters/count")
         stats.inc_value(f"dead_letters/{failure_class}")
         logger.warning("Dead letter (%s, %s): %s: %s", stage, failure_class, url, reason)
-        self._letters.append(
-            Letter(
-                url=url,
-                stage=stage,
-                failure_class=failure_class,
-                last_error=reason,
-                attempts=attempts,
-                first_failed_at=first_failed_at,
-                last_failed_at=datetime.now(UTC),
-            )
+        if self._lettered is not None:
+            self._lettered.add(url)
+        if recorded:
+            # written by its sender; a resolution buffered before it must not undo it
+            self._operations = [op for op in self._operations if op != (RESOLVE, url)]
+            return
+        letter = Letter(
+            url=url,
+            stage=stage,
+            failure_class=failure_class,
+            last_error=reason,
+            attempts=attempts,
+            first_failed_at=first_failed_at,
+            last_failed_at=datetime.now(UTC),
         )
+        self._operations.append((ADD, letter))
 
     def resolved(self, url: str, **_: Any) -> None:
-        self._resolved.append(url)
+        if self._lettered is None or url in self._lettered:
+            self._operations.append((RESOLVE, url))
 
-    def item_scraped(self, item: Any, response: Response, **_: Any) -> None:
-        if isinstance(response, Response) and response.meta.get("replay"):
-            self._resolved.append(response.meta.get("redirect_urls", [response.url])[0])
+    def batch_stored(self, urls: tuple[str, ...] = (), **_: Any) -> None:
+        # committed: the products' pages succeeded
+        lettered = self._lettered
+        self._operations.extend(
+            (RESOLVE, url) for url in urls if lettered is None or url in lettered
+        )
 
-    def spider_opened(self) -> None:
+    async def spider_opened(self) -> None:
         if self.flush_interval > 0:
             self._timer = create_looping_call(self._flush_soon)
             self._timer.start(self.flush_interval, now=False)
+        lettered = await self.database.run(pending_urls)
+        if self._lettered is None:
+            self._lettered = lettered
+        for kind, value in self._operations:  # letters of the run so far
+            if kind == ADD:
+                self._lettered.add(value.url)
 
     def _flush_soon(self) -> None:
         deferred_from_coro(self.flush()).addErrback(
             lambda failure: logger.error("Writing dead letters failed: %s", failure.getTraceback())
         )
 
-    async def flush(self) -> None:
-        letters, self._letters = self._letters, []
-        resolved, self._resolved = self._resolved, []
-        if not letters and not resolved:
-            return
-        count = await self.database.run(_write, resolved, letters, self.session.run_id)
+    async def flush(self) -> bool:
+        """Write what is buffered; on a refusal keep it for the next flush. True once written."""
+        operations, self._operations = self._operations, []
+        if not operations:
+            return True
+        try:
+            count = await self.database.run(
+                write_letters, grouped(operations), self.session.run_id, datetime.now(UTC)
+            )
+        except Exception as error:
+            self._operations[:0] = operations  # before what arrived meanwhile
+            logger.warning(
+                "The database refused the dead letters (%s); keeping them",
+                database_reason(error),
+            )
+            return False
         if count:
             self.crawler.stats.inc_value("dead_letters/resolved", count)
             logger.info("Resolved %d dead letters", count)
+        return True
 
     async def spider_closed(self) -> None:
         if self._timer is not None and self._timer.running:
             self._timer.stop()
-        await self.flush()
+        delay = self.retry_backoff
+        for attempt in range(1, self.retry_attempts + 1):
+            if await self.flush():
+                return
+            if attempt < self.retry_attempts:
+                await sleep(delay)
+                delay *= 2
+        letters = [letter for kind, letter in self._operations if kind == ADD]
+        self.crawler.stats.inc_value("dead_letters/lost", len(letters))
+        logger.error(
+            "Lost %d dead letters: the database refused them: %s",
+            len(letters),
+            " ".join(letter.url for letter in letters),
+        )

@@ -21,6 +21,11 @@ for good records ``list``: it never saw the whole listing (the dead letters
 name the pages; ``-a replay_dead_letters=1`` fetches them). Detail pages that
 failed for good do not hold a run back from ``done``; they are its dead letters.
 
+A run that lost a batch (``store/batches_lost``: products or sightings the
+database refused and that could not be dead-lettered either, see
+:mod:`matter_crawler.pipelines.store`) records status ``failed`` and never
+stage ``done``, whatever its close reason: its data is incomplete.
+
 A run resumed from a JOBDIR is one run over several processes: its counters
 (pages, requests, retries, errors) are the session's restored stats (see
 :mod:`matter_crawler.session`) and its duration adds up the processes' own.
@@ -86,15 +91,20 @@ def _status(reason: str) -> str:
     return "failed"
 
 
-def stage_reached(spider: Spider, reason: str) -> str | None:
-    """The stage a run reached: ``done`` only for a finished run that saw its whole listing."""
+def stage_reached(spider: Spider, reason: str, *, batches_lost: int = 0) -> str | None:
+    """The stage a run reached: ``done`` only for a finished run that saw its whole listing.
+
+    A run that lost a batch stays at ``detail``: not everything it fetched was stored.
+    """
     stage = spider.stage() if callable(getattr(spider, "stage", None)) else None
     plan = getattr(spider, "plan", None)
     if reason != "finished" or plan is None:
         return stage
     if plan.pages_failed:
         return "list"  # out of work, but with holes in the listing
-    return "done" if stage == "detail" else stage
+    if stage == "detail" and not batches_lost:
+        return "done"
+    return stage
 
 
 class RunRecorder:
@@ -103,6 +113,7 @@ class RunRecorder:
         self.database = Database.from_crawler(crawler)
         self.session = CrawlSession.from_crawler(crawler)
         self._started = monotonic()
+        self._opened = False  # whether this process started or continued the run
         # what the run's earlier processes took (JOBDIR); zeroed if a new run starts
         saved = self.session.restored_state(STATE_NAME) or {}
         self._earlier_seconds = float(saved.get("duration_seconds", 0.0))
@@ -136,19 +147,27 @@ class RunRecorder:
             )
             logger.info("Started crawl run %d", session.run_id)
         self.crawler.stats.set_value("matter/run_id", session.run_id)
+        self._opened = True
         session.save_state()  # a hard kill from here on still knows its run
 
     async def spider_closed(self, spider: Spider, reason: str) -> None:
-        if self.session.run_id is None:
-            return
+        if self.session.run_id is None or not self._opened:
+            return  # e.g. stopped while waiting for the database (DATABASE_LOCK=wait)
         stats = self.crawler.stats
         get = stats.get_value
         plan = getattr(spider, "plan", None)
         now = datetime.now(UTC)
+        batches_lost = get("store/batches_lost", 0)
+        if batches_lost:
+            logger.error(
+                "Crawl run %d lost %d batches (store/batches_lost): recorded as failed",
+                self.session.run_id,
+                batches_lost,
+            )
         values = {
-            "status": _status(reason),
+            "status": "failed" if batches_lost else _status(reason),
             "finish_reason": reason,
-            "stage": stage_reached(spider, reason),
+            "stage": stage_reached(spider, reason, batches_lost=batches_lost),
             "mode": plan.mode if plan is not None else None,
             "finished_at": now,
             "duration_seconds": round(self._duration(), 3),

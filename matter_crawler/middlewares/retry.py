@@ -68,6 +68,7 @@ from scrapy.utils.misc import load_object
 
 from ..exceptions import DeadLettered
 from ..rendering import render_or_explain
+from ..request_url import requested_url
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
 from .classify import (
@@ -295,7 +296,8 @@ class ClassifiedRetryMiddleware:
         self.crawler.signals.send_catch_log(
             signal=request_dead_lettered,
             request=request,
-            url=request.url,
+            # the URL the spider asked for: a replay asks for it again and stores the same row
+            url=requested_url(request),
             stage=meta.get("stage"),
             failure_class=failure_class.value,
             kind=kind,

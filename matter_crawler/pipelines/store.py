@@ -1,4 +1,4 @@
-"""Store products in the database in batches.
+"""Store products in the database in batches, and lose none of them.
 
 Items are buffered and written in one transaction per batch: new products
 inserted, known ones updated with a ``product_changes`` row per changed field,
@@ -9,19 +9,42 @@ the database's own thread (:class:`~matter_crawler.storage.Database`), so the
 reactor keeps downloading meanwhile, and a batch is written while the next one
 fills; the item that fills a batch waits until the one before it is written,
 which holds the crawl back if the database falls behind instead of letting
-buffers grow. A batch the database refuses (disk full...) is logged as an
-error with what it held and counted in ``store/batches_failed`` and
-``store/products_failed``. A product with a value its column cannot hold (longer
-than a ``VARCHAR(n)``, a NUL character: PostgreSQL refuses them, so SQLite is
-not given them either) is left out of the batch, counted in
-``store/products_rejected`` and dead-lettered as ``invalid`` with the reason.
+buffers grow. A product with a value its column cannot hold (longer than a
+``VARCHAR(n)``, a NUL character: PostgreSQL refuses them, so SQLite is not given
+them either) is left out of its batch, counted in ``store/products_rejected`` and
+dead-lettered as ``invalid`` with the reason.
+
+A batch the database refuses is not thrown away:
+
+1. A refusal that may pass ("database is locked" after ``DATABASE_BUSY_TIMEOUT``,
+   disk full, a lost connection: SQLAlchemy's ``OperationalError``) is retried
+   up to ``STORE_RETRY_ATTEMPTS`` times in all, ``STORE_RETRY_BACKOFF`` seconds
+   after the first refusal, twice as long after each next one. The wait is on
+   the reactor (the crawl goes on); the write is on the database thread.
+2. Then, or at once for a refusal that will not pass (a constraint, a value
+   too long for its column), the batch is written item by item, each product
+   in its own transaction, to isolate the products the database refuses; the
+   sightings follow in one transaction.
+3. A product still refused becomes a dead letter (failure class ``storage``,
+   the database's reason), written by this pipeline so that it knows the
+   letter is stored; the rest of the batch is stored.
+4. What can be neither written nor dead-lettered (the letters refused too,
+   dead letters disabled, sightings refused) is lost: counted in
+   ``store/batches_lost`` (and ``store/products_lost``, ``store/sightings_lost``)
+   and logged as an error with its URLs. Such a run never records ``done``
+   (:mod:`matter_crawler.extensions.run_record`) and delists nothing.
+
+After each committed batch, ``batch_stored`` names the products it stored; the
+dead-letter store resolves their letters from it (never before the commit).
 
 At close, after the last batch, a full run that saw the whole listing marks the
-products it did not see as delisted.
+products it did not see as delisted (unless a batch was lost).
 
 Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
 ``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
-``store/products_delisted``, ``store/products_rejected``.
+``store/products_delisted``, ``store/batch_retries``, ``store/batches_isolated``,
+``store/products_failed`` (dead-lettered), ``store/batches_lost``,
+``store/products_lost``, ``store/sightings_lost``, ``store/products_rejected``.
 """
 
 from __future__ import annotations
@@ -29,12 +52,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any, Self
 
 from scrapy.crawler import Crawler
-from scrapy.utils.asyncio import create_looping_call
+from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import Engine
 
@@ -42,6 +66,8 @@ from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
 from ..signals import batch_stored, request_dead_lettered
 from ..storage import Database
+from ..storage.database import database_reason, may_pass
+from ..storage.dead_letters import Letter, add_letters
 from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
 
 logger = logging.getLogger(__name__)
@@ -66,15 +92,83 @@ def delist_unseen(engine: Engine, run_id: int, now: datetime) -> int:
         return mark_delisted(conn, run_id, now)
 
 
+@dataclass(slots=True)
+class IsolatedBatch:
+    """What writing a batch item by item stored, and what the database refused."""
+
+    result: UpsertResult = field(default_factory=UpsertResult)
+    stored: list[str] = field(default_factory=list)  # product URLs
+    refused: list[tuple[ProductItem, str]] = field(default_factory=list)  # and the reason
+    sightings_refused: str | None = None  # why the sightings could not be written
+
+
+def write_item_by_item(
+    engine: Engine,
+    products: Sequence[ProductItem],
+    sightings: Sequence[ListingSighting],
+    run_id: int | None,
+    now: datetime,
+) -> IsolatedBatch:
+    """Each product in its own transaction, then the sightings: the refused rows isolated.
+
+    A refusal that may pass (the database locked or full, not this row) ends the
+    isolation: trying every other row would wait out the busy timeout once per
+    row for the same answer, so the rest are refused with the same reason.
+    """
+    batch = IsolatedBatch()
+    latest = {item.url: item for item in products}  # as in a batch: the last of a URL wins
+    down: str | None = None
+    for item in latest.values():
+        if down is not None:
+            batch.refused.append((item, down))
+            continue
+        try:
+            result = write_batch(engine, [item], [], run_id, now)
+        except Exception as error:
+            reason = database_reason(error)
+            batch.refused.append((item, reason))
+            if may_pass(error):
+                down = reason
+            continue
+        batch.result.new += result.new
+        batch.result.changed += result.changed
+        batch.result.unchanged += result.unchanged
+        batch.result.changes.extend(result.changes)
+        if result.rejected:  # left out by the storage layer, not written
+            batch.result.rejected.extend(result.rejected)
+            continue
+        batch.stored.append(item.url)
+    if sightings:
+        if down is not None:
+            batch.sightings_refused = down
+        else:
+            try:
+                write_batch(engine, [], sightings, run_id, now)
+            except Exception as error:
+                batch.sightings_refused = database_reason(error)
+    return batch
+
+
 class BatchStorePipeline:
     def __init__(
-        self, crawler: Crawler, database: Database, batch_size: int, flush_interval: float
+        self,
+        crawler: Crawler,
+        database: Database,
+        batch_size: int,
+        flush_interval: float,
+        *,
+        retry_attempts: int,
+        retry_backoff: float,
+        dead_letters: bool,
     ) -> None:
         self.crawler = crawler
         self.database = database
         self.session = CrawlSession.from_crawler(crawler)
         self.batch_size = max(1, batch_size)
         self.flush_interval = flush_interval
+        self.retry_attempts = max(1, retry_attempts)  # attempts in all, the first included
+        self.retry_backoff = retry_backoff
+        self.dead_letters = dead_letters  # whether refused products can be dead-lettered
         self._products: list[ProductItem] = []
         self._sightings: list[ListingSighting] = []
         self._lock = asyncio.Lock()  # batches are handed over one at a time, in order
@@ -90,6 +184,9 @@ class BatchStorePipeline:
             Database.from_crawler(crawler),
             settings.getint("STORE_BATCH_SIZE", 1000),
             settings.getfloat("STORE_FLUSH_INTERVAL", 2.0),
+            retry_attempts=settings.getint("STORE_RETRY_ATTEMPTS"),
+            retry_backoff=settings.getfloat("STORE_RETRY_BACKOFF"),
+            dead_letters=settings.getbool("DEAD_LETTERS_ENABLED"),
         )
 
     def open_spider(self) -> None:
@@ -139,20 +236,22 @@ class BatchStorePipeline:
     async def _write(self, products: list[ProductItem], sightings: list[ListingSighting]) -> None:
         started = monotonic()
         stats = self.crawler.stats
-        try:
-            result = await self.database.run(
-                write_batch, products, sightings, self.session.run_id, datetime.now(UTC)
-            )
-        except Exception:
-            # the database itself failed (disk full, locked for 30 s...): say what was lost
-            stats.inc_value("store/batches_failed")
-            stats.inc_value("store/products_failed", len(products))
-            logger.exception(
-                "Could not store a batch of %d products and %d sightings",
-                len(products),
-                len(sightings),
-            )
-            return
+        result, error, attempts = await self._write_whole(products, sightings)
+        if error is None:
+            stored = list(dict.fromkeys(item.url for item in products))
+            if result.rejected:  # left out of the batch: their letters stay pending
+                refused = {url for url, _ in result.rejected}
+                stored = [url for url in stored if url not in refused]
+        else:
+            isolated = await self._write_isolated(products, sightings, error)
+            if isolated is None:
+                return  # the database thread itself failed: counted and logged as lost
+            await self._dead_letter_refused(isolated, len(products), len(sightings), attempts + 1)
+            result, stored = isolated.result, isolated.stored
+            if isolated.sightings_refused is not None:
+                sightings = []
+            if not stored and not sightings:
+                return  # nothing of the batch was written
         seconds = monotonic() - started
         self._report_rejected(result.rejected)
         stats.inc_value("store/batches")
@@ -163,11 +262,145 @@ class BatchStorePipeline:
         stats.inc_value("store/batch_seconds_total", seconds)
         self.crawler.signals.send_catch_log(
             signal=batch_stored,
-            products=len(products),
+            products=len(stored),
             sightings=len(sightings),
             new=result.new,
             changed=result.changed,
             seconds=seconds,
+            urls=tuple(stored),
+        )
+
+    async def _write_whole(
+        self, products: list[ProductItem], sightings: list[ListingSighting]
+    ) -> tuple[UpsertResult, BaseException | None, int]:
+        """Write the batch in one transaction, retrying refusals that may pass.
+
+        Returns the result, the last refusal (None once written) and the attempts made.
+        """
+        delay = self.retry_backoff
+        attempt = 1
+        while True:
+            try:
+                result = await self.database.run(
+                    write_batch, products, sightings, self.session.run_id, datetime.now(UTC)
+                )
+            except Exception as error:
+                if not may_pass(error) or attempt >= self.retry_attempts:
+                    return UpsertResult(), error, attempt
+                self.crawler.stats.inc_value("store/batch_retries")
+                logger.warning(
+                    "The database refused a batch of %d products and %d sightings (%s); "
+                    "trying again in %.1f s (attempt %d of %d)",
+                    len(products),
+                    len(sightings),
+                    database_reason(error),
+                    delay,
+                    attempt + 1,
+                    self.retry_attempts,
+                )
+                await sleep(delay)
+                delay *= 2
+                attempt += 1
+            else:
+                return result, None, attempt
+
+    async def _write_isolated(
+        self, products: list[ProductItem], sightings: list[ListingSighting], error: BaseException
+    ) -> IsolatedBatch | None:
+        self.crawler.stats.inc_value("store/batches_isolated")
+        logger.warning(
+            "The database refused a batch of %d products and %d sightings (%s); "
+            "writing it item by item",
+            len(products),
+            len(sightings),
+            database_reason(error),
+        )
+        try:
+            return await self.database.run(
+                write_item_by_item, products, sightings, self.session.run_id, datetime.now(UTC)
+            )
+        except Exception as failure:
+            self._lost(products, len(sightings), database_reason(failure))
+            return None
+
+    async def _dead_letter_refused(
+        self, isolated: IsolatedBatch, products: int, sightings: int, attempts: int
+    ) -> None:
+        """Dead-letter the refused products; count as lost what cannot be."""
+        refused = isolated.refused
+        if refused:
+            logger.error(
+                "The database refused %d of %d products of a batch: %s",
+                len(refused),
+                products,
+                "; ".join(f"{item.url} ({reason})" for item, reason in refused),
+            )
+        lost: list[ProductItem] = []
+        why = "dead letters are disabled (DEAD_LETTERS_ENABLED)"
+        if refused and self.dead_letters:
+            now = datetime.now(UTC)
+            letters = [
+                Letter(
+                    url=item.url,
+                    stage="detail",
+                    failure_class="storage",
+                    last_error=f"the database refused the product: {reason}",
+                    attempts=attempts,
+                    first_failed_at=now,
+                    last_failed_at=now,
+                )
+                for item, reason in refused
+            ]
+            try:
+                await self.database.run(add_letters, letters, self.session.run_id)
+            except Exception as error:
+                why = f"the dead letters were refused too: {database_reason(error)}"
+                lost = [item for item, _ in refused]
+            else:
+                self.crawler.stats.inc_value("store/products_failed", len(letters))
+                for letter in letters:
+                    self.crawler.signals.send_catch_log(
+                        signal=request_dead_lettered,
+                        request=None,
+                        url=letter.url,
+                        stage=letter.stage,
+                        failure_class=letter.failure_class,
+                        reason=letter.last_error,
+                        attempts=letter.attempts,
+                        first_failed_at=letter.first_failed_at,
+                        recorded=True,
+                    )
+        elif refused:
+            lost = [item for item, _ in refused]
+        if isolated.sightings_refused is not None:
+            self.crawler.stats.inc_value("store/sightings_lost", sightings)
+            logger.error(
+                "Lost %d sightings of a batch: the database refused them (%s)",
+                sightings,
+                isolated.sightings_refused,
+            )
+        if lost or isolated.sightings_refused is not None:
+            self.crawler.stats.inc_value("store/batches_lost")
+        if lost:
+            self.crawler.stats.inc_value("store/products_lost", len(lost))
+            logger.error(
+                "Lost %d products of a batch: the database refused them and %s: %s",
+                len(lost),
+                why,
+                " ".join(item.url for item in lost),
+            )
+
+    def _lost(self, products: list[ProductItem], sightings: int, reason: str) -> None:
+        stats = self.crawler.stats
+        stats.inc_value("store/batches_lost")
+        stats.inc_value("store/products_lost", len(products))
+        stats.inc_value("store/sightings_lost", sightings)
+        logger.error(
+            "Lost a batch of %d products and %d sightings (%s): %s",
+            len(products),
+            sightings,
+            reason,
+            " ".join(item.url for item in products),
         )
 
     def _report_rejected(self, rejected: list[tuple[str, str]]) -> None:
@@ -195,7 +428,8 @@ class BatchStorePipeline:
         spider = self.crawler.spider
         run_id = self.session.run_id
         complete = getattr(spider, "listing_complete", None)
-        if run_id is not None and callable(complete) and complete():
+        lost = self.crawler.stats.get_value("store/batches_lost", 0)
+        if run_id is not None and callable(complete) and complete() and not lost:
             delisted = await self.database.run(delist_unseen, run_id, datetime.now(UTC))
             self.crawler.stats.set_value("store/products_delisted", delisted)
             if delisted:

@@ -46,6 +46,7 @@ from ..planner import (
     known_before,
     needs_detail,
 )
+from ..request_url import requested_url
 from ..session import CrawlSession
 from ..signals import dead_letter_resolved, request_dead_lettered
 from ..storage import Database
@@ -239,8 +240,10 @@ class MatterProductsSpider(Spider):
         page: int = response.meta["page"]
         if response.status != 200:
             self._past_the_end(page, response.status)
+            self._resolved(response)
             return
         listing = parse_listing(response.body, response.url, response.encoding)
+        self._resolved(response)  # the page parsed: a letter it has is resolved, in any run
         stats = self.crawler.stats
         stats.inc_value("matter/list/pages")
         stats.inc_value("matter/list/cards", len(listing.cards))
@@ -270,8 +273,6 @@ class MatterProductsSpider(Spider):
         if in_range:
             yield from self._cards(listing.cards, page)
         plan.pages_done.add(page)
-        if response.meta.get("replay"):
-            self._resolved(response)
         if plan.mode == "incremental":
             yield from self._continue_incremental(page)
 
@@ -387,14 +388,30 @@ class MatterProductsSpider(Spider):
         page = parse_detail(response.body, response.url, response.encoding)
         url = self._card_url(response.request)
         self.crawler.stats.inc_value("matter/detail/pages")
-        item = build_product(page, url)
-        if response.meta.get("replay"):
-            self._resolved(response)
-        yield item
+        # its dead letter, if any, is resolved once the batch holding it is committed
+        yield build_product(page, url)
 
     def detail_failed(self, failure: Failure) -> None:
         self.crawler.stats.inc_value("matter/detail/failed")
         self._dead_letter_unless_done(failure, "detail")
+
+    def page_failed(self, request: Request, *, counted: bool = False) -> Iterator[Request]:
+        """A page whose callback or errback raised (the middleware dead-lettered it).
+
+        Called by :class:`~matter_crawler.middlewares.callback_errors.CallbackErrorMiddleware`.
+        The page counts as failed: a listing page makes a full run's listing
+        incomplete, and an incremental walk goes on with the next page.
+        ``counted``: the errback already counted the failure.
+        """
+        stage = request.meta.get("stage")
+        if stage == "detail" and not counted:
+            self.crawler.stats.inc_value("matter/detail/failed")
+        if stage != "list" or self.plan is None:
+            return
+        page = request.meta["page"]
+        self.plan.pages_failed.add(page)
+        if self.plan.mode == "incremental":
+            yield from self._continue_incremental(page)
 
     # -- dead letters -----------------------------------------------------------------
 
@@ -441,7 +458,7 @@ class MatterProductsSpider(Spider):
     @staticmethod
     def _card_url(request: Request) -> str:
         """The URL the crawl asked for (before any redirect): the product's key."""
-        return request.meta.get("redirect_urls", [request.url])[0]
+        return requested_url(request)
 
     def _dead_lettered(self, stage: str, url: str, **_: Any) -> None:
         if stage == "list" and self.plan is not None:

@@ -6,11 +6,12 @@ from .database import (
     create_database_engine,
     resolve_database_url,
 )
-from .models import Base, CrawlRun, DeadLetter, Product, ProductChange
+from .models import Base, CrawlLock, CrawlRun, DeadLetter, Product, ProductChange
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "Base",
+    "CrawlLock",
     "CrawlRun",
     "Database",
     "DeadLetter",

@@ -9,6 +9,14 @@ the results (``await database.run(fn, ...)``).
 Opening a database brings its schema to the code's revision first
 (:func:`~matter_crawler.storage.schema.prepare_schema`): an empty one is created,
 an older one upgraded, one written by a newer release refused untouched.
+
+SQLite waits up to ``DATABASE_BUSY_TIMEOUT`` seconds for a lock another
+connection holds before it refuses a statement ("database is locked"); the
+batch store retries what is refused (:mod:`matter_crawler.pipelines.store`).
+With ``DATABASE_LOCK=wait`` the crawl's statements wait until the crawl holds
+the database's writer lock (:meth:`Database.guard`,
+:mod:`matter_crawler.extensions.database_lock`); statements registered with
+:meth:`Database.at_close` run last, when the engine stops.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from scrapy import signals
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..redaction import mask_credentials
 from .schema import SchemaChange, SchemaError, prepare_schema
@@ -57,17 +66,22 @@ def resolve_database_url(settings: Any, environ: Mapping[str, str] | None = None
     )
 
 
-def create_database_engine(url: str, **options: Any) -> Engine:
+def create_database_engine(
+    url: str, *, busy_timeout: float | None = None, **options: Any
+) -> Engine:
     """An engine for ``url``; for SQLite: the file's folder created, WAL, a busy timeout.
 
-    ``options`` go to :func:`sqlalchemy.create_engine` (a pool class, for instance).
+    ``busy_timeout``: seconds SQLite waits for another connection's lock before
+    it refuses a statement (None: the driver's default, 5 s). ``options`` go to
+    :func:`sqlalchemy.create_engine` (a pool class, for instance).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **options)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30}, **options)
+    connect_args = {"timeout": busy_timeout} if busy_timeout is not None else {}
+    engine = create_engine(url, connect_args=connect_args, **options)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -87,6 +101,20 @@ def create_database_engine(url: str, **options: Any) -> Engine:
     return engine
 
 
+def may_pass(error: BaseException) -> bool:
+    """Whether a refusal may pass if the write is tried again (a lock, a full disk...)."""
+    return isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
+def database_reason(error: BaseException) -> str:
+    """The database's own words (SQLAlchemy adds the statement and its parameters)."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 class Database:
     """The engine plus a single writer thread, on a database at the code's schema revision.
 
@@ -94,9 +122,9 @@ class Database:
     not write to (written by a newer release), having written nothing.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float | None = None) -> None:
         self.url = url
-        self.engine = create_database_engine(url)
+        self.engine = create_database_engine(url, busy_timeout=busy_timeout)
         try:
             #: what opening did to the schema (None: it was at the head revision already)
             self.schema_change: SchemaChange | None = prepare_schema(self.engine)
@@ -108,21 +136,48 @@ class Database:
             self.engine.dispose()
             raise
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="matter-db")
+        self._guard: Callable[[], Awaitable[None]] | None = None
+        self._at_close: list[Callable[[Engine], Any]] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Database:
         """The crawl's shared database (created on first use, closed when the engine stops)."""
         database = _per_crawler.get(crawler)
         if database is None:
-            database = cls(resolve_database_url(crawler.settings))
+            settings = crawler.settings
+            # unset (a bare test crawler): the driver's own default
+            timeout = settings.get("DATABASE_BUSY_TIMEOUT")
+            database = cls(
+                resolve_database_url(settings),
+                busy_timeout=float(timeout) if timeout is not None else None,
+            )
             _per_crawler[crawler] = database
             crawler.signals.connect(database.close, signal=signals.engine_stopped)
             # (logged before the add-ons run, so before the log filter of redaction.py)
-            logger.info("Database: %s", mask_credentials(database.url))
+            logger.info("Database: %s", database.shown_url)
         return database
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as it may be logged (credentials hidden)."""
+        return mask_credentials(self.url)
+
+    def guard(self, ready: Callable[[], Awaitable[None]]) -> None:
+        """Make :meth:`run` wait for ``ready()`` first (which may raise to refuse)."""
+        self._guard = ready
+
+    def at_close(self, function: Callable[[Engine], Any]) -> None:
+        """Run ``function(engine)`` on the writer thread last, when the database closes."""
+        self._at_close.append(function)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(engine, *args)`` on the writer thread and wait for its result."""
+        if self._guard is not None:
+            await self._guard()
+        return await self.run_unguarded(function, *args)
+
+    async def run_unguarded(self, function: Callable[..., T], *args: Any) -> T:
+        """:meth:`run` without waiting for the guard: for the writer lock's own statements."""
         future = self._executor.submit(function, self.engine, *args)
         return await asyncio.wrap_future(future)
 
@@ -131,5 +186,10 @@ class Database:
         return self._executor.submit(function, self.engine, *args).result()
 
     def close(self) -> None:
+        for function in self._at_close:
+            try:
+                self.run_sync(function)
+            except Exception:
+                logger.exception("Closing the database: %r failed", function)
         self._executor.shutdown(wait=True)
         self.engine.dispose()

@@ -7,6 +7,8 @@
 - ``crawl_runs``: one row per run, written at start and at close, never per page.
 - ``dead_letters``: requests that failed for good, with their reason, until a
   later run succeeds on them.
+- ``crawl_locks``: the crawl writing to the database now (one row while a crawl
+  runs; see :mod:`matter_crawler.storage.lock`).
 
 Times are stored as naive UTC (SQLite has no time zones) and read back as
 aware UTC datetimes (:class:`UTCDateTime`).
@@ -138,3 +140,19 @@ class DeadLetter(Base):
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     resolved_run_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class CrawlLock(Base):
+    """Who holds a lock on the database: one row per lock name while a crawl holds it."""
+
+    __tablename__ = "crawl_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token: Mapped[str] = mapped_column(String(64))  # the holder's own random id
+    pid: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(255))
+    # what the OS said of the holder's start (tells a reused pid from the holder)
+    process_started: Mapped[str | None] = mapped_column(String(128))
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
