@@ -24,12 +24,15 @@ from scrapy.utils.asyncio import create_looping_call
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import Engine
 
+from ..safe_text import shortened, terminal_safe
 from ..session import CrawlSession
 from ..signals import dead_letter_resolved, request_dead_lettered
 from ..storage import Database
 from ..storage.dead_letters import Letter, add_letters, resolve_letters
 
 logger = logging.getLogger(__name__)
+#: A dead letter's reason is logged cut to this many characters (stored whole).
+REASON_LOG_LIMIT = 500
 
 
 def _write(engine: Engine, resolved: list[str], letters: list[Letter], run_id: int | None) -> int:
@@ -74,7 +77,14 @@ class DeadLetterStore:
         stats = self.crawler.stats
         stats.inc_value("dead_letters/count")
         stats.inc_value(f"dead_letters/{failure_class}")
-        logger.warning("Dead letter (%s, %s): %s: %s", stage, failure_class, url, reason)
+        # the URL and the reason may hold page text: never print it raw to a terminal
+        logger.warning(
+            "Dead letter (%s, %s): %s: %s",
+            stage,
+            failure_class,
+            terminal_safe(url),
+            terminal_safe(shortened(reason, REASON_LOG_LIMIT)),
+        )
         self._letters.append(
             Letter(
                 url=url,
