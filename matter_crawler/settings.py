@@ -91,7 +91,10 @@ EXTENSIONS = {
 RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"attempts": 3}}
 RETRY_AFTER_MAX = 300.0
 RETRY_MAX_TOTAL_ATTEMPTS = 12
-RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.content_problem"
+RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.ContentCheck"
+# script elements the content check steps over per marker before it calls the page
+# not a catalogue page (a real page has about ten; the cap bounds the check's work)
+CONTENT_CHECK_MAX_SCRIPTS = 1000
 RETRY_JITTER_SEED = None  # a number makes the backoff jitter reproducible (tests)
 
 # -- circuit breaker (see matter_crawler.middlewares.breaker) ----------------------------

@@ -64,7 +64,7 @@ from typing import Any, Self
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
-from scrapy.utils.misc import load_object
+from scrapy.utils.misc import build_from_crawler, load_object
 
 from ..exceptions import DeadLettered
 from ..rendering import render_or_explain
@@ -169,7 +169,10 @@ class ClassifiedRetryMiddleware:
         settings = crawler.settings
         if not settings.getbool("RETRY_ENABLED"):
             raise NotConfigured
-        check = settings.get("RETRY_CONTENT_CHECK")
+        check_path = settings.get("RETRY_CONTENT_CHECK")
+        check = load_object(check_path) if check_path else None
+        if isinstance(check, type):  # a class reads its own settings: built with from_crawler
+            check = build_from_crawler(check, crawler)
         seed = settings.get("RETRY_JITTER_SEED")
         return cls(
             crawler,
@@ -177,7 +180,7 @@ class ClassifiedRetryMiddleware:
             retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
             max_total_attempts=settings.getint("RETRY_MAX_TOTAL_ATTEMPTS", 12),
             priority_adjust=settings.getint("RETRY_PRIORITY_ADJUST", -1),
-            content_check=load_object(check) if check else None,
+            content_check=check,
             rng=random.Random(seed),
         )
 
