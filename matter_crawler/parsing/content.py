@@ -10,12 +10,15 @@ browser. A marker counts only outside ``<script>`` elements: a shell often
 carries the page's markup as a string inside its loader script (the simulated
 site's does).
 
-The work is linear in the page's size: one forward pass per marker that jumps
-from script element to script element (a few byte searches each), and at most
-``max_scripts`` script elements are stepped over per marker
-(``CONTENT_CHECK_MAX_SCRIPTS``). A real page has a handful of scripts before its
-content; a page with more than the cap before any catalogue markup is reported as
-a content problem that says so, rather than searched for seconds.
+The work is linear in the page's size: one forward pass per marker that, when the
+marker turns up inside a script element, jumps past that element's end (a few byte
+searches each), and at most ``max_scripts`` script elements holding the marker are
+stepped over per marker (``CONTENT_CHECK_MAX_SCRIPTS``). A real page holds the
+marker in no script at all, or in one (a JavaScript shell's loader); a page with more
+than the cap before any catalogue markup is reported as a content problem that says
+so, rather than searched for seconds. Like the markers, ``<script`` is matched in
+lower case (as WordPress writes it): lowering a whole page first would cost more than
+the rest of the check.
 """
 
 from __future__ import annotations
@@ -45,33 +48,32 @@ class ContentProblem:
 
 
 class _TooManyScripts(Exception):
-    """More script elements than the cap stood between the start and a marker."""
+    """More script elements than the cap held the marker before any markup did."""
 
 
 def _in_markup(body: bytes, marker: bytes, max_scripts: int) -> bool:
-    """Whether ``marker`` occurs outside every ``<script>`` element of ``body`` (lower case).
+    """Whether ``marker`` occurs outside every ``<script>`` element of ``body``.
 
-    One forward pass: find the marker; if a script element starts before it, the
-    marker is inside that element only if it also ends after it, and the search goes
-    on from the element's end. Each step moves past one script element, so the byte
-    searches cover the page about once. Raises :class:`_TooManyScripts` past the cap.
+    For an occurrence, the nearest ``<script`` before it tells: no such tag, or one
+    closed before the occurrence, and the marker is in the markup (the common case:
+    two short searches). Otherwise the occurrence is inside that script element, and
+    the search goes on after the element's end, never inside it again: the searches
+    cover the page about once, however many times a script repeats the marker.
+    Raises :class:`_TooManyScripts` after ``max_scripts`` such elements.
     """
     found = body.find(marker)
-    position = 0
     scripts = 0
     while found != -1:
-        start = body.find(_SCRIPT_START, position, found)
-        if start == -1:
-            return True  # no script element opens between here and the marker
-        end = body.find(_SCRIPT_END, start + len(_SCRIPT_START))
-        if end == -1:
-            return False  # an unclosed script runs to the end of the page
+        start = body.rfind(_SCRIPT_START, 0, found)
+        if start == -1 or body.find(_SCRIPT_END, start, found) != -1:
+            return True  # no script element is open where the marker is
         scripts += 1
         if scripts > max_scripts:
             raise _TooManyScripts
-        position = end + len(_SCRIPT_END)
-        if found < end:  # inside this script: look for the next occurrence after it
-            found = body.find(marker, position)
+        end = body.find(_SCRIPT_END, found)
+        if end == -1:
+            return False  # an unclosed script runs to the end of the page
+        found = body.find(marker, end + len(_SCRIPT_END))
     return False
 
 
@@ -83,22 +85,21 @@ def page_problem(
         return ContentProblem("empty body")
     if b"</html>" not in body[-_TAIL:].lower():
         return ContentProblem("truncated body: no closing </html>")
-    lowered = body.lower()  # <SCRIPT> is a script element too
     markers = _LISTING_MARKERS if stage == "list" else _DETAIL_MARKERS
     try:
-        if any(_in_markup(lowered, marker, max_scripts) for marker in markers):
+        if any(_in_markup(body, marker, max_scripts) for marker in markers):
             return None
         # Real pages carry scripts too: only a page with none of the catalogue's markup is a shell.
         has_catalogue_markup = any(
-            _in_markup(lowered, m, max_scripts)
+            _in_markup(body, m, max_scripts)
             for m in (*_LISTING_MARKERS, *_DETAIL_MARKERS, b"entry-title")
         )
     except _TooManyScripts:
         return ContentProblem(
-            f"more than {max_scripts} <script> elements before any {stage} markup "
-            "(CONTENT_CHECK_MAX_SCRIPTS): not a catalogue page"
+            f"more than {max_scripts} <script> elements hold catalogue markers before any "
+            f"{stage} markup (CONTENT_CHECK_MAX_SCRIPTS): not a catalogue page"
         )
-    if not has_catalogue_markup and _SCRIPT_START in lowered:
+    if not has_catalogue_markup and _SCRIPT_START in body.lower():
         return ContentProblem(
             f"empty shell: no {stage} markup, the page is built by JavaScript",
             needs_javascript=True,

@@ -15,7 +15,7 @@ from lxml import etree
 
 from ..safe_text import quoted
 from ._html import css, first, node_text, parse_document
-from .urls import split_url
+from .urls import check_port
 
 _model = css("h1.entry-title")
 _company = css("p.entry-company")
@@ -78,7 +78,7 @@ def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None
         href = zip_links[0].strip()
         try:
             compliance_document_url = urljoin(base_url, href)
-            split_url(compliance_document_url)
+            check_port(compliance_document_url)
         except ValueError as error:
             compliance_document_url = None
             problems.append(f"compliance document link {quoted(href)} is malformed ({error})")

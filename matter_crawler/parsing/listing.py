@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 from ..safe_text import quoted
 from ._html import clean_text, css, first, node_text, parse_document
-from .urls import split_url
+from .urls import check_port
 
 _post_feed = css("div.post-feed")
 _block_index = css(".wp-block-crown-blocks-product-index")
@@ -41,7 +41,6 @@ _legacy_pagination_links = css("div.pagination-wrapper nav div a")
 _page_in_path = re.compile(r"/page/(\d+)/?")
 _page_in_query = re.compile(r"[?&](?:amp;)?paged=(\d+)")
 _post_id_class = re.compile(r"\bpost-(\d+)\b")
-_ascii_digits = re.compile(r"[0-9]+")
 #: A page number has at most this many digits (a listing of a billion pages is not real).
 MAX_PAGE_DIGITS = 9
 #: A WordPress post id fits in a 64-bit integer.
@@ -87,7 +86,7 @@ class ListingPage:
 
 def _plain_number(text: str, max_digits: int) -> int:
     """``int`` of ASCII digits, at most ``max_digits`` of them; ValueError otherwise."""
-    if len(text) > max_digits or not _ascii_digits.fullmatch(text):
+    if not (0 < len(text) <= max_digits and text.isascii() and text.isdigit()):
         raise ValueError(f"{quoted(text)} is not a plain number")
     return int(text)
 
@@ -168,7 +167,7 @@ def _parse_card(article, base_url: str, position: int) -> ListingCard | BadCard 
     href = link.get("href", "").strip()
     try:
         url = urljoin(base_url, href)
-        split_url(url)
+        check_port(url)
     except ValueError as error:
         return BadCard(position, None, f"malformed link {quoted(href)} ({error})")
     post_id: int | None = None

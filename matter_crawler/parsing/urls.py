@@ -26,6 +26,7 @@ _ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
 _EDGES = "".join(map(chr, range(0x21)))
 _TABS_AND_BREAKS = re.compile(r"[\t\n\r]")
 _DEFAULT_PORTS = (80, 443)
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)")
 
 
 class OffsiteURL(ValueError):
@@ -52,6 +53,25 @@ def split_url(url: str) -> SplitResult:
     parts = urlsplit(cleaned)
     parts.port  # noqa: B018 - reading it validates the port (ValueError)
     return parts
+
+
+def check_port(url: str) -> None:
+    """ValueError if an absolute URL's port is not a number in 0-65535.
+
+    ``urljoin`` reads a malformed host (``http://[x/``) as an error, but not a port;
+    this is the cheap check for the rest (a regular expression, no ``urlsplit``), for
+    parsers that check every link of a page.
+    """
+    match = _AUTHORITY.match(url)
+    if match is None:
+        return
+    hostport = match.group(1).rpartition("@")[2]
+    colon = hostport.rfind(":")
+    if colon <= hostport.rfind("]"):  # no port (an IPv6 address has colons inside [])
+        return
+    port = hostport[colon + 1 :]
+    if port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise ValueError(f"port {port[:20]!r} is not a number in 0-65535")
 
 
 def canonical_product_url(url: str, base_url: str) -> str:
