@@ -92,8 +92,8 @@ RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"at
 RETRY_AFTER_MAX = 300.0
 RETRY_MAX_TOTAL_ATTEMPTS = 12
 RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.ContentCheck"
-# script elements the content check steps over per marker before it calls the page
-# not a catalogue page (a real page has about ten; the cap bounds the check's work)
+# script elements holding a marker the content check steps over before it calls the
+# page not a catalogue page (a real page has none or one; the cap bounds the check's work)
 CONTENT_CHECK_MAX_SCRIPTS = 1000
 RETRY_JITTER_SEED = None  # a number makes the backoff jitter reproducible (tests)
 

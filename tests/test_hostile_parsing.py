@@ -30,6 +30,7 @@ from scrapy.utils.test import get_crawler
 from sqlalchemy import create_engine, insert
 
 from matter_crawler import settings as project_settings
+from matter_crawler.extensions.dead_letters import DeadLetterStore
 from matter_crawler.items import ProductItem
 from matter_crawler.middlewares.retry import ClassifiedRetryMiddleware, parse_retry_after
 from matter_crawler.parsing import (
@@ -111,16 +112,16 @@ def test_content_check_is_linear_on_a_page_full_of_markers_inside_a_script():
 
 
 def test_content_check_steps_over_at_most_the_cap_of_script_elements():
-    many = b"<html><head>" + b"<script>1</script>" * 50 + b'</head><body><div class="post-feed">'
-    many += b"</div></body></html>"
+    many = b"<html><head>" + b'<script>"post-feed"</script>' * 50 + b"<script>1</script>" * 99
+    many += b'</head><body><div class="post-feed"></div></body></html>'
     assert page_problem(many, "list", max_scripts=50) is None
     problem = page_problem(many, "list", max_scripts=49)
     assert problem is not None
-    assert "more than 49 <script> elements" in problem.reason
+    assert "more than 49 <script> elements hold catalogue markers" in problem.reason
     assert not problem.needs_javascript
-    # <SCRIPT> is a script element too, and an unclosed one runs to the end
-    upper = b'<html><SCRIPT>"post-feed"</SCRIPT><script>"post-feed"</html>'
-    assert page_problem(upper, "list").reason.startswith("empty shell")
+    # an unclosed script runs to the end of the page
+    unclosed = b'<html><script>1</script><script>"post-feed"</html>'
+    assert page_problem(unclosed, "list").reason.startswith("empty shell")
 
 
 def test_content_check_cap_is_a_setting():
@@ -131,7 +132,7 @@ def test_content_check_cap_is_a_setting():
     crawler.stats.open_spider()
     retry = ClassifiedRetryMiddleware.from_crawler(crawler)
     assert isinstance(retry.content_check, ContentCheck)  # built with from_crawler
-    many = b"<html><head>" + b"<script></script>" * 1001 + b'<div class="post-feed"></div></html>'
+    many = b"<html>" + b"<script>post-feed</script>" * 1001 + b'<div class="post-feed"></html>'
     request = Request(LISTING, meta={"stage": "list"})
     problem = retry.content_check(request, HtmlResponse(LISTING, body=many, request=request))
     assert "more than 1000 <script> elements" in problem.reason
@@ -201,6 +202,18 @@ def test_bad_cards_and_page_numbers_are_reported_not_raised():
     assert len(listing.ignored_page_numbers) == 4
     assert "'²'" in listing.ignored_page_numbers
     assert listing.canonical_url is None  # its canonical link is malformed too
+
+
+def test_a_card_whose_port_is_not_a_number_is_a_bad_card():
+    html = page("listing_page1.html").replace(
+        b'href="https://csa-iot.org/csa_product/thermostat-3/"',
+        b'href="https://csa-iot.org:8o/csa_product/thermostat-3/"',
+    )
+    listing = parse_listing(html, LISTING)
+    assert len(listing.cards) == 3
+    [bad] = listing.bad_cards
+    assert bad.position == 4
+    assert "port '8o' is not a number in 0-65535" in bad.reason
 
 
 @pytest.mark.parametrize(
@@ -358,6 +371,37 @@ def test_control_characters_are_dropped_from_page_text_and_bidi_kept():
     assert terminal_safe("a\x1b[2Jb\x07\x9b\n") == "a\\x1b[2Jb\\x07\\x9b\\x0a"
 
 
+def test_a_malformed_compliance_link_is_a_named_problem_not_an_exception():
+    html = page("detail_standard.html").replace(
+        b'href="https://csa-iot.org/wp-content/uploads/2025/03/', b'href="http://[x/', 1
+    )
+    item = build_product(parse_detail(html, PRODUCT), PRODUCT)
+    assert item.compliance_document_url is None
+    assert item.problems == [
+        "compliance document link 'http://[x/CSA244D4MAT43911-00.zip' is malformed "
+        "(Invalid IPv6 URL)"
+    ]
+
+
+def test_the_dead_letter_log_line_is_terminal_safe(caplog, tmp_path):
+    crawler = project_crawler(DATABASE_URL=f"sqlite:///{tmp_path}/d.sqlite3")
+    crawler.stats.open_spider()
+    store = DeadLetterStore.from_crawler(crawler)
+    with caplog.at_level("WARNING"):
+        store.dead_lettered(
+            url=f"{SITE}/csa_product/\x1b[2J/",
+            stage="detail",
+            failure_class="invalid",
+            reason="model \x1b]0;pwned\x07 \u202eevil " + "x" * 5000,
+            attempts=1,
+            first_failed_at=datetime.now(UTC),
+        )
+    [line] = [r.getMessage() for r in caplog.records if "Dead letter" in r.getMessage()]
+    assert not any(c in line for c in "\x1b\x07\u202e")
+    assert "\\x1b]0;pwned\\x07 \\u202eevil" in line
+    assert len(line) < 1000  # the reason is cut in the log (stored whole)
+
+
 def test_commands_print_page_text_terminal_safe(tmp_path):
     url = f"sqlite:///{tmp_path}/m.sqlite3"
     engine = create_engine(url)
@@ -464,6 +508,12 @@ def test_bounds_are_a_setting_checked_against_the_columns():
         ValidationPipeline.from_crawler(
             project_crawler(VALIDATION_MAX_LENGTHS={"certificate_id": 65})
         )
+    unbounded = ValidationPipeline.from_crawler(
+        project_crawler(VALIDATION_MAX_LENGTHS={"description": None})
+    )
+    assert "description" not in unbounded.max_lengths
+    with pytest.raises(ValueError, match="must bound the sized columns"):
+        ValidationPipeline.from_crawler(project_crawler(VALIDATION_MAX_LENGTHS={"url": None}))
     with pytest.raises(ValueError, match="not a product field"):
         ValidationPipeline.from_crawler(project_crawler(VALIDATION_MAX_LENGTHS={"colour": 5}))
 
