@@ -52,6 +52,7 @@ from matter_crawler.signals import request_dead_lettered
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage.dead_letters import Letter, add_letters
 from matter_crawler.storage.models import Base, Product
+from matter_crawler.storage.products import KnownProduct
 from matter_crawler.storage.runs import start_run
 
 from .helpers import PROJECT_ROOT, crawl_runs, database_differences, query, run_crawl
@@ -344,6 +345,22 @@ def test_spider_dead_letters_each_bad_card_and_reads_the_rest(spider):
     assert stats.get_value("matter/list/bad_cards") == 2
     assert stats.get_value("matter/list/ignored_page_numbers") == 4
     assert stats.get_value("matter/list/urls_canonicalised") == 1
+
+
+def test_an_unreadable_card_breaks_an_incremental_runs_known_streak(spider):
+    spider.plan = CrawlPlan(mode="incremental", pages_scheduled={1})
+    known = KnownProduct("Acme", "Plug", None, 1, False)
+    spider.known = {
+        f"{SITE}/csa_product/{slug}/": known
+        for slug in ("wi-fi-plug-27", "wiz-led-lamp-dimmable-20", "thermostat-3")
+    }
+    html = page("listing_page1.html").replace(
+        b'href="https://csa-iot.org/csa_product/smart-plug-mini-5/"',
+        b'href="http://[x/csa_product/smart-plug-mini-5/"',
+    )
+    list(spider.parse_listing(listing_response(spider, 1, html)))
+    # known, known, unreadable (perhaps new), known: the streak is 1, not 3
+    assert spider.plan.known_streak == 1
 
 
 def test_spider_stores_a_product_at_its_canonical_url_whatever_url_reached_it(spider):

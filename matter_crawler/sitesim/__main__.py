@@ -132,11 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = replace(Settings(), **given)
     recording = None
     if args.cassettes:
-        if args.hostile or args.hostile_parsing:
-            parser.error(
-                "--hostile and --hostile-parsing do not apply to --cassettes "
-                "(a recording is served as is)"
-            )
+        for switched, flag in (
+            (args.hostile, "--hostile"),
+            (args.hostile_parsing, "--hostile-parsing"),
+        ):
+            if switched:
+                parser.error(f"{flag} does not apply to --cassettes (a recording is served as is)")
         try:
             recording = Recording(Path(args.cassettes))
         except RecordingError as failure:

@@ -383,11 +383,15 @@ class MatterProductsSpider(Spider):
         plan = self._plan()
         stats = self.crawler.stats
         run_id = self.session.run_id
-        for bad in listing.bad_cards:
-            self._bad_card(response, page, bad)
         known_flags: list[bool] = []
         seen: set[str] = set()
-        for shown in listing.cards:
+        # in page order: a card that cannot be read breaks an incremental run's known streak
+        in_order = sorted((*listing.cards, *listing.bad_cards), key=lambda card: card.position)
+        for shown in in_order:
+            if isinstance(shown, BadCard):
+                self._bad_card(response, page, shown)
+                known_flags.append(False)
+                continue
             try:
                 url = canonical_product_url(shown.url, self.base_url)
             except OffsiteURL:
