@@ -21,6 +21,8 @@ from w3lib.url import safe_url_string
 #: A product page path: one non-empty segment after /csa_product/, trailing slashes optional.
 _PRODUCT_PATH = re.compile(r"/csa_product/([^/]+)/*")
 _ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+# what a path segment may hold as it is (RFC 3986 pchar, plus % of an escape)
+_UNSAFE_IN_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@%]")
 # What browsers drop from a URL before reading it: leading/trailing C0 controls and
 # spaces, and every tab and line break (WHATWG URL standard).
 _EDGES = "".join(map(chr, range(0x21)))
@@ -94,5 +96,9 @@ def canonical_product_url(url: str, base_url: str) -> str:
     match = _PRODUCT_PATH.fullmatch(parts.path)
     if match is None or match.group(1) in (".", ".."):
         raise ValueError("not a product page path (/csa_product/<slug>/)")
-    path = safe_url_string(f"/csa_product/{match.group(1)}/")
-    return f"{scheme}://{netloc}{_ESCAPE.sub(lambda m: m.group().upper(), path)}"
+    slug = match.group(1)
+    if _UNSAFE_IN_PATH.search(slug):  # rare: spaces, controls, non-ASCII, brackets...
+        slug = safe_url_string(slug)
+    if "%" in slug:
+        slug = _ESCAPE.sub(lambda m: m.group().upper(), slug)
+    return f"{scheme}://{netloc}/csa_product/{slug}/"
