@@ -4,13 +4,14 @@ Two measurements, each against a baseline measured in the same run:
 
 1. **parse only**: the simulated site's listing and product pages (UTF-8, every markup
    variant at the site's default share), fetched once, then parsed again and again in this
-   process: ``parse_listing``, ``parse_detail`` and ``page_problem``. Prints CPU
-   microseconds per page (``time.process_time``: what the parsing costs whatever else the
-   machine runs), the best of ``--rounds``. With ``--baseline CHECKOUT`` the same pages are
-   also parsed by that checkout's parsers (its ``matter_crawler/parsing/`` modules
-   ``_html``, ``listing``, ``detail`` and ``content``, loaded as a package of their own, as
-   at c3359a7 where they import only each other), alternating round by round, and the
-   new/old ratio is printed: the figure that must not regress.
+   process: ``parse_listing``, ``parse_detail`` and ``page_problem``. With ``--baseline
+   CHECKOUT`` each page is also parsed by that checkout's parsers (its
+   ``matter_crawler/parsing/`` modules ``_html``, ``listing``, ``detail`` and ``content``,
+   loaded as a package of their own, as at c3359a7 where they import only each other),
+   right before or right after (in turn), so both meet the same machine state: on a
+   shared, loaded machine whole-run timings drift by tens of percent, a page's pair
+   does not. Prints the lower quartile of the microseconds per page of each, and the
+   median over all pairs of new/old: the figure that must not regress.
 2. **content check on a hostile page**: one inline script holding the product-page marker
    many times (``entry-product-details`` every 24 bytes), the shape that made the content
    check's backwards search quadratic. The old check (c3359a7's ``_in_markup``, copied
@@ -21,12 +22,13 @@ Two measurements, each against a baseline measured in the same run:
 ::
 
     git worktree add /tmp/base c3359a7
-    .venv/bin/python bench/parsing_hostile.py --baseline /tmp/base [--pages 60] [--rounds 8]
+    .venv/bin/python bench/parsing_hostile.py --baseline /tmp/base [--pages 60] [--rounds 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import shutil
 import sys
@@ -84,12 +86,34 @@ def load_baseline(checkout: Path, scratch: Path) -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"baseline_parsing.{name}") for name in BASELINE_MODULES}
 
 
-def per_page_us(pages: list[bytes], work: Callable[[bytes], object]) -> float:
-    """Mean CPU microseconds one page costs, over one pass."""
-    started = time.process_time()
-    for body in pages:
-        work(body)
-    return (time.process_time() - started) / len(pages) * 1e6
+def paired(
+    pages: list[bytes],
+    new: Callable[[bytes], object],
+    old: Callable[[bytes], object] | None,
+    rounds: int,
+) -> tuple[list[float], list[float]]:
+    """Microseconds per page of ``new`` and ``old``, each page timed by both in turn."""
+    clock = time.perf_counter_ns
+    new_times: list[float] = []
+    old_times: list[float] = []
+    for number in range(rounds):
+        for body in pages:
+            if old is not None and number % 2:
+                started = clock()
+                old(body)
+                old_times.append((clock() - started) / 1000)
+            started = clock()
+            new(body)
+            new_times.append((clock() - started) / 1000)
+            if old is not None and not number % 2:
+                started = clock()
+                old(body)
+                old_times.append((clock() - started) / 1000)
+    return new_times, old_times
+
+
+def quartile(values: list[float]) -> float:
+    return sorted(values)[len(values) // 4]
 
 
 def works(modules: dict[str, ModuleType]) -> dict[str, Callable[[bytes], object]]:
@@ -111,34 +135,29 @@ def parse_section(pages: int, rounds: int, baseline: Path | None) -> None:
     current = works({"listing": listing, "detail": detail, "content": content})
     with tempfile.TemporaryDirectory() as scratch:
         old = works(load_baseline(baseline, Path(scratch))) if baseline else None
-        print(f"Parse only ({pages} pages of each kind, best of {rounds} rounds):\n")
+        print(f"Parse only ({pages} pages of each kind, {rounds} rounds, microseconds):\n")
         if old is None:
-            print("| work | KB per page | CPU us per page |")
+            print("| work | KB per page | us per page (lower quartile) |")
             print("|---|---:|---:|")
         else:
-            print("| work | KB per page | baseline CPU us | CPU us | new / old |")
+            print("| work | KB per page | baseline us | us | new / old (median of pairs) |")
             print("|---|---:|---:|---:|---:|")
-        for name, work in current.items():
-            pages_of = bodies[name.split()[0]]
-            kilobytes = sum(map(len, pages_of)) / len(pages_of) / 1024
-            new_samples, old_samples = [], []
-            for number in range(rounds):
-                # alternating, each going first every other round: both see the same
-                # machine, and neither always gets the caches the other left warm
-                if old is not None and number % 2:
-                    old_samples.append(per_page_us(pages_of, old[name]))
-                new_samples.append(per_page_us(pages_of, work))
-                if old is not None and not number % 2:
-                    old_samples.append(per_page_us(pages_of, old[name]))
-            new_best = min(new_samples)
-            if old is None:
-                print(f"| {name} | {kilobytes:.1f} | {new_best:.1f} |")
-            else:
-                old_best = min(old_samples)
+        gc.disable()  # a collection would land on one side of a pair
+        try:
+            for name, work in current.items():
+                pages_of = bodies[name.split()[0]]
+                kilobytes = sum(map(len, pages_of)) / len(pages_of) / 1024
+                new_times, old_times = paired(pages_of, work, old[name] if old else None, rounds)
+                if old is None:
+                    print(f"| {name} | {kilobytes:.1f} | {quartile(new_times):.1f} |")
+                    continue
+                ratios = sorted(n / o for n, o in zip(new_times, old_times, strict=True))
                 print(
-                    f"| {name} | {kilobytes:.1f} | {old_best:.1f} | {new_best:.1f} "
-                    f"| {new_best / old_best:.3f} |"
+                    f"| {name} | {kilobytes:.1f} | {quartile(old_times):.1f} "
+                    f"| {quartile(new_times):.1f} | {ratios[len(ratios) // 2]:.3f} |"
                 )
+        finally:
+            gc.enable()
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -167,7 +186,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pages", type=int, default=60, help="pages of each kind")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--baseline", type=Path, help="a checkout to compare the parsers with")
     parser.add_argument("--old-max-kb", type=int, default=440, help="largest page for the old")
     parser.add_argument("--skip-content", action="store_true")

@@ -77,7 +77,7 @@ def parse_document(source: str | bytes, encoding: str | None = None) -> html.Htm
 
 def _codec_name(encoding: str | None) -> str | None:
     """Python's name of ``encoding`` (``utf-8`` when none is given); None if Python lacks it."""
-    if not encoding:
+    if not encoding or encoding == _UTF8:  # what Scrapy says for nearly every page
         return _UTF8
     try:
         return codecs.lookup(encoding).name
