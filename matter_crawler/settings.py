@@ -99,7 +99,10 @@ EXTENSIONS = {
 RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"attempts": 3}}
 RETRY_AFTER_MAX = 300.0
 RETRY_MAX_TOTAL_ATTEMPTS = 12
-RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.content_problem"
+RETRY_CONTENT_CHECK = "matter_crawler.parsing.content.ContentCheck"
+# script elements holding a marker the content check steps over before it calls the
+# page not a catalogue page (a real page has none or one; the cap bounds the check's work)
+CONTENT_CHECK_MAX_SCRIPTS = 1000
 RETRY_JITTER_SEED = None  # a number makes the backoff jitter reproducible (tests)
 
 # -- circuit breaker (see matter_crawler.middlewares.breaker) ----------------------------
@@ -114,7 +117,37 @@ CIRCUIT_CLOSE_AFTER = 2
 
 # -- validation (see matter_crawler.pipelines.validation) ---------------------------------
 VALIDATION_REQUIRED_FIELDS = ["url", "manufacturer", "model", "certificate_id"]
-VALIDATION_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,}-[0-9]{2}$"  # "" turns the check off
+# "" turns the check off; the upper bound keeps ids to what real ones look like
+VALIDATION_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,32}-[0-9]{2}$"
+# Longest value each field may have, in characters (lists and mappings: their JSON text);
+# longer makes the product invalid (a dead letter), never cut. Real values are far
+# shorter (a certificate id is 19 characters, a version about 25, a model name rarely
+# 80); sized columns (url 512, certificate_id 64, vid/pid 8, ...) must hold the bound.
+# Override single fields with VALIDATION_MAX_LENGTHS, e.g. {"description": 10000}.
+VALIDATION_MAX_LENGTHS_BASE = {
+    "url": 512,
+    "manufacturer": 200,
+    "model": 200,
+    "device_type": 100,
+    "certificate_id": 64,
+    "certification_date": 10,
+    "software_version": 64,
+    "hardware_version": 64,
+    "firmware_version": 64,
+    "vid": 8,
+    "pid": 8,
+    "family_id": 64,
+    "family_sku": 256,
+    "family_variant_sku": 256,
+    "specification_version": 16,
+    "transport_interface": 256,
+    "primary_device_type_id": 8,
+    "application_categories": 512,
+    "description": 5000,
+    "compliance_document_url": 1024,
+    "extra_fields": 4096,
+}
+VALIDATION_MAX_LENGTHS: dict = {}
 
 # -- storage ---------------------------------------------------------------------------
 RUN_RECORD_ENABLED = True  # the crawl_runs row

@@ -1,11 +1,24 @@
-"""Plain-text output of the commands: aligned tables, UTC times, durations, JSON."""
+"""Plain-text output of the commands: aligned tables, UTC times, durations, JSON.
+
+Values in a table or cut to one line are terminal-safe
+(:func:`matter_crawler.safe_text.terminal_safe`): text from the crawled site never
+reaches the terminal as a control sequence. JSON output escapes the same characters
+as JSON escapes (the same JSON value).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+
+from ..safe_text import terminal_safe
+
+# What json.dumps(ensure_ascii=False) leaves raw that a terminal would obey: DEL, the C1
+# controls, line/paragraph separators and bidi controls (it escapes C0 itself).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028-\u202e\u2066-\u2069]")
 
 
 def utc_time(value: datetime | None) -> str:
@@ -29,19 +42,20 @@ def duration(seconds: float | None) -> str:
 
 
 def one_line(text: str | None, width: int) -> str:
-    """The text on one line, cut to ``width`` characters with an ellipsis."""
+    """The text on one line, terminal-safe, cut to ``width`` characters with an ellipsis."""
     if not text:
         return ""
-    flat = " ".join(text.split())
+    flat = terminal_safe(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
 def table(
     headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[int] = ()
 ) -> str:
-    """An aligned text table; columns whose index is in ``right`` are right-aligned."""
+    """An aligned text table of terminal-safe cells; columns whose index is in ``right``
+    are right-aligned."""
     cells = [[str(header) for header in headers]] + [
-        ["" if value is None else str(value) for value in row] for row in rows
+        ["" if value is None else terminal_safe(value) for value in row] for row in rows
     ]
     widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
 
@@ -65,4 +79,6 @@ def json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=2, default=json_default)
+    """Indented JSON, non-ASCII text as it is, control and bidi characters escaped."""
+    text = json.dumps(value, ensure_ascii=False, indent=2, default=json_default)
+    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -8,6 +8,7 @@
 
 Without ``--run`` it shows the latest run, as "what did my last crawl do"; when
 that run changed nothing it says so and names the most recent run that did.
+Text from the crawled site is printed terminal-safe (control characters escaped).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy import Connection, Engine, and_, distinct, func, select
 
+from ..safe_text import terminal_safe
 from ..storage.models import CrawlRun, Product, ProductChange
 from ._database import CommandError, DatabaseCommand
 from ._text import dumps, table, utc_time
@@ -216,10 +218,10 @@ def render(report: dict[str, Any]) -> str:
         ]
         for item in report["changed"]:
             name = " ".join(filter(None, (item["manufacturer"], item["model"])))
-            lines.append(f"  {item['url']}  {name}".rstrip())
+            lines.append(terminal_safe(f"  {item['url']}  {name}".rstrip()))
             for change in item["fields"]:
                 old, new = _value(change["old"]), _value(change["new"])
-                lines.append(f"    {change['field']}: {old} -> {new}")
+                lines.append(terminal_safe(f"    {change['field']}: {old} -> {new}"))
         lines += _more(len(report["changed"]), report["changed_count"])
     if report["delisted_count"]:
         lines += ["", f"Delisted products ({report['delisted_count']}):"]

@@ -1,6 +1,8 @@
 """``scrapy dead-letters``: list the pending dead letters, or replay them.
 
 (The module's name has a hyphen because Scrapy names a command after its module.)
+URLs and reasons come from the crawled site: they are printed terminal-safe
+(control characters escaped, :mod:`matter_crawler.commands._text`).
 
 A dead letter is a request that failed for good (see
 :mod:`matter_crawler.storage.dead_letters`). ``--replay`` runs the

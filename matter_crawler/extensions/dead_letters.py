@@ -38,6 +38,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 
+from ..safe_text import shortened, terminal_safe
 from ..session import CrawlSession
 from ..signals import batch_stored, dead_letter_resolved, request_dead_lettered
 from ..storage import Database
@@ -45,6 +46,8 @@ from ..storage.database import database_reason
 from ..storage.dead_letters import Letter, LetterOperation, pending_urls, write_letters
 
 logger = logging.getLogger(__name__)
+#: A dead letter's reason is logged cut to this many characters (stored whole).
+REASON_LOG_LIMIT = 500
 
 ADD = "add"
 RESOLVE = "resolve"
@@ -109,7 +112,14 @@ class DeadLetterStore:
         stats = self.crawler.stats
         stats.inc_value("dead_letters/count")
         stats.inc_value(f"dead_letters/{failure_class}")
-        logger.warning("Dead letter (%s, %s): %s: %s", stage, failure_class, url, reason)
+        # the URL and the reason may hold page text: never print it raw to a terminal
+        logger.warning(
+            "Dead letter (%s, %s): %s: %s",
+            stage,
+            failure_class,
+            terminal_safe(url),
+            terminal_safe(shortened(reason, REASON_LOG_LIMIT)),
+        )
         if self._lettered is not None:
             self._lettered.add(url)
         if recorded:

@@ -41,7 +41,8 @@ it survives a pause in JOBDIR's disk queue with its not-before time, and it
 costs no concurrency while it waits.
 
 Stats: ``retry/count``, ``retry/class/<class>``, ``retry/reason/<reason>``,
-``retry/gave_up/<class>``, ``retry/retry_after_honoured``.
+``retry/gave_up/<class>``, ``retry/retry_after_honoured``, ``retry/retry_after_invalid`` (a
+header that is neither delay-seconds nor an HTTP-date: ignored).
 
 Signals: ``request_retrying`` and ``request_dead_lettered`` (:mod:`matter_crawler.signals`)
 carry the failure class and its ``kind``: ``response`` for an answer (a status or a
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -64,7 +66,7 @@ from typing import Any, Self
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
-from scrapy.utils.misc import load_object
+from scrapy.utils.misc import build_from_crawler, load_object
 
 from ..exceptions import DeadLettered
 from ..rendering import render_or_explain
@@ -128,17 +130,36 @@ def build_policies(overrides: dict[str, dict[str, Any]] | None) -> dict[str, Ret
     return policies
 
 
+#: RFC 9110 delay-seconds: ASCII digits only (``str.isdigit`` also accepts "²" and "٣").
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+#: RFC 9110 HTTP-date: IMF-fixdate, or the obsolete RFC 850 and asctime forms (ASCII).
+_HTTP_DATE = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} [A-Z][a-z]{2} [0-9]{4} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+    r"|(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, [0-9]{2}-[A-Z][a-z]{2}-[0-9]{2} "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
+    r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) [A-Z][a-z]{2} [ 0-9][0-9] "
+    r"[0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}"
+)
+
+
 def parse_retry_after(value: bytes | str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date."""
+    """Seconds to wait from a Retry-After value, read as RFC 9110 says: delay-seconds
+    (ASCII digits) or an HTTP-date (a date already past is 0). None when the header is
+    absent or is neither (``²``, ``1.5``, ``-1``, ``soon``...): the caller then backs off
+    as for any failure of the class."""
     if not value:
         return None
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     text = text.strip()
-    if text.isdigit():
-        return float(text)
+    if _DELAY_SECONDS.fullmatch(text):
+        # thousands of digits are still a number: float() saturates, the caller caps it
+        return float(text) if len(text) < 300 else float("inf")
+    if not _HTTP_DATE.fullmatch(text):
+        return None
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -170,7 +191,10 @@ class ClassifiedRetryMiddleware:
         settings = crawler.settings
         if not settings.getbool("RETRY_ENABLED"):
             raise NotConfigured
-        check = settings.get("RETRY_CONTENT_CHECK")
+        check_path = settings.get("RETRY_CONTENT_CHECK")
+        check = load_object(check_path) if check_path else None
+        if isinstance(check, type):  # a class reads its own settings: built with from_crawler
+            check = build_from_crawler(check, crawler)
         seed = settings.get("RETRY_JITTER_SEED")
         return cls(
             crawler,
@@ -178,7 +202,7 @@ class ClassifiedRetryMiddleware:
             retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
             max_total_attempts=settings.getint("RETRY_MAX_TOTAL_ATTEMPTS", 12),
             priority_adjust=settings.getint("RETRY_PRIORITY_ADJUST", -1),
-            content_check=load_object(check) if check else None,
+            content_check=check,
             rng=random.Random(seed),
         )
 
@@ -204,7 +228,16 @@ class ClassifiedRetryMiddleware:
         reason = f"HTTP {response.status}"
         if response.status in (404, 410) and request.meta.get("stage") == "detail":
             reason += ": the product left the catalogue"
-        retry_after = parse_retry_after(response.headers.get(b"Retry-After"), time())
+        header = response.headers.get(b"Retry-After")
+        retry_after = parse_retry_after(header, time())
+        if header and retry_after is None:
+            # not RFC 9110's delay-seconds nor an HTTP-date: ignored, the class's backoff applies
+            self.crawler.stats.inc_value("retry/retry_after_invalid")
+            logger.info(
+                "Ignoring Retry-After %s from %s: not delay-seconds nor an HTTP-date",
+                repr(header),
+                request.url,
+            )
         return self.retry_or_give_up(
             request, failure_class, reason, kind=RESPONSE_KIND, retry_after=retry_after
         )

@@ -1,16 +1,28 @@
-"""Pure parsing of catalogue pages: HTML in, values out, no I/O."""
+"""Pure parsing of catalogue pages: HTML in, values out, no I/O.
 
-from .content import ContentProblem, content_problem, page_problem
+A page the parsers refuse (libxml2 stopped at one of its limits) raises
+:class:`PageParseError` with the reason; a bad card or value is reported in the
+result (``ListingPage.bad_cards``, ``ProductItem.problems``), never raised.
+"""
+
+from ._html import PageParseError
+from .content import ContentCheck, ContentProblem, content_problem, page_problem
 from .detail import DetailPage, parse_detail
-from .listing import ListingCard, ListingPage, page_number_from_url, parse_listing
+from .listing import BadCard, ListingCard, ListingPage, page_number_from_url, parse_listing
 from .normalize import build_product, label_key, parse_date, parse_id16
+from .urls import OffsiteURL, canonical_product_url
 
 __all__ = [
+    "BadCard",
+    "ContentCheck",
     "ContentProblem",
     "DetailPage",
     "ListingCard",
     "ListingPage",
+    "OffsiteURL",
+    "PageParseError",
     "build_product",
+    "canonical_product_url",
     "content_problem",
     "label_key",
     "page_number_from_url",

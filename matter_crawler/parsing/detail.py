@@ -13,7 +13,9 @@ from urllib.parse import urljoin
 
 from lxml import etree
 
+from ..safe_text import quoted
 from ._html import css, first, node_text, parse_document
+from .urls import check_port
 
 _model = css("h1.entry-title")
 _company = css("p.entry-company")
@@ -41,10 +43,15 @@ class DetailPage:
     description: str | None
     compliance_document_url: str | None
     layout: str  # "items", "table" or "none" (no field list found)
+    problems: tuple[str, ...] = ()  # values that cannot be read (a malformed link)
 
 
 def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None) -> DetailPage:
-    """Parse a detail page. ``base_url`` resolves the compliance-document link."""
+    """Parse a detail page. ``base_url`` resolves the compliance-document link.
+
+    Raises :class:`~matter_crawler.parsing.PageParseError` for a page the HTML parser
+    cannot read whole (see :func:`._html.parse_document`).
+    """
     doc = parse_document(source, encoding)
 
     fields: list[tuple[str, str | None]] = []
@@ -65,7 +72,16 @@ def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None
         if fields:
             layout = "table"
 
-    zip_links = _zip_links(doc)
+    compliance_document_url = None
+    problems: list[str] = []
+    if zip_links := _zip_links(doc):
+        href = zip_links[0].strip()
+        try:
+            compliance_document_url = urljoin(base_url, href)
+            check_port(compliance_document_url)
+        except ValueError as error:
+            compliance_document_url = None
+            problems.append(f"compliance document link {quoted(href)} is malformed ({error})")
     return DetailPage(
         model=node_text(first(_model(doc))),
         manufacturer=node_text(first(_company(doc))),
@@ -73,8 +89,9 @@ def parse_detail(source: str | bytes, base_url: str, encoding: str | None = None
         fields=tuple(fields),
         application_categories=_application_categories(doc),
         description=node_text(first(_description(doc) or _content_paragraphs(doc))),
-        compliance_document_url=urljoin(base_url, zip_links[0].strip()) if zip_links else None,
+        compliance_document_url=compliance_document_url,
         layout=layout,
+        problems=tuple(problems),
     )
 
 

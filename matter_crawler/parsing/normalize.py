@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 from ..items import ProductItem
+from ..safe_text import quoted, shortened
 from .detail import DetailPage
 
 #: Loose label (lower case, single spaces, no trailing colon) -> record field.
@@ -41,6 +42,10 @@ LABEL_FIELDS: dict[str, str] = {
 }
 
 _spaces = re.compile(r"\s+")
+# a few leading zeros are fine; more digits than that are not an id
+_hex_id = re.compile(r"0[xX]([0-9A-Fa-f]{1,8})")
+_decimal_id = re.compile(r"[0-9]{1,8}")
+_bare_hex_id = re.compile(r"[0-9A-Fa-f]{1,4}")
 _list_separators = re.compile(r"\s*[,;]\s*")
 
 
@@ -50,18 +55,22 @@ def label_key(label: str) -> str:
 
 
 def parse_id16(value: str) -> int:
-    """Read a 16-bit id shown as hex (``0x0D02``, ``0D0A``) or decimal (``3330``)."""
+    """Read a 16-bit id shown as hex (``0x0D02``, ``0D0A``) or decimal (``3330``).
+
+    ASCII digits only (``str.isdigit`` would also take ``²``), and no more of them
+    than a 16-bit number has room for (a thousand-digit number is not an id).
+    """
     text = value.strip()
-    if text[:2].lower() == "0x":
-        number = int(text[2:], 16)
-    elif text.isdigit():
+    if match := _hex_id.fullmatch(text):
+        number = int(match.group(1), 16)
+    elif _decimal_id.fullmatch(text):
         number = int(text, 10)
-    elif re.fullmatch(r"[0-9A-Fa-f]{1,4}", text):
+    elif _bare_hex_id.fullmatch(text):
         number = int(text, 16)
     else:
-        raise ValueError(f"{value!r} is not a hex or decimal id")
+        raise ValueError(f"{quoted(value)} is not a hex or decimal id")
     if not 0 <= number <= 0xFFFF:
-        raise ValueError(f"{value!r} is outside the 16-bit id range")
+        raise ValueError(f"{quoted(value)} is outside the 16-bit id range")
     return number
 
 
@@ -77,7 +86,7 @@ def parse_date(value: str) -> str:
             return datetime.strptime(text, pattern).date().isoformat()
         except ValueError:
             continue
-    raise ValueError(f"{value!r} is not a MM/DD/YYYY date")
+    raise ValueError(f"{quoted(value)} is not a MM/DD/YYYY date")
 
 
 def parse_yes_no(value: str) -> bool:
@@ -86,7 +95,7 @@ def parse_yes_no(value: str) -> bool:
         return True
     if text in {"no", "n", "false"}:
         return False
-    raise ValueError(f"{value!r} is neither Yes nor No")
+    raise ValueError(f"{quoted(value)} is neither Yes nor No")
 
 
 def parse_list(value: str) -> list[str]:
@@ -104,6 +113,7 @@ def build_product(page: DetailPage, url: str) -> ProductItem:
         application_categories=list(page.application_categories),
         description=page.description,
         compliance_document_url=page.compliance_document_url,
+        problems=list(page.problems),
     )
     seen: set[str] = set()
     for label, value in page.fields:
@@ -112,7 +122,7 @@ def build_product(page: DetailPage, url: str) -> ProductItem:
             item.extra_fields[label] = value
             continue
         if field_name in seen:
-            item.problems.append(f"label {label!r} appears twice; kept the first value")
+            item.problems.append(f"label {quoted(label)} appears twice; kept the first value")
             continue
         seen.add(field_name)
         if value is not None:
@@ -128,7 +138,7 @@ def _set_field(item: ProductItem, field_name: str, label: str, value: str) -> No
     try:
         setter(item, value)
     except ValueError as error:
-        item.problems.append(f"{label}: {error}")
+        item.problems.append(f"{shortened(label)}: {error}")
 
 
 def _set_vid(item: ProductItem, value: str) -> None:

@@ -4,41 +4,116 @@ An invalid item is never silently dropped: it is counted
 (``validation/invalid`` and ``validation/invalid/<field>``), sent to the
 dead-letter queue with its reasons (failure class ``invalid``), then dropped
 (Scrapy logs the drop with the reasons). Checks: the required fields
-(``VALIDATION_REQUIRED_FIELDS``), values the normaliser could not read, and the
-certificate id's shape (``VALIDATION_CERTIFICATE_PATTERN``).
+(``VALIDATION_REQUIRED_FIELDS``), values the normaliser could not read, the
+certificate id's shape (``VALIDATION_CERTIFICATE_PATTERN``, whose default bounds
+its length too), and an upper bound on every field's length
+(``VALIDATION_MAX_LENGTHS_BASE`` merged with ``VALIDATION_MAX_LENGTHS``, in
+characters; for a list or a mapping, the length of its JSON text). A value over
+its bound makes the item invalid: it is never cut to fit. At start the bounds are
+checked against the ``products`` columns that have a size, so that every value
+that passes fits its column on any database.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlparse
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from sqlalchemy import String
 
-from ..items import ProductItem
+from ..items import PRODUCT_FIELDS, ProductItem
+from ..safe_text import quoted, terminal_safe
 from ..signals import item_invalid, request_dead_lettered
+from ..storage.models import Product
 
 DEFAULT_REQUIRED_FIELDS = ("url", "manufacturer", "model", "certificate_id")
-DEFAULT_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,}-[0-9]{2}$"
+DEFAULT_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,32}-[0-9]{2}$"
+
+
+def column_sizes() -> dict[str, int]:
+    """The size of every ``products`` column that has one (``String(n)``)."""
+    return {
+        column.name: column.type.length
+        for column in Product.__table__.columns
+        if isinstance(column.type, String) and column.type.length
+    }
+
+
+def checked_max_lengths(bounds: Mapping[str, Any]) -> dict[str, int]:
+    """The per-field bounds, checked: known fields, positive whole numbers (None: no
+    bound), none larger than its column's size. ValueError says what is wrong."""
+    sizes = column_sizes()
+    checked: dict[str, int] = {}
+    for name, bound in bounds.items():
+        if name not in PRODUCT_FIELDS:
+            raise ValueError(f"VALIDATION_MAX_LENGTHS: {name!r} is not a product field")
+        if bound is None:
+            continue
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise ValueError(f"VALIDATION_MAX_LENGTHS[{name!r}] must be a whole number >= 1")
+        if name in sizes and bound > sizes[name]:
+            raise ValueError(
+                f"VALIDATION_MAX_LENGTHS[{name!r}] = {bound} is larger than the "
+                f"products.{name} column ({sizes[name]} characters)"
+            )
+        checked[name] = bound
+    unbounded = sorted(name for name in sizes if name not in checked)
+    if unbounded:
+        raise ValueError(f"VALIDATION_MAX_LENGTHS must bound the sized columns {unbounded}")
+    return checked
+
+
+def value_length(value: Any) -> int:
+    """A value's length for its bound: characters of text, JSON text of a list or mapping."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list | dict):
+        return len(json.dumps(value, ensure_ascii=False))
+    return len(str(value))
+
+
+def _surely_within(value: Any, bound: int) -> bool:
+    """Whether a list or mapping of strings is within ``bound`` without writing its JSON:
+    each character takes at most 6 in JSON (``\u001b``), each string 2 quotes and a
+    separator, so a value whose ceiling fits needs no ``json.dumps`` (most of them)."""
+    if isinstance(value, dict):
+        texts = [*value.keys(), *(v for v in value.values() if v is not None)]
+        count = 2 * len(value)
+    else:
+        texts, count = value, len(value)
+    if not all(isinstance(text, str) for text in texts):
+        return False
+    return 2 + 6 * sum(map(len, texts)) + 8 * count <= bound
 
 
 class ValidationPipeline:
     def __init__(
-        self, crawler: Crawler, required: tuple[str, ...], certificate_pattern: str | None
+        self,
+        crawler: Crawler,
+        required: tuple[str, ...],
+        certificate_pattern: str | None,
+        max_lengths: Mapping[str, int] | None = None,
     ) -> None:
         self.crawler = crawler
         self.required = required
         self.certificate_pattern = re.compile(certificate_pattern) if certificate_pattern else None
+        self.max_lengths = dict(max_lengths or {})
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
         required = tuple(settings.getlist("VALIDATION_REQUIRED_FIELDS", DEFAULT_REQUIRED_FIELDS))
         pattern = settings.get("VALIDATION_CERTIFICATE_PATTERN", DEFAULT_CERTIFICATE_PATTERN)
-        return cls(crawler, required, pattern)
+        bounds = settings.getwithbase("VALIDATION_MAX_LENGTHS")
+        # without any bounds configured (a bare crawler), lengths are not checked
+        max_lengths = checked_max_lengths(dict(bounds)) if bounds else {}
+        return cls(crawler, required, pattern, max_lengths)
 
     def problems(self, item: ProductItem) -> list[str]:
         """Every reason the item cannot be stored as it is."""
@@ -46,9 +121,18 @@ class ValidationPipeline:
         for name in self.required:
             if getattr(item, name, None) in (None, ""):
                 reasons.append(f"{name} is missing")
+        for name, bound in self.max_lengths.items():
+            value = getattr(item, name, None)
+            if value is None or (isinstance(value, list | dict) and _surely_within(value, bound)):
+                continue
+            if (length := value_length(value)) > bound:
+                reasons.append(
+                    f"{name} is {length:,} characters long, over its bound of {bound} "
+                    "(VALIDATION_MAX_LENGTHS)"
+                )
         parsed = urlparse(item.url)
         if parsed.scheme not in ("http", "https") or "/csa_product/" not in parsed.path:
-            reasons.append(f"url {item.url!r} is not a product page URL")
+            reasons.append(f"url {quoted(item.url)} is not a product page URL")
         certificate = item.certificate_id
         if (
             certificate
@@ -56,7 +140,7 @@ class ValidationPipeline:
             and not self.certificate_pattern.match(certificate)
         ):
             reasons.append(
-                f"certificate_id {certificate!r} does not look like a CSA certificate id"
+                f"certificate_id {quoted(certificate)} does not look like a CSA certificate id"
             )
         return reasons
 
@@ -83,4 +167,4 @@ class ValidationPipeline:
             attempts=1,
             first_failed_at=datetime.now(UTC),
         )
-        raise DropItem(f"invalid product {item.url}: {message}")
+        raise DropItem(f"invalid product {item.url}: {terminal_safe(message)}")

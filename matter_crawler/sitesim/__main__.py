@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         "off-site link; see GET /__sim__/hostile)",
     )
     parser.add_argument(
+        "--hostile-parsing",
+        action="store_true",
+        help="serve a few products and pages so as to break parsers (huge script, deep "
+        "nesting, unknown charset, bad cards, over-long values, control characters, URL "
+        "variants, bad Retry-After, bad page numbers; see GET /__sim__/hostile)",
+    )
+    parser.add_argument(
         "--cassettes",
         metavar="DIR",
         help="serve the pages recorded in DIR by `scrapy record-site` (betamax cassettes) "
@@ -125,8 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = replace(Settings(), **given)
     recording = None
     if args.cassettes:
-        if args.hostile:
-            parser.error("--hostile does not apply to --cassettes (a recording is served as is)")
+        for switched, flag in (
+            (args.hostile, "--hostile"),
+            (args.hostile_parsing, "--hostile-parsing"),
+        ):
+            if switched:
+                parser.error(f"{flag} does not apply to --cassettes (a recording is served as is)")
         try:
             recording = Recording(Path(args.cassettes))
         except RecordingError as failure:
@@ -137,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalogue = Catalogue(args.products, args.seed)
     if args.hostile:
         catalogue.enable_hostile()
+    if args.hostile_parsing:
+        catalogue.enable_hostile_parsing()
     if args.dump_truth:
 
         def dump(out: TextIO) -> None:

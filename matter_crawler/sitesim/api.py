@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.web.http import Request
 
-from . import hostile, truth
+from . import hostile, hostile_parsing, truth
 from .catalogue import CatalogueError
 
 if TYPE_CHECKING:
@@ -96,8 +96,12 @@ class SimApi:
         return NDJSON, "".join(lines).encode()
 
     def get_hostile(self, _request: Request) -> tuple[bytes, bytes]:
-        """The hostile products (``--hostile``) and what a correct crawler does with each."""
-        return JSON, _json(hostile.describe(self.sim.catalogue.hostile))
+        """The hostile products (``--hostile``, ``--hostile-parsing``) and what a correct
+        crawler does with each."""
+        catalogue = self.sim.catalogue
+        described = hostile.describe(catalogue.hostile)
+        described += hostile_parsing.describe(catalogue.hostile_parsing)
+        return JSON, _json(described)
 
     def get_faults(self, _request: Request) -> tuple[bytes, bytes]:
         """The options in force, with the absolute outage window (epoch seconds)."""

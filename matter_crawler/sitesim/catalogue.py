@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from itertools import accumulate
 from typing import Any
 
-from . import hostile
+from . import hostile, hostile_parsing
 from .seeding import stream
 
 PAGE_SIZE = 12
@@ -353,6 +353,7 @@ class Catalogue:
         self._next_serial = 0
         self._sql_serial = -1  # the product whose description looks like SQL
         self.hostile: dict[str, str] = {}  # slug -> hostile kind (see hostile.py)
+        self.hostile_parsing: dict[str, str] = {}  # slug -> kind (see hostile_parsing.py)
         self._populate(products)
 
     # --- building -----------------------------------------------------------
@@ -481,7 +482,19 @@ class Catalogue:
     def stores_fine(self, entry: Entry) -> bool:
         """Whether a correct crawler ends up storing this product (not a dead letter)."""
         kind = self.hostile.get(entry.slug)
-        return kind is None or hostile.HOSTILE_KINDS[kind] == "stored"
+        if kind is not None and hostile.HOSTILE_KINDS[kind] != "stored":
+            return False
+        # --- hostile_parsing.py's group ---
+        kind = self.hostile_parsing.get(entry.slug)
+        return kind is None or hostile_parsing.KINDS[kind] == "stored"
+
+    def enable_hostile_parsing(self) -> None:
+        """Serve a few products (listing page 2) as hostile_parsing.py says."""
+        self.hostile_parsing = hostile_parsing.choose([e.slug for e in self.newest_first()])
+        for slug, kind in self.hostile_parsing.items():
+            if kind == "control_chars":  # the name itself: card, page and truth show it
+                entry = self._by_slug[slug]
+                entry.model += hostile_parsing.CONTROL_SUFFIX
 
     # --- reading ------------------------------------------------------------
 

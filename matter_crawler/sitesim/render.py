@@ -14,7 +14,7 @@ import hashlib
 import json
 from html import escape
 
-from . import hostile
+from . import hostile, hostile_parsing
 from .catalogue import Catalogue, Entry, Product
 from .variants import (
     DetailVariants,
@@ -126,6 +126,8 @@ class Renderer:
         cards = []
         for entry in catalogue.page(page):
             cards.append(self._card(entry, variants.cert_span, variant_rate))
+        if page == 1:
+            cards += self._hostile_parsing_cards(variants.cert_span, variant_rate)
         if variants.block_container:
             container = (
                 '<div class="wp-block-crown-blocks-product-index product-index">'
@@ -141,6 +143,8 @@ class Renderer:
             if variants.old_pagination
             else self._pagination(page, total)
         )
+        if page == 1 and catalogue.hostile_parsing:
+            pagination += hostile_parsing.bad_page_numbers(self.base)
         content = (
             '<div class="page-header"><h1 class="page-title">Certified Products</h1>'
             f'<p class="results-count">Page {page} of {total}</p></div>\n'
@@ -216,7 +220,22 @@ class Renderer:
 
     # --- pieces -------------------------------------------------------------
 
-    def _card(self, entry: Entry, cert_span: bool, variant_rate: float) -> str:
+    def _hostile_parsing_cards(self, cert_span: bool, variant_rate: float) -> list[str]:
+        """Page 1's extra card linking the url_variants product another way (hostile_parsing)."""
+        for slug, kind in self.catalogue.hostile_parsing.items():
+            entry = self.catalogue.entry(slug)
+            if kind == "url_variants" and entry is not None:
+                href = hostile_parsing.extra_card_href(self.base, entry.path)
+                return [self._card(entry, cert_span, variant_rate, href_override=href)]
+        return []
+
+    def _card(
+        self,
+        entry: Entry,
+        cert_span: bool,
+        variant_rate: float,
+        href_override: str | None = None,
+    ) -> str:
         seed = self.catalogue.seed
         if card_without_certificate(seed, entry.slug, variant_rate):
             certificate = ""
@@ -229,9 +248,14 @@ class Renderer:
         company = escape(self.catalogue.vendors[entry.vendor].name)
         offsite = self.catalogue.hostile.get(entry.slug) == "offsite_link"
         base = hostile.OFFSITE_BASE if offsite else self.base
+        href, post = f"{base}{entry.path}", f"post-{entry.wp_id}"
+        if kind := self.catalogue.hostile_parsing.get(entry.slug):  # hostile_parsing.py
+            href, post = hostile_parsing.card_link(kind, base, entry.path, post)
+        if href_override is not None:
+            href = href_override
         return (
-            f'<article class="post-{entry.wp_id} product type-product status-publish hentry">'
-            f'<a href="{base}{entry.path}"><div class="inner"><div class="contents">'
+            f'<article class="{post} product type-product status-publish hentry">'
+            f'<a href="{href}"><div class="inner"><div class="contents">'
             f'<p class="entry-company notranslate">{company}</p>'
             f'<h3 class="entry-title">{escape(entry.model)}</h3>'
             f"{certificate}</div></div></a></article>"

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import resource, server
 from twisted.web.http import Request
 
-from . import hostile, hostile_script
+from . import hostile, hostile_parsing, hostile_script
 from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue, Entry
@@ -240,12 +240,21 @@ class SimServer:
     def _detail(self, renderer: Renderer, entry: Entry) -> Target:
         rate = self.settings.variant_rate
         spoil = _SPOILERS.get(self.catalogue.hostile.get(entry.slug, ""), _unchanged)
-        return Target(
-            "detail",
-            f"detail:{entry.slug}",
-            lambda js_only: Response(200, spoil(renderer.detail(entry, rate, js_only))),
-            is_page=True,
-        )
+        parsing_kind = self.catalogue.hostile_parsing.get(entry.slug)
+
+        def render(js_only: bool) -> Response:
+            page = spoil(renderer.detail(entry, rate, js_only))
+            if parsing_kind is None:
+                return Response(200, page)
+            # hostile_parsing.py's group: the page, and its charset when not UTF-8
+            page, charset = hostile_parsing.detail(parsing_kind, page, entry.certificate_id)
+            if charset is None:
+                return Response(200, page)
+            return Response(
+                200, page, ((b"content-type", f"text/html; charset={charset}".encode()),)
+            )
+
+        return Target("detail", f"detail:{entry.slug}", render, is_page=True)
 
     def _recorded(self, request: Request, path: str, renderer: Renderer) -> Target:
         """A page of the recording, links rewritten to this site; 404 when not recorded."""
@@ -292,6 +301,13 @@ class SimServer:
         request.notifyFinish().addBoth(self._closed, request, visit)
         count = self.path_counts.get(uri, 0)
         self.path_counts[uri] = count + 1
+        if target.kind == "detail" and hostile_parsing.retry_after_answer(
+            self.catalogue.hostile_parsing.get(target.key.partition(":")[2]), count
+        ):
+            # hostile_parsing.py: 429 with a Retry-After that is not a number ("²")
+            headers = ((b"content-type", HTML), (b"retry-after", hostile_parsing.BAD_RETRY_AFTER))
+            self._write(request, visit, Response(429, error_page(429), headers))
+            return server.NOT_DONE_YET
         settings = self.settings
         decision = decide(
             settings,

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+from . import hostile_parsing
 from .catalogue import Catalogue, Product
 from .variants import shows_extra_label
 
@@ -84,7 +85,8 @@ def records(catalogue: Catalogue, variant_rate: float) -> Iterator[dict[str, Any
         if not catalogue.stores_fine(entry):
             continue
         shown = shows_extra_label(catalogue.seed, entry.slug, variant_rate)
-        yield record(catalogue.product(entry), shown)
+        kind = catalogue.hostile_parsing.get(entry.slug)
+        yield hostile_parsing.truth_record(kind, record(catalogue.product(entry), shown))
 
 
 def json_lines(catalogue: Catalogue, variant_rate: float) -> Iterator[str]:

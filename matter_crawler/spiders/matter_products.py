@@ -17,12 +17,23 @@ fetched, and the page after it must answer 404 or a redirect ("past the end")
 before the listing counts as complete. A non-last page with fewer than 12
 cards is fetched once more before it is trusted. Detail stage: each product
 page is parsed (:mod:`matter_crawler.parsing`) into a ``ProductItem``.
+
+Hostile pages: a page the parsers refuse (:class:`~matter_crawler.parsing.PageParseError`,
+e.g. markup nested past libxml2's limit) is dead-lettered with the parser's reason
+(failure class ``parse``); a refused listing page also counts as failed in the plan, so
+the listing is never taken as complete. A card that cannot be read costs that card
+only: it is dead-lettered (class ``parse``; its product URL if it has one, else the
+listing page's URL with ``#card-N``) and its page counts as failed in the plan too (a
+product the page did not show readably cannot be proven gone). Product URLs are
+canonical (:func:`~matter_crawler.parsing.canonical_product_url`): the detail request,
+the ``known`` key, the stored row and the dead letters use the same string.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -35,8 +46,17 @@ from twisted.python.failure import Failure
 
 from ..exceptions import DeadLettered
 from ..items import ListingSighting, ProductItem
-from ..parsing import build_product, page_number_from_url, parse_detail, parse_listing
-from ..parsing.listing import ListingCard
+from ..parsing import (
+    BadCard,
+    OffsiteURL,
+    PageParseError,
+    build_product,
+    canonical_product_url,
+    page_number_from_url,
+    parse_detail,
+    parse_listing,
+)
+from ..parsing.listing import ListingCard, ListingPage
 from ..planner import (
     CARDS_PER_PAGE,
     MODES,
@@ -47,6 +67,7 @@ from ..planner import (
     needs_detail,
 )
 from ..request_url import requested_url
+from ..safe_text import shortened, terminal_safe
 from ..session import CrawlSession
 from ..signals import dead_letter_resolved, request_dead_lettered
 from ..storage import Database
@@ -61,6 +82,8 @@ DETAIL_PRIORITY = 10
 LIST_PRIORITY = 0
 #: Statuses a listing page past the end answers with (redirects are not followed).
 PAST_END_STATUSES = (301, 302, 303, 307, 308, 404, 410)
+#: The failure class of a page or card the parsers refuse.
+PARSE_FAILURE = "parse"
 
 
 def _positive_int(name: str, value: Any) -> int | None:
@@ -73,6 +96,17 @@ def _positive_int(name: str, value: Any) -> int | None:
     if number < 1:
         raise ValueError(f"spider argument {name} must be at least 1, not {number}")
     return number
+
+
+#: Longest URL a dead letter is keyed by (the dead_letters.url column's size).
+LETTER_URL_MAX = 1024
+
+
+def _card_position_url(response: Response, position: int) -> str:
+    """The key of a card with no usable link: its listing page's URL and its position."""
+    request = response.request
+    page_url = request.meta.get("redirect_urls", [request.url])[0] if request else response.url
+    return f"{page_url.partition('#')[0]}#card-{position}"
 
 
 def _flag(value: Any) -> bool:
@@ -126,6 +160,8 @@ class MatterProductsSpider(Spider):
         spider.listing_query = settings.get("CSA_LISTING_QUERY", "").lstrip("?")
         spider.site_host = urlparse(spider.base_url).hostname or ""
         spider.allowed_domains = [spider.site_host]
+        # a link longer than a stored URL may be is not a product link (None: no bound)
+        spider.max_url_length = settings.getwithbase("VALIDATION_MAX_LENGTHS").get("url")
         spider.database = Database.from_crawler(crawler)
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state("spider", spider._saved_state)
@@ -159,6 +195,7 @@ class MatterProductsSpider(Spider):
         )
 
     def detail_request(self, card: ListingCard, page: int) -> Request:
+        """The request for a card's product page (``card.url`` is canonical by now)."""
         return Request(
             card.url,
             callback=self.parse_detail,
@@ -225,13 +262,20 @@ class MatterProductsSpider(Spider):
             request = self.listing_request(page_number_from_url(letter["url"]) or 1)
             return request.replace(dont_filter=True, meta={**request.meta, **meta})
         return Request(
-            letter["url"],
+            self.canonical_url(letter["url"]) or letter["url"],
             callback=self.parse_detail,
             errback=self.detail_failed,
             priority=DETAIL_PRIORITY,
             dont_filter=True,
             meta={"stage": stage or "detail", **meta},
         )
+
+    def canonical_url(self, url: str) -> str | None:
+        """The canonical form of a product URL on this site; None if it is not one."""
+        try:
+            return canonical_product_url(url, self.base_url)
+        except ValueError:
+            return None
 
     # -- list stage -----------------------------------------------------------------
 
@@ -242,36 +286,49 @@ class MatterProductsSpider(Spider):
             self._past_the_end(page, response.status)
             self._resolved(response)
             return
-        listing = parse_listing(response.body, response.url, response.encoding)
-        self._resolved(response)  # the page parsed: a letter it has is resolved, in any run
         stats = self.crawler.stats
+        try:
+            listing = parse_listing(response.body, response.url, response.encoding)
+        except PageParseError as error:
+            plan.pages_failed.add(page)
+            logger.warning("Listing page %d refused: %s", page, error.reason)
+            self._page_refused(response, "list", error.reason)
+            if plan.mode == "incremental":
+                yield from self._continue_incremental(page)
+            return
+        self._resolved(response)  # the page parsed: a letter it has is resolved, in any run
         stats.inc_value("matter/list/pages")
         stats.inc_value("matter/list/cards", len(listing.cards))
+        if listing.ignored_page_numbers:
+            stats.inc_value("matter/list/ignored_page_numbers", len(listing.ignored_page_numbers))
+            logger.warning(
+                "Page %d: ignored page numbers that are not plain numbers: %s",
+                page,
+                terminal_safe(", ".join(listing.ignored_page_numbers)),
+            )
+        # a bad card is still a card: the page is neither past the end nor short for it
+        shown = len(listing.cards) + len(listing.bad_cards)
 
-        if not listing.cards and page > 1:
+        if not shown and page > 1:
             self._past_the_end(page, "no cards")
             return
         yield from self._extend_plan(listing.last_page or page, page)
 
         last_page = plan.site_last_page or page
-        if (
-            len(listing.cards) < CARDS_PER_PAGE
-            and page < last_page
-            and not response.meta.get("refetch")
-        ):
+        if shown < CARDS_PER_PAGE and page < last_page and not response.meta.get("refetch"):
             # a short page that is not the last is suspect: trust it only once fetched again
             stats.inc_value("matter/list/short_page_refetched")
-            logger.info("Page %d shows %d cards, fetching it again", page, len(listing.cards))
+            logger.info("Page %d shows %d cards, fetching it again", page, shown)
             yield self.listing_request(page, refetch=True)
-            yield from self._cards(listing.cards, page)
+            yield from self._cards(listing, page, response)
             return
-        if len(listing.cards) < CARDS_PER_PAGE and page < last_page:
+        if shown < CARDS_PER_PAGE and page < last_page:
             stats.inc_value("matter/list/short_page_accepted")
-            logger.warning("Page %d shows %d cards again; accepting it", page, len(listing.cards))
+            logger.warning("Page %d shows %d cards again; accepting it", page, shown)
 
         in_range = page >= plan.first_page
         if in_range:
-            yield from self._cards(listing.cards, page)
+            yield from self._cards(listing, page, response)
         plan.pages_done.add(page)
         if plan.mode == "incremental":
             yield from self._continue_incremental(page)
@@ -323,16 +380,43 @@ class MatterProductsSpider(Spider):
         plan.pages_scheduled.add(next_page)
         yield self.listing_request(next_page)
 
-    def _cards(self, cards: tuple[ListingCard, ...], page: int) -> Iterator[Any]:
+    def _cards(self, listing: ListingPage, page: int, response: Response) -> Iterator[Any]:
         plan = self._plan()
         stats = self.crawler.stats
         run_id = self.session.run_id
         known_flags: list[bool] = []
-        for card in cards:
-            if urlparse(card.url).hostname != self.site_host:
-                self._dead_letter_offsite(card, page)
+        seen: set[str] = set()
+        # in page order: a card that cannot be read breaks an incremental run's known streak
+        in_order = sorted((*listing.cards, *listing.bad_cards), key=lambda card: card.position)
+        for shown in in_order:
+            if isinstance(shown, BadCard):
+                self._bad_card(response, page, shown)
                 known_flags.append(False)
                 continue
+            try:
+                url = canonical_product_url(shown.url, self.base_url)
+            except OffsiteURL:
+                self._dead_letter_offsite(shown, page, response)
+                known_flags.append(False)
+                continue
+            except ValueError as error:
+                reason = f"link {shortened(shown.url)} is not a product page of the site: {error}"
+                self._bad_card(response, page, BadCard(shown.position, None, reason))
+                known_flags.append(False)
+                continue
+            if self.max_url_length is not None and len(url) > self.max_url_length:
+                reason = f"link of {len(url):,} characters, longer than a product URL may be"
+                self._bad_card(response, page, BadCard(shown.position, None, reason))
+                known_flags.append(False)
+                continue
+            if url in seen:  # the same product linked twice on one page (URL variants)
+                stats.inc_value("matter/list/duplicate_cards")
+                continue
+            seen.add(url)
+            card = shown
+            if url != shown.url:
+                stats.inc_value("matter/list/urls_canonicalised")
+                card = replace(shown, url=url)
             known = self.known.get(card.url)
             known_flags.append(known_before(known, run_id))
             wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
@@ -359,16 +443,60 @@ class MatterProductsSpider(Spider):
         if plan.mode == "incremental":
             plan.observe_incremental_page(known_flags)
 
-    def _dead_letter_offsite(self, card: ListingCard, page: int) -> None:
+    def _dead_letter_offsite(self, card: ListingCard, page: int, response: Response) -> None:
         self.crawler.stats.inc_value("matter/list/offsite_cards")
+        url = card.url
+        if len(url) > LETTER_URL_MAX:  # too long to key a letter: named by where it was seen
+            url = _card_position_url(response, card.position)
         self.crawler.signals.send_catch_log(
             signal=request_dead_lettered,
             request=None,
-            url=card.url,
+            url=url,
             stage="detail",
             failure_class="offsite",
-            reason=f"listing page {page} links the product off-site ({card.url})",
+            reason=f"listing page {page} links the product off-site ({shortened(card.url)})",
             attempts=0,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def _bad_card(self, response: Response, page: int, bad: BadCard) -> None:
+        """Dead-letter a card that cannot be read; its page no longer proves the listing whole."""
+        self._plan().pages_failed.add(page)
+        self.crawler.stats.inc_value("matter/list/bad_cards")
+        url = bad.url if bad.url is not None else _card_position_url(response, bad.position)
+        stage = "list" if bad.url is None else "detail"
+        if bad.url is not None:
+            url = self.canonical_url(bad.url) or url
+            if len(url) > LETTER_URL_MAX:
+                url, stage = _card_position_url(response, bad.position), "list"
+        reason = f"card {bad.position} of listing page {page}: {bad.reason}"
+        logger.warning("Bad card: %s", terminal_safe(reason))
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=None,
+            url=url,
+            stage=stage,
+            failure_class=PARSE_FAILURE,
+            reason=reason,
+            attempts=1,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def _page_refused(self, response: Response, stage: str, reason: str) -> None:
+        """Dead-letter a page the parsers refuse (:class:`PageParseError`)."""
+        self.crawler.stats.inc_value(f"matter/{stage}/refused")
+        request = response.request
+        url = self._card_url(request) if request is not None else response.url
+        if stage == "detail":
+            url = self.canonical_url(url) or url
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=request,
+            url=url,
+            stage=response.meta.get("stage", stage),
+            failure_class=PARSE_FAILURE,
+            reason=reason,
+            attempts=response.meta.get("retry_times", 0) + 1,
             first_failed_at=datetime.now(UTC),
         )
 
@@ -385,8 +513,16 @@ class MatterProductsSpider(Spider):
     # -- detail stage ---------------------------------------------------------------
 
     def parse_detail(self, response: Response) -> Iterator[ProductItem]:
-        page = parse_detail(response.body, response.url, response.encoding)
-        url = self._card_url(response.request)
+        requested = self._card_url(response.request)
+        try:
+            page = parse_detail(response.body, response.url, response.encoding)
+        except PageParseError as error:
+            self.crawler.stats.inc_value("matter/detail/failed")
+            logger.warning("Product page %s refused: %s", requested, error.reason)
+            self._page_refused(response, "detail", error.reason)
+            return
+        # the key of the product: the URL asked for (not a redirect's), in canonical form
+        url = self.canonical_url(requested) or requested
         self.crawler.stats.inc_value("matter/detail/pages")
         # its dead letter, if any, is resolved once the batch holding it is committed
         yield build_product(page, url)
