@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -51,9 +52,10 @@ from matter_crawler.safe_text import terminal_safe
 from matter_crawler.signals import request_dead_lettered
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage.dead_letters import Letter, add_letters
-from matter_crawler.storage.models import Base, Product
+from matter_crawler.storage.models import Product
 from matter_crawler.storage.products import KnownProduct
 from matter_crawler.storage.runs import start_run
+from matter_crawler.storage.schema import prepare_schema
 
 from .helpers import PROJECT_ROOT, crawl_runs, database_differences, query, run_crawl
 
@@ -68,10 +70,18 @@ def page(name: str) -> bytes:
 
 
 def project_crawler(spidercls=Spider, **overrides):
-    """A crawler on the project's own settings (get_crawler alone has Scrapy's defaults)."""
+    """A crawler on the project's own settings (get_crawler alone has Scrapy's defaults).
+
+    Each on a database of its own: building a crawler builds its extensions, and the
+    writer lock's extension takes the database (never the project's data/ file).
+    """
     settings = Settings()
     settings.setmodule(project_settings, priority="project")
-    return get_crawler(spidercls, {**settings.copy_to_dict(), **overrides})
+    database = Path(tempfile.mkdtemp(prefix="matter-test-")) / "d.sqlite3"
+    return get_crawler(
+        spidercls,
+        {**settings.copy_to_dict(), "DATABASE_URL": f"sqlite:///{database}", **overrides},
+    )
 
 
 class Letters:
@@ -422,7 +432,7 @@ def test_the_dead_letter_log_line_is_terminal_safe(caplog, tmp_path):
 def test_commands_print_page_text_terminal_safe(tmp_path):
     url = f"sqlite:///{tmp_path}/m.sqlite3"
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
+    prepare_schema(engine)  # as a crawl creates it: at the head revision
     now = datetime.now(UTC)
     run = start_run(
         engine, spider="matter_products", job_id=None, mode="full", settings={}, now=now
