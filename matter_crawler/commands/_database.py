@@ -94,7 +94,7 @@ class QueryClock:
         return 0
 
 
-def read_only_engine(url: str, clock: QueryClock) -> Engine:
+def read_only_engine(url: str, clock: QueryClock, busy_timeout: float | None = None) -> Engine:
     """An engine that cannot write and whose queries stop after ``clock.limit`` seconds.
 
     SQLite: opened with ``mode=ro``, ``PRAGMA query_only``, a cap on the size of
@@ -110,13 +110,18 @@ def read_only_engine(url: str, clock: QueryClock) -> Engine:
         options = f"-c default_transaction_read_only=on -c statement_timeout={milliseconds}"
         return create_engine(url, pool_pre_ping=True, connect_args={"options": options})
     if backend != "sqlite" or database_file(url) is None:
-        return create_database_engine(url)
+        return create_database_engine(url, busy_timeout=busy_timeout)
     path = database_file(url)
     assert path is not None
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     engine = create_engine(
         "sqlite://",
-        creator=lambda: sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False),
+        creator=lambda: sqlite3.connect(
+            uri,
+            uri=True,
+            timeout=30 if busy_timeout is None else busy_timeout,
+            check_same_thread=False,
+        ),
     )
 
     @event.listens_for(engine, "connect")
@@ -161,7 +166,10 @@ def open_read_only_database(
     """
     open_database(url, tables, report=report).dispose()
     return open_database(
-        url, tables, upgrade=False, engine_factory=lambda name: read_only_engine(name, clock)
+        url,
+        tables,
+        upgrade=False,
+        engine_factory=lambda name, **options: read_only_engine(name, clock, **options),
     )
 
 
