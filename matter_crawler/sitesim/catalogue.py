@@ -353,6 +353,7 @@ class Catalogue:
         self._next_serial = 0
         self._sql_serial = -1  # the product whose description looks like SQL
         self.hostile: dict[str, str] = {}  # slug -> hostile kind (see hostile.py)
+        self.removed: list[Entry] = []  # products mutations removed, in removal order
         self._populate(products)
 
     # --- building -----------------------------------------------------------
@@ -596,6 +597,7 @@ class Catalogue:
         for i in picked[:remove]:
             result.removed.append(self._entries[i].path)
             del self._by_slug[self._entries[i].slug]
+            self.removed.append(self._entries[i])
         for i in picked[remove:]:
             entry = self._entries[i]
             before = self.product(entry)
