@@ -13,8 +13,9 @@ buffers grow. A batch the database refuses (disk full...) is logged as an
 error with what it held and counted in ``store/batches_failed`` and
 ``store/products_failed``.
 
-At close, after the last batch, a full run that saw the whole listing marks the
-products it did not see as delisted.
+At close, after the last batch, the products a full run proved gone (the
+spider's ``delisting()``: each one's page answered 404 or 410, see
+:mod:`matter_crawler.planner`) are marked delisted, in one transaction.
 
 Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
 ``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
@@ -58,9 +59,10 @@ def write_batch(
     return result
 
 
-def delist_unseen(engine: Engine, run_id: int, now: datetime) -> int:
+def delist_proven(engine: Engine, urls: Sequence[str], run_id: int, now: datetime) -> int:
+    """Mark delisted the products a run proved gone (one transaction)."""
     with engine.begin() as conn:
-        return mark_delisted(conn, run_id, now)
+        return mark_delisted(conn, urls, run_id, now)
 
 
 class BatchStorePipeline:
@@ -172,11 +174,13 @@ class BatchStorePipeline:
         await self.flush()
         async with self._lock:
             await self._wait_for_write()
+        # after the last batch: the spider's delisting reads store/batches_lost
         spider = self.crawler.spider
         run_id = self.session.run_id
-        complete = getattr(spider, "listing_complete", None)
-        if run_id is not None and callable(complete) and complete():
-            delisted = await self.database.run(delist_unseen, run_id, datetime.now(UTC))
+        delisting = getattr(spider, "delisting", None)
+        urls = delisting() if run_id is not None and callable(delisting) else []
+        if urls:
+            assert run_id is not None
+            delisted = await self.database.run(delist_proven, urls, run_id, datetime.now(UTC))
             self.crawler.stats.set_value("store/products_delisted", delisted)
-            if delisted:
-                logger.info("Marked %d products no longer listed as delisted", delisted)
+            logger.info("Marked %d products proven gone as delisted", delisted)
