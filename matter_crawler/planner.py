@@ -17,9 +17,11 @@ Modes:
 The end of a full run (``CrawlPlan.finish_phase``): once its listing walk is
 over, page 1 is read again and the walk goes on until a page's worth of known
 cards (``rewalk``: products certified while the walk went on), then every stored
-product the run did not see gets a confirmation request for its page
-(``confirm``); only a product page that answers 404 or 410, or redirects to
-the listing, is proof that the product left the catalogue (``done``). More than
+product the run did not see is looked for: on the listing page where its certification
+date puts it when several are expected there (``locate``, :func:`locate_pages`),
+else with a confirmation request for its page (``confirm``); only a product
+page that answers 404 or 410, or redirects to the listing, is proof that the
+product left the catalogue (``done``). More than
 ``DELIST_MAX_SHARE`` of the stored products unseen is a broken listing, not a
 shrinking catalogue: then nothing is confirmed or delisted.
 
@@ -36,7 +38,10 @@ least once per ``REFRESH_MAX_AGE_DAYS``.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,7 +58,7 @@ WALK_AHEAD = 4
 #: twice the evidence plus this many pages (a catalogue does not double between runs).
 PAGE_COUNT_SLACK = 10
 #: The phases at the end of a full run, in order (see the module docstring).
-FINISH_PHASES = ("listing", "rewalk", "confirm", "done")
+FINISH_PHASES = ("listing", "rewalk", "locate", "confirm", "done")
 #: ``crawl_runs.delist_outcome``: the run delisted what it proved gone, or why it delisted none.
 DELIST_OUTCOMES = (
     "delisted",
@@ -148,6 +153,34 @@ def refresh_quota(
     return min(stored, max(math.ceil(stored * share), due))
 
 
+def locate_pages(
+    candidates: Mapping[str, date | None],
+    seen_dates: Sequence[date | None],
+    *,
+    min_group: int = 2,
+) -> dict[int, list[str]]:
+    """The listing pages where stored products the walk did not see should be now.
+
+    The listing is ordered by certification date, newest first, so a product's
+    place is the number of listed products certified after it: the products the
+    run saw (``seen_dates``; None for a product new to the database, taken as
+    newer than any stored one) and the candidates certified after it (taken as
+    still listed: a walk misses products in runs, where the listing moved under
+    it). Only pages expected to hold ``min_group`` candidates or more are worth a
+    request: reading one costs less than confirming each of them. A candidate
+    the page does not show still gets its confirmation request.
+    """
+    unknown = sum(1 for day in seen_dates if day is None)
+    ascending = sorted(day for day in seen_dates if day is not None)
+    dated = sorted(((day, url) for url, day in candidates.items() if day is not None), reverse=True)
+    groups: dict[int, list[str]] = {}
+    for newer_candidates, (day, url) in enumerate(dated):
+        newer_seen = len(ascending) - bisect_right(ascending, day)
+        position = unknown + newer_seen + newer_candidates
+        groups.setdefault(position // CARDS_PER_PAGE + 1, []).append(url)
+    return {page: urls for page, urls in sorted(groups.items()) if len(urls) >= min_group}
+
+
 def delist_share_exceeded(candidates: int, stored: int, max_share: float) -> bool:
     """Whether so many stored products went unseen that the listing itself is broken."""
     return candidates > max_share * max(stored, 0)
@@ -206,6 +239,10 @@ class CrawlPlan:
     rewalk_finished: bool = False
     delist_outcome: str | None = None
     delist_candidate_count: int | None = None  # stored products the run did not see
+    delist_unseen: list[str] = field(default_factory=list)  # those candidates' URLs
+    locate_scheduled: int = 0  # listing pages read where candidates should be
+    locate_done: int = 0
+    delist_found: list[str] = field(default_factory=list)  # candidates those pages showed
     delist_candidates: list[str] = field(default_factory=list)  # URLs asked to confirm
     delist_gone: list[str] = field(default_factory=list)  # proven gone: delisted at close
     delist_listed: int = 0  # candidates whose page shows the product: the listing hid them
@@ -301,6 +338,10 @@ class CrawlPlan:
             self.rewalk_streak = self.rewalk_streak + 1 if known else 0
         if self.rewalk_streak >= CARDS_PER_PAGE or not cards_known:
             self.rewalk_finished = True
+
+    def still_listed(self) -> int:
+        """Candidates the site still lists: found on the listing again, or by their page."""
+        return len(self.delist_found) + self.delist_listed
 
     def confirmations_answered(self) -> int:
         return len(self.delist_gone) + self.delist_listed + self.delist_unknown

@@ -6,6 +6,7 @@ import json
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 
 import pytest
 
@@ -17,6 +18,7 @@ from matter_crawler.planner import (
     confirmation_verdict,
     delist_share_exceeded,
     known_before,
+    locate_pages,
     needs_detail,
     plausible_page_count,
     refresh_quota,
@@ -227,3 +229,19 @@ def test_the_rewalk_stops_after_a_page_of_known_cards():
     empty = CrawlPlan(mode="full")
     empty.observe_rewalk_page([])  # a page without cards ends it too
     assert empty.rewalk_finished
+
+
+def test_missed_products_are_looked_for_where_their_date_puts_them():
+    day = date(2025, 1, 1).toordinal()
+    # the walk saw 30 products (two new to the database, newest) and missed three stored
+    # ones certified just after the 15th and the 25th newest seen: two of them in a row
+    seen = [None, None, *(date.fromordinal(day - n) for n in range(28))]
+    missed = {
+        "a": date.fromordinal(day - 12),  # after the 13 seen newer (2 new + 11): page 2
+        "b": date.fromordinal(day - 12),
+        "c": date.fromordinal(day - 25),  # alone on page 3: its own page is cheaper
+    }
+    (group,) = locate_pages(missed, seen).items()
+    assert (group[0], sorted(group[1])) == (2, ["a", "b"])
+    assert locate_pages(missed, seen, min_group=1).keys() == {2, 3}
+    assert locate_pages({"x": None}, seen, min_group=1) == {}  # no date: asked for directly

@@ -126,6 +126,5 @@ class MarkupDriftMonitor:
             describe_not_found(self.not_found),
             REASON,
         )
-        engine = self.crawler.engine
-        if engine is not None and engine.spider is not None:
-            deferred_from_coro(engine.close_spider_async(reason=REASON))
+        if self.crawler.crawling:
+            deferred_from_coro(self.crawler.engine.close_spider_async(reason=REASON))

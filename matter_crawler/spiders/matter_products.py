@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
@@ -63,6 +63,7 @@ from ..planner import (
     confirmation_verdict,
     delist_share_exceeded,
     known_before,
+    locate_pages,
     needs_detail,
     plausible_page_count,
     refresh_quota,
@@ -690,8 +691,13 @@ class MatterProductsSpider(Spider):
             logger.info("The listing walk is over: reading page 1 again for products listed since")
             return [self.rewalk_request(1)]
         if plan.finish_phase == "rewalk":
+            plan.finish_phase = "locate"
+            requests = self._start_locating()
+            if requests:
+                return requests
+        if plan.finish_phase == "locate":
             plan.finish_phase = "confirm"
-            requests = self._start_confirmations()
+            requests = self._confirmation_requests()
             if requests:
                 return requests
         if plan.finish_phase == "confirm":
@@ -753,7 +759,8 @@ class MatterProductsSpider(Spider):
             and (run_id is None or known.last_seen_run_id != run_id)
         )
 
-    def _start_confirmations(self) -> list[Request]:
+    def _start_locating(self) -> list[Request]:
+        """The candidates, the share gate, then the listing pages where several should be."""
         plan = self._plan()
         stats = self.crawler.stats
         if not plan.listing_complete():
@@ -783,8 +790,65 @@ class MatterProductsSpider(Spider):
             )
             return []
         plan.delist_outcome = "delisted"  # unless a batch is lost or the markup drifts
+        plan.delist_unseen = candidates
+        if not candidates:
+            return []
+        logger.info(
+            "%d stored products were not on the listing: looking for each one before delisting it",
+            len(candidates),
+        )
+        seen_dates = [self._certified(url) for url in self.seen_urls]
+        pages = locate_pages({url: self._certified(url) for url in candidates}, seen_dates)
+        plan.locate_scheduled = len(pages)
+        stats.inc_value("delist/locate_pages_scheduled", len(pages))
+        return [self.locate_request(page) for page in pages]
+
+    def _certified(self, url: str) -> date | None:
+        known = self.known.get(url)
+        return None if known is None else known.certification_date
+
+    def locate_request(self, page: int) -> Request:
+        """A listing page where products the walk missed should be (the end of a full run)."""
+        request = self.listing_request(page)
+        return request.replace(
+            callback=self.parse_locate,
+            errback=self.locate_failed,
+            dont_filter=True,
+            meta={**request.meta, "rewalk": True},
+        )
+
+    def parse_locate(self, response: Response) -> Iterator[Any]:
+        plan = self._plan()
+        plan.locate_done += 1
+        self.crawler.stats.inc_value("delist/locate_pages")
+        if response.status != 200:
+            return
+        listing = parse_listing(response.body, response.url, response.encoding)
+        self._markup_checked(response, listing)
+        unseen = set(plan.delist_unseen) - set(plan.delist_found)
+        found = [card.url for card in listing.cards if card.url in unseen]
+        plan.delist_found += found
+        self.crawler.stats.inc_value("delist/located", len(found))
+        yield from self._cards(listing.cards, response.meta["page"])
+
+    def locate_failed(self, failure: Failure) -> None:
+        self._plan().locate_done += 1
+        self.crawler.stats.inc_value("delist/locate_failed")
+        logger.info("A listing page read to find products failed: %s", failure.getErrorMessage())
+
+    def _confirmation_requests(self) -> list[Request]:
+        """A request for the page of each candidate the listing still did not show."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        if plan.delist_outcome != "delisted":
+            return []
+        found = set(plan.delist_found)  # still listed: counted in delist_record
+        if found:
+            stats.inc_value("delist/still_listed", len(found))
         requests = []
-        for url in candidates:
+        for url in plan.delist_unseen:
+            if url in found:
+                continue
             answer = self._page_answers.get(url)
             if answer is None:
                 plan.delist_candidates.append(url)
@@ -796,12 +860,6 @@ class MatterProductsSpider(Spider):
                 plan.delist_gone.append(url)
                 stats.inc_value("delist/confirmed_gone")
         stats.inc_value("delist/confirm_requests", len(requests))
-        if candidates:
-            logger.info(
-                "%d stored products were not on the listing: asking for each one's page "
-                "before delisting it",
-                len(candidates),
-            )
         return requests
 
     def parse_confirmation(self, response: Response) -> Iterator[ProductItem]:
@@ -844,11 +902,14 @@ class MatterProductsSpider(Spider):
         plan = self._plan()
         if plan.delist_outcome != "delisted":
             return
-        if plan.delist_listed:
+        still_listed = plan.still_listed()
+        if still_listed:
             logger.warning(
-                "The listing was inconsistent: %d products it did not show are still on the "
-                "site (the catalogue changed during the walk, or the listing hides them); "
-                "their pages were stored",
+                "The listing was inconsistent: %d products the walk did not see are still on "
+                "the site (the catalogue changed during the walk, or the listing hides them): "
+                "%d found on the listing page their date puts them on, %d by their own page",
+                still_listed,
+                len(plan.delist_found),
                 plan.delist_listed,
             )
         logger.info(
@@ -856,7 +917,7 @@ class MatterProductsSpider(Spider):
             "%d unconfirmed (not delisted this run)",
             plan.delist_candidate_count or 0,
             len(plan.delist_gone),
-            plan.delist_listed,
+            still_listed,
             plan.delist_unknown,
         )
 
@@ -893,7 +954,7 @@ class MatterProductsSpider(Spider):
         return {
             "delist_outcome": outcome,
             "delist_candidates": counted,
-            "delist_still_listed": None if counted is None else plan.delist_listed,
+            "delist_still_listed": None if counted is None else plan.still_listed(),
         }
 
     def detail_failed(self, failure: Failure) -> None:
@@ -1008,10 +1069,15 @@ class MatterProductsSpider(Spider):
         }
         if plan.finish_phase != "listing":
             # the end of a full run: listing pages read again, then each candidate's answer
-            confirming = plan.delist_outcome is not None and plan.delist_candidate_count
-            counts["delist_total"] = plan.rewalk_scheduled + (confirming or 0)
+            counts["delist_total"] = (
+                plan.rewalk_scheduled + plan.locate_scheduled + len(plan.delist_unseen)
+            )
             counts["delist_done"] = (
-                plan.rewalk_done + plan.confirmations_answered() - plan.delist_unknown
+                plan.rewalk_done
+                + plan.locate_done
+                + len(plan.delist_found)
+                + plan.confirmations_answered()
+                - plan.delist_unknown
             )
             counts["delist_failed"] = plan.delist_unknown
         return counts
@@ -1023,7 +1089,7 @@ class MatterProductsSpider(Spider):
             return "planning"
         if plan.mode == "replay":
             return "detail"
-        if plan.finish_phase in ("rewalk", "confirm"):
+        if plan.finish_phase in ("rewalk", "locate", "confirm"):
             return "delist"
         if plan.site_last_page is None:
             return "planning"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -52,6 +52,7 @@ class KnownProduct:
     delisted: bool
     first_seen_run_id: int | None = None
     last_seen_run_id: int | None = None
+    certification_date: date | None = None  # where it sits in the listing (newest first)
 
 
 _product_values = attrgetter(*PRODUCT_FIELDS)
@@ -291,6 +292,7 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
         products.c.delisted_at,
         products.c.first_seen_run_id,
         products.c.last_seen_run_id,
+        products.c.certification_date,
     )
     with engine.connect() as conn:
         return {
@@ -302,6 +304,7 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
                 row.delisted_at is not None,
                 row.first_seen_run_id,
                 row.last_seen_run_id,
+                row.certification_date,
             )
             for row in conn.execute(statement)
         }
