@@ -240,7 +240,8 @@ class CrawlPlan:
     delist_outcome: str | None = None
     delist_candidate_count: int | None = None  # stored products the run did not see
     delist_unseen: list[str] = field(default_factory=list)  # those candidates' URLs
-    locate_scheduled: int = 0  # listing pages read where candidates should be
+    locate_pages: list[int] = field(default_factory=list)  # read where candidates should be
+    locate_scheduled: int = 0
     locate_done: int = 0
     delist_found: list[str] = field(default_factory=list)  # candidates those pages showed
     delist_candidates: list[str] = field(default_factory=list)  # URLs asked to confirm

@@ -799,25 +799,34 @@ class MatterProductsSpider(Spider):
         )
         seen_dates = [self._certified(url) for url in self.seen_urls]
         pages = locate_pages({url: self._certified(url) for url in candidates}, seen_dates)
+        if pages:
+            logger.info(
+                "Reading listing pages %s again, where %d of them should be",
+                ", ".join(map(str, pages)),
+                sum(len(urls) for urls in pages.values()),
+            )
         plan.locate_scheduled = len(pages)
         stats.inc_value("delist/locate_pages_scheduled", len(pages))
-        return [self.locate_request(page) for page in pages]
+        plan.locate_pages = sorted(pages)
+        return [self.locate_request(page, urls) for page, urls in pages.items()]
 
     def _certified(self, url: str) -> date | None:
         known = self.known.get(url)
         return None if known is None else known.certification_date
 
-    def locate_request(self, page: int) -> Request:
+    def locate_request(self, page: int, urls: list[str], *, second: bool = False) -> Request:
         """A listing page where products the walk missed should be (the end of a full run)."""
         request = self.listing_request(page)
         return request.replace(
             callback=self.parse_locate,
             errback=self.locate_failed,
             dont_filter=True,
-            meta={**request.meta, "rewalk": True},
+            meta={**request.meta, "rewalk": True, "locate": urls, "second": second},
         )
 
     def parse_locate(self, response: Response) -> Iterator[Any]:
+        """Candidates this page shows are still listed; those certified before its first
+        card or after its last are on the page before or after it, read once more."""
         plan = self._plan()
         plan.locate_done += 1
         self.crawler.stats.inc_value("delist/locate_pages")
@@ -825,11 +834,24 @@ class MatterProductsSpider(Spider):
             return
         listing = parse_listing(response.body, response.url, response.encoding)
         self._markup_checked(response, listing)
+        page: int = response.meta["page"]
         unseen = set(plan.delist_unseen) - set(plan.delist_found)
         found = [card.url for card in listing.cards if card.url in unseen]
         plan.delist_found += found
         self.crawler.stats.inc_value("delist/located", len(found))
-        yield from self._cards(listing.cards, response.meta["page"])
+        yield from self._cards(listing.cards, page)
+        shown = [day for card in listing.cards if (day := self._certified(card.url))]
+        if response.meta.get("second") or not shown:
+            return
+        # missed products sit where pages meet: an estimate one place off is a page off
+        missing = [url for url in response.meta.get("locate", ()) if url not in found]
+        before = [url for url in missing if (self._certified(url) or min(shown)) > max(shown)]
+        after = [url for url in missing if (self._certified(url) or max(shown)) < min(shown)]
+        for neighbour, urls in ((page - 1, before), (page + 1, after)):
+            if len(urls) >= 2 and neighbour >= 1 and neighbour not in plan.locate_pages:
+                plan.locate_pages.append(neighbour)
+                plan.locate_scheduled += 1
+                yield self.locate_request(neighbour, urls, second=True)
 
     def locate_failed(self, failure: Failure) -> None:
         self._plan().locate_done += 1
