@@ -32,8 +32,10 @@ Targets over all seeds: 0 false delistings, 0 missed, 0 wrong, 0 undelisted, and
 confirmation requests at most removed + 1% in every seed. The exit status is 1 when a
 target is missed.
 
-The defaults (20 seeds, 960 products, 5 ms latency, the ``fast`` profile) take about
-4-6 minutes on 2 cores: three crawl processes per seed, each a few seconds.
+The defaults (20 seeds, 960 products, 5 ms latency, the ``fast`` profile) cost about
+25 CPU seconds a seed, three crawl processes one after the other: about 9 minutes on
+an idle 2-core machine (21 minutes measured on a shared one, load average 4-8);
+``--seeds 5`` for a quicker look.
 
     python bench/integrity_soak.py [--seeds 20] [--first-seed 1] [--products 960]
                                    [--latency-ms 5] [--mutations 6] [--keep DIR]
