@@ -27,10 +27,12 @@ fetched too (``REFRESH_MAX_AGE_DAYS``).
 The end of a full run (``spider_idle``, see :mod:`matter_crawler.planner`):
 page 1 is read again and walked until a page's worth of known cards, so that
 products certified during the walk are stored too; then every stored product
-the run did not see gets a confirmation request for its page, and only those
-proven gone (404, 410, a redirect to the listing) are delisted, by the store
-pipeline at close (:meth:`MatterProductsSpider.delisting`), unless a batch was
-lost or the markup drifted. Stats: ``delist/...``, ``refresh/...``.
+the run did not see is looked for, on the listing page its certification date
+puts it on when several are expected there, else with a confirmation request
+for its own page, and only those proven gone (404, 410, a redirect to the
+listing) are delisted, by the store pipeline at close
+(:meth:`MatterProductsSpider.delisting`), unless a batch was lost or the markup
+drifted. Stats: ``delist/...``, ``refresh/...``.
 """
 
 from __future__ import annotations
