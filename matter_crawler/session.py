@@ -69,6 +69,8 @@ COUNTERS_STATE = "counters"
 COUNTER_PREFIXES = (
     "matter/",
     "store/",
+    "delist/",
+    "refresh/",
     "retry/",
     "dead_letters/",
     "callback_errors/",
@@ -88,7 +90,16 @@ COUNTER_PREFIXES = (
     "response_received_count",
 )
 #: Numbers under those prefixes that are not counts.
-GAUGES = frozenset({"matter/run_id"})
+GAUGES = frozenset(
+    {
+        "matter/run_id",
+        # set once per run from the plan, not counted
+        "delist/candidates",
+        "delist/refused",
+        "refresh/quota",
+        "refresh/due",
+    }
+)
 #: Counters of the crawl plan, which a hard kill discards (see the module docstring).
 PLAN_COUNTER_PREFIX = "matter/"
 

@@ -88,12 +88,29 @@ EXTENSIONS = {
     # the dead-letter store closes before the run record counts the letters
     "matter_crawler.extensions.dead_letters.DeadLetterStore": 100,
     "matter_crawler.extensions.run_record.RunRecorder": 200,
+    # stops the crawl when the site's markup no longer matches the parsers
+    "matter_crawler.extensions.drift.MarkupDriftMonitor": 250,
     # replaces AutoThrottle; refuses to start if AUTOTHROTTLE_ENABLED is on too
     "matter_crawler.extensions.adaptive.AdaptiveConcurrency": 300,
     # monitoring (docs/monitoring.md): metrics, then live progress; both share one HTTP server
     "matter_crawler.extensions.prometheus.PrometheusExporter": 400,
     "matter_crawler.extensions.progress.ProgressMonitor": 410,
 }
+
+# -- what the data guarantees (README "What the data guarantees") ---------------------------
+# A full run confirms each stored product it did not see before delisting it; more than
+# this share of the stored products unseen means a broken listing: nothing is delisted.
+DELIST_MAX_SHARE = 0.05
+# The most listing pages any pagination is believed (evidence bounds it lower: twice the
+# previous run's page count or the stored products / 12, plus 10 pages).
+LISTING_MAX_PAGES = 20_000
+# refresh=changed also fetches the pages stored longest ago: each page read at least once
+# in this many days, about stored products / this many pages a day (0: off).
+REFRESH_MAX_AGE_DAYS = 30.0
+# Markup drift: more than this share of the pages read failing validation or the content
+# check (once DRIFT_MIN_PAGES have been read) stops the crawl (1.0: off).
+DRIFT_MAX_SHARE = 0.2
+DRIFT_MIN_PAGES = 24
 
 # -- classified retry (see matter_crawler.middlewares.retry) -------------------------------
 RETRY_POLICIES: dict = {}  # overrides of DEFAULT_POLICIES, e.g. {"server": {"attempts": 3}}

@@ -34,3 +34,8 @@ batch_stored = object()
 
 #: A domain's circuit breaker changed state: ``domain``, ``old``, ``new``, ``reason``.
 circuit_state_changed = object()
+
+#: The spider checked a listing page's markup: ``stage``, ``url``, ``not_found`` (what the
+#: parser did not find; empty when the page is fine). Product pages are judged by
+#: validation instead (``item_scraped`` / ``item_invalid``).
+markup_checked = object()

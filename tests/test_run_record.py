@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from matter_crawler.extensions.run_record import stage_reached
 from matter_crawler.items import ListingSighting, ProductItem
-from matter_crawler.pipelines.store import delist_unseen, write_batch
+from matter_crawler.pipelines.store import delist_proven, write_batch
 from matter_crawler.planner import CrawlPlan
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage import Database
@@ -61,7 +61,9 @@ def test_product_counts_come_from_the_database(database_url):
         write_batch(engine, [product(5)], [sighting(product(2))], second, later)
         changed = product(1, model="Plug One", firmware_version="2.0")
         write_batch(engine, [changed], [], second, later + timedelta(minutes=5))
-        assert delist_unseen(engine, second, later + timedelta(minutes=9)) == 2  # 3 and 4
+        # 3 and 4 proven gone; 2, seen by the run, is never delisted
+        proven = [product(n).url for n in (2, 3, 4)]
+        assert delist_proven(engine, proven, second, later + timedelta(minutes=9)) == 2
 
         # the values passed in say otherwise: the database wins
         stale = {"status": "finished", "products_new": 0, "products_changed": 0}

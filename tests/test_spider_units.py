@@ -26,6 +26,9 @@ def spider(tmp_path):
         settings_dict={
             "DATABASE_URL": f"sqlite:///{tmp_path}/s.sqlite3",
             "CSA_LISTING_QUERY": project_settings.CSA_LISTING_QUERY,
+            "LISTING_MAX_PAGES": project_settings.LISTING_MAX_PAGES,
+            "DELIST_MAX_SHARE": project_settings.DELIST_MAX_SHARE,
+            "REFRESH_MAX_AGE_DAYS": project_settings.REFRESH_MAX_AGE_DAYS,
         },
     )
     crawler.stats.open_spider()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, inspect, select, text, update
 
 from matter_crawler.items import ListingSighting, ProductItem
-from matter_crawler.pipelines.store import delist_unseen, write_batch
+from matter_crawler.pipelines.store import delist_proven, write_batch
 from matter_crawler.storage import Database
 from matter_crawler.storage.dead_letters import Letter, add_letters, count_pending, resolve_letters
 from matter_crawler.storage.models import Product, ProductChange
@@ -126,7 +126,9 @@ def test_sightings_refresh_last_seen_and_delisting(database):
         url=product(1).url, manufacturer=None, model=None, certificate_id=None, page=1
     )
     database.run_sync(write_batch, [product(2)], [sighting], 2, later)
-    assert database.run_sync(delist_unseen, 2, later) == 1  # product 3 was not seen by run 2
+    # product 3 proven gone; product 1, seen by run 2, is not delisted whatever is asked
+    proven = [product(3).url, product(1).url]
+    assert database.run_sync(delist_proven, proven, 2, later) == 1
     stored = {row["url"]: row for row in rows(database, Product)}
     assert stored[product(3).url]["delisted_at"] == later
     assert stored[product(1).url]["delisted_at"] is None
@@ -357,7 +359,8 @@ def test_rowcounts_of_batched_updates_count_the_rows_touched(database):
 
     assert database.run_sync(sight) == 3
     assert database.run_sync(resolve_letters, ["https://x/none", "https://x/other"], 2, NOW) == 0
-    assert database.run_sync(delist_unseen, 3, NOW) == 3
+    urls = [product(n).url for n in (1, 2, 3)]
+    assert database.run_sync(delist_proven, urls, 3, NOW) == 3
 
 
 def test_times_are_utc_whatever_the_database_time_zone(database, database_backend):

@@ -14,9 +14,10 @@ its last letters are written first.
 Status: ``finished`` (the crawl ran out of work), ``stopped`` (Ctrl-C, a
 scrapyd cancel: resumable with the same JOBDIR) or ``failed`` (anything else).
 
-Stage reached, from the spider: ``planning``, ``list`` or ``detail`` while
-the crawl was under way; ``done`` when it finished with its listing stage
-complete and nothing left to fetch. A finished run whose listing pages failed
+Stage reached, from the spider: ``planning``, ``list``, ``detail`` or
+``delist`` (the end of a full run: page 1 again, confirmations) while the crawl
+was under way; ``done`` when it finished with its listing stage complete and
+nothing left to fetch. A finished run whose listing pages failed
 for good records ``list``: it never saw the whole listing (the dead letters
 name the pages; ``-a replay_dead_letters=1`` fetches them). Detail pages that
 failed for good do not hold a run back from ``done``; they are its dead letters.
@@ -31,6 +32,12 @@ A run resumed from a JOBDIR is one run over several processes: its counters
 :mod:`matter_crawler.session`) and its duration adds up the processes' own.
 Product counts (new, changed, fetched, delisted) come from the database at
 close, so they are exact even after a hard kill.
+
+A full run also records its delisting (``delist_outcome``, ``delist_candidates``,
+``delist_still_listed``; see :meth:`MatterProductsSpider.delist_record`): whether
+it delisted the products proven gone, or why it delisted none (too many
+candidates, an incomplete listing, a lost batch, markup drift, interrupted).
+A crawl closed for markup drift is ``failed`` with finish reason ``markup_drift``.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ def stage_reached(spider: Spider, reason: str, *, batches_lost: int = 0) -> str 
         return stage
     if plan.pages_failed:
         return "list"  # out of work, but with holes in the listing
-    if stage == "detail" and not batches_lost:
+    if stage in ("detail", "delist") and not batches_lost:
         return "done"
     return stage
 
@@ -180,6 +187,9 @@ class RunRecorder:
             "requests": get("downloader/request_count", 0),
             "stats": _json_safe(stats.get_stats()),
         }
+        delist_record = getattr(spider, "delist_record", None)
+        if callable(delist_record):
+            values.update(delist_record(reason))
         run_id = self.session.run_id
         await self.database.run(
             lambda engine: finish_run(engine, run_id, values, count_products=True)

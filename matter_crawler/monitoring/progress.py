@@ -8,9 +8,11 @@ responses and queue), reads the stats and the engine, feeds the rates and the
 ETA, and hands the snapshot to its listeners. Nothing here runs per request.
 
 Stages of ``matter_products``: ``list`` (listing pages) and ``detail`` (product
-pages). While listing pages are still being read the number of product pages
-is not known yet; it is extrapolated from the product pages wanted per listing
-page so far (``detail.estimated`` is then true).
+pages), and at the end of a full run ``delist`` (listing pages read again and
+confirmation requests for the products the listing did not show). While
+listing pages are still being read the number of product pages is not known
+yet; it is extrapolated from the product pages wanted per listing page so far
+(``detail.estimated`` is then true).
 """
 
 from __future__ import annotations
@@ -79,10 +81,16 @@ def matter_stages(counts: dict[str, Any]) -> dict[str, StageProgress]:
     detail_total = None if list_total is None else detail_known + extrapolated
     if detail_total is not None:
         detail_total = max(detail_total, detail_done + detail_failed)
-    return {
+    stages = {
         "list": StageProgress(list_total, list_done, list_failed),
         "detail": StageProgress(detail_total, detail_done, detail_failed, extrapolated),
     }
+    if "delist_total" in counts:  # the end of a full run: page 1 again, confirmations
+        delist_done = int(counts.get("delist_done") or 0)
+        delist_failed = int(counts.get("delist_failed") or 0)
+        delist_total = max(int(counts["delist_total"] or 0), delist_done + delist_failed)
+        stages["delist"] = StageProgress(delist_total, delist_done, delist_failed)
+    return stages
 
 
 def generic_stages(crawler: Crawler) -> dict[str, StageProgress]:

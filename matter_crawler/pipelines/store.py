@@ -37,8 +37,10 @@ A batch the database refuses is not thrown away:
 After each committed batch, ``batch_stored`` names the products it stored; the
 dead-letter store resolves their letters from it (never before the commit).
 
-At close, after the last batch, a full run that saw the whole listing marks the
-products it did not see as delisted (unless a batch was lost).
+At close, after the last batch, the products a full run proved gone (the
+spider's ``delisting()``: each one's page answered 404 or 410, see
+:mod:`matter_crawler.planner`) are marked delisted, in one transaction; the spider
+proves none when a batch was lost.
 
 Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
 ``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
@@ -87,9 +89,10 @@ def write_batch(
     return result
 
 
-def delist_unseen(engine: Engine, run_id: int, now: datetime) -> int:
+def delist_proven(engine: Engine, urls: Sequence[str], run_id: int, now: datetime) -> int:
+    """Mark delisted the products a run proved gone (one transaction)."""
     with engine.begin() as conn:
-        return mark_delisted(conn, run_id, now)
+        return mark_delisted(conn, urls, run_id, now)
 
 
 @dataclass(slots=True)
@@ -425,12 +428,13 @@ class BatchStorePipeline:
         await self.flush()
         async with self._lock:
             await self._wait_for_write()
+        # after the last batch: the spider's delisting reads store/batches_lost
         spider = self.crawler.spider
         run_id = self.session.run_id
-        complete = getattr(spider, "listing_complete", None)
-        lost = self.crawler.stats.get_value("store/batches_lost", 0)
-        if run_id is not None and callable(complete) and complete() and not lost:
-            delisted = await self.database.run(delist_unseen, run_id, datetime.now(UTC))
+        delisting = getattr(spider, "delisting", None)
+        urls = delisting() if run_id is not None and callable(delisting) else []
+        if urls:
+            assert run_id is not None
+            delisted = await self.database.run(delist_proven, urls, run_id, datetime.now(UTC))
             self.crawler.stats.set_value("store/products_delisted", delisted)
-            if delisted:
-                logger.info("Marked %d products no longer listed as delisted", delisted)
+            logger.info("Marked %d products proven gone as delisted", delisted)

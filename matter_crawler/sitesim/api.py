@@ -14,6 +14,7 @@ from twisted.web.http import Request
 
 from . import hostile, hostile_parsing, truth
 from .catalogue import CatalogueError
+from .mutations import TRIGGERS
 
 if TYPE_CHECKING:
     from .server import SimServer
@@ -55,6 +56,8 @@ class SimApi:
             "/__sim__/hostile": {b"GET": self.get_hostile},
             "/__sim__/faults": {b"GET": self.get_faults, b"POST": self.post_faults},
             "/__sim__/mutate": {b"POST": self.post_mutate},
+            "/__sim__/mutations": {b"GET": self.get_mutations},
+            "/__sim__/removed": {b"GET": self.get_removed},
             "/__sim__/stats": {b"GET": self.get_stats},
             "/__sim__/stats/reset": {b"POST": self.post_stats_reset},
             "/__sim__/requests": {b"GET": self.get_requests},
@@ -119,20 +122,43 @@ class SimApi:
         return self.get_faults(request)
 
     def post_mutate(self, request: Request) -> tuple[bytes, bytes]:
-        """Add, remove and change products (see Catalogue.mutate)."""
+        """Add, remove and change products (see Catalogue.mutate), now or at a trigger.
+
+        With ``after_requests`` or ``after_list_page`` the mutation waits for that
+        moment of a crawl (see mutations.py) and the answer is ``{"scheduled": {...}}``.
+        """
         body = _body(request)
         if self.sim.recording is not None:
             raise ApiError(400, "a recorded catalogue (--cassettes) cannot be mutated")
-        unknown = set(body) - {"add", "remove", "change"}
+        unknown = set(body) - {"add", "remove", "change", *TRIGGERS}
         if unknown:
             raise ApiError(400, f"unknown keys: {', '.join(sorted(unknown))}")
+        triggers = [name for name in TRIGGERS if name in body]
+        if len(triggers) > 1:
+            raise ApiError(400, "give at most one of after_requests and after_list_page")
+        changes = {name: body[name] for name in ("add", "remove", "change") if name in body}
         try:
-            result = self.sim.catalogue.mutate(**body)
+            if triggers:
+                trigger = triggers[0]
+                scheduled = self.sim.mutations.schedule(changes, trigger, body[trigger])
+                return JSON, _json({"scheduled": scheduled})
+            result = self.sim.catalogue.mutate(**changes)
         except CatalogueError as error:
             raise ApiError(400, str(error)) from None
         return JSON, _json(
             {"added": result.added, "removed": result.removed, "changed": result.changed}
         )
+
+    def get_mutations(self, _request: Request) -> tuple[bytes, bytes]:
+        """Scheduled mutations still waiting, and those applied with what they did."""
+        return JSON, _json(self.sim.mutations.describe())
+
+    def get_removed(self, _request: Request) -> tuple[bytes, bytes]:
+        """The products mutations removed, as JSON lines of their truth when removed."""
+        if self.sim.recording is not None:
+            return NDJSON, b""
+        lines = truth.removed_json_lines(self.sim.catalogue, self.sim.settings.variant_rate)
+        return NDJSON, "".join(lines).encode()
 
     def get_stats(self, _request: Request) -> tuple[bytes, bytes]:
         """The account since start or the last reset."""

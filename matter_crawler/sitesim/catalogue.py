@@ -354,6 +354,7 @@ class Catalogue:
         self._sql_serial = -1  # the product whose description looks like SQL
         self.hostile: dict[str, str] = {}  # slug -> hostile kind (see hostile.py)
         self.hostile_parsing: dict[str, str] = {}  # slug -> kind (see hostile_parsing.py)
+        self.removed: list[Entry] = []  # products mutations removed, in removal order
         self._populate(products)
 
     # --- building -----------------------------------------------------------
@@ -609,6 +610,7 @@ class Catalogue:
         for i in picked[:remove]:
             result.removed.append(self._entries[i].path)
             del self._by_slug[self._entries[i].slug]
+            self.removed.append(self._entries[i])
         for i in picked[remove:]:
             entry = self._entries[i]
             before = self.product(entry)

@@ -45,6 +45,11 @@ class Settings:
     request_log_size: int = 200_000
     # JavaScript-only shells also try to reach these URLs (hostile_script.py)
     hostile_script: tuple[str, ...] = ()
+    # integrity faults (see drift.py and docs/sitesim.md): markup that changes during a
+    # crawl, listing pages that answer as if past the end, a pagination that lies
+    drift: str = "none"
+    hide_pages: tuple[int, int] | None = None  # first and last listing page hidden
+    claim_last_page: int = 0  # 0: the pagination shows the real last page
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """A copy with ``changes`` (JSON names and values) applied and validated.
@@ -69,6 +74,7 @@ class Settings:
         data["outage"] = None if self.outage is None else _format_outage(self.outage)
         data["error_statuses"] = list(self.error_statuses)
         data["hostile_script"] = list(self.hostile_script)
+        data["hide_pages"] = None if self.hide_pages is None else _format_pages(self.hide_pages)
         return data
 
 
@@ -165,6 +171,23 @@ def error_statuses(value: Any) -> tuple[int, ...]:
     return statuses
 
 
+def page_range(value: Any) -> tuple[int, int] | None:
+    """``"A-B"`` or ``"A"`` (listing pages, 1-based); null or "" clears it."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    first, _, last = text.partition("-")
+    start = non_negative_int(first.strip())
+    end = non_negative_int(last.strip()) if last.strip() else start
+    if start < 1 or end < start:
+        raise ValueError(f"expected pages A-B with 1 <= A <= B, got {value!r}")
+    return (start, end)
+
+
+def _format_pages(pages: tuple[int, int]) -> str:
+    return f"{pages[0]}-{pages[1]}"
+
+
 def _format_outage(window: tuple[float, float]) -> str:
     return ",".join(f"{value:g}" for value in window)
 
@@ -210,5 +233,17 @@ OPTIONS: dict[str, Option] = {
         "JavaScript-only shells also try to reach these URLs in every way a page can "
         "(see hostile_script.py)",
         "URL,URL",
+    ),
+    "drift": Option(
+        choice("none", "list", "detail", "labels"),
+        "markup drift: list (card classes renamed), detail (field-list classes renamed), "
+        "labels (field labels and the company class renamed)",
+        "none|list|detail|labels",
+    ),
+    "hide_pages": Option(
+        page_range, "listing pages A..B answer as if past the end (see --past-end)", "A-B"
+    ),
+    "claim_last_page": Option(
+        non_negative_int, "the pagination claims this last page (0: the real one)", "N"
     ),
 }

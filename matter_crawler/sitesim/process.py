@@ -245,11 +245,35 @@ class SimulatedSite:
         query = "" if since is None else "?" + urllib.parse.urlencode({"since": repr(since)})
         return json.loads(self._api(f"/__sim__/requests{query}"))
 
-    def mutate(self, add: int = 0, remove: int = 0, change: int = 0) -> dict[str, Any]:
-        """Add, remove and change products; returns the affected paths."""
-        return json.loads(
-            self._api("/__sim__/mutate", {"add": add, "remove": remove, "change": change})
-        )
+    def mutate(
+        self,
+        add: int = 0,
+        remove: int = 0,
+        change: int = 0,
+        *,
+        after_requests: int | None = None,
+        after_list_page: int | None = None,
+    ) -> dict[str, Any]:
+        """Add, remove and change products; returns the affected paths.
+
+        With ``after_requests`` or ``after_list_page`` the mutation waits for that
+        moment of a crawl; the answer is then ``{"scheduled": {...}}`` and what it
+        did is in :meth:`mutations` once applied.
+        """
+        body: dict[str, Any] = {"add": add, "remove": remove, "change": change}
+        if after_requests is not None:
+            body["after_requests"] = after_requests
+        if after_list_page is not None:
+            body["after_list_page"] = after_list_page
+        return json.loads(self._api("/__sim__/mutate", body))
+
+    def mutations(self) -> dict[str, Any]:
+        """Scheduled mutations: ``{"pending": [...], "applied": [...]}``."""
+        return json.loads(self._api("/__sim__/mutations"))
+
+    def removed(self) -> list[dict[str, Any]]:
+        """Truth records of the products mutations removed (as when removed)."""
+        return [json.loads(line) for line in self._api("/__sim__/removed").splitlines() if line]
 
     def hostile(self) -> list[dict[str, Any]]:
         """The hostile products (``hostile=True``): path, kind and the expected outcome."""

@@ -118,10 +118,17 @@ class Renderer:
         """The WordPress 404 page (full chrome, like the real site)."""
         return self._not_found
 
-    def listing(self, page: int, variant_rate: float, js_only: bool) -> bytes:
-        """Listing page ``page`` (1..page_count), 12 cards newest first."""
+    def listing(
+        self, page: int, variant_rate: float, js_only: bool, *, claimed_last_page: int = 0
+    ) -> bytes:
+        """Listing page ``page`` (1..page_count), 12 cards newest first.
+
+        ``claimed_last_page`` (``--claim-last-page``): the pagination names that page
+        as the last, whatever the catalogue holds (a hostile or broken pagination).
+        """
         catalogue = self.catalogue
         total = catalogue.page_count()
+        shown_total = claimed_last_page or total
         variants = listing_variants(catalogue.seed, page, variant_rate)
         cards = []
         for entry in catalogue.page(page):
@@ -139,9 +146,9 @@ class Renderer:
                 'data-item-count="12"><div class="inner">\n' + "\n".join(cards) + "\n</div></div>"
             )
         pagination = (
-            self._old_pagination(page, total)
+            self._old_pagination(page, shown_total)
             if variants.old_pagination
-            else self._pagination(page, total)
+            else self._pagination(page, shown_total)
         )
         if page == 1 and catalogue.hostile_parsing:
             pagination += hostile_parsing.bad_page_numbers(self.base)

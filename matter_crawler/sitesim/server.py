@@ -22,12 +22,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web import resource, server
 from twisted.web.http import Request
 
-from . import hostile, hostile_parsing, hostile_script
+from . import drift, hostile, hostile_parsing, hostile_script
 from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue, Entry
 from .config import Settings
 from .faults import Decision, RefusalWindow, decide, in_scope
+from .mutations import MutationSchedule
 from .render import LISTING_PATH, ROBOTS_TXT, Renderer
 from .stats import Stats, Visit
 
@@ -127,6 +128,8 @@ class SimServer:
         self.refusals = RefusalWindow()  # recent refusals over capacity slow accepted requests
         self.throttles = 0
         self._renderers: dict[str, Renderer] = {}
+        # mutations waiting for a moment of the crawl (POST /__sim__/mutate with a trigger)
+        self.mutations = MutationSchedule(catalogue, self.clock)
         self.api = SimApi(self)
 
     # --- settings -----------------------------------------------------------
@@ -225,25 +228,29 @@ class SimServer:
         page = int(number) if number.isdigit() else 0
         if page < 1:
             return self._not_found("list", renderer)
-        if page > self.catalogue.page_count():
-            if self.settings.past_end == "redirect":
+        settings = self.settings
+        hidden = settings.hide_pages is not None and (
+            settings.hide_pages[0] <= page <= settings.hide_pages[1]
+        )
+        if page > self.catalogue.page_count() or hidden:
+            if settings.past_end == "redirect":
                 return self._redirect("list", f"list:{page}", renderer.listing_url(1), 302)
             return self._not_found("list", renderer)
-        rate = self.settings.variant_rate
-        return Target(
-            "list",
-            f"list:{page}",
-            lambda js_only: Response(200, renderer.listing(page, rate, js_only)),
-            is_page=True,
-        )
+        rate, shift, claim = settings.variant_rate, settings.drift, settings.claim_last_page
+
+        def render(js_only: bool) -> Response:
+            body = renderer.listing(page, rate, js_only, claimed_last_page=claim)
+            return Response(200, drift.listing(body, shift))
+
+        return Target("list", f"list:{page}", render, is_page=True)
 
     def _detail(self, renderer: Renderer, entry: Entry) -> Target:
-        rate = self.settings.variant_rate
+        rate, shift = self.settings.variant_rate, self.settings.drift
         spoil = _SPOILERS.get(self.catalogue.hostile.get(entry.slug, ""), _unchanged)
         parsing_kind = self.catalogue.hostile_parsing.get(entry.slug)
 
         def render(js_only: bool) -> Response:
-            page = spoil(renderer.detail(entry, rate, js_only))
+            page = drift.detail(spoil(renderer.detail(entry, rate, js_only)), shift)
             if parsing_kind is None:
                 return Response(200, page)
             # hostile_parsing.py's group: the page, and its charset when not UTF-8
@@ -343,6 +350,8 @@ class SimServer:
             body = hostile_script.inject(rendered.body, settings.hostile_script)
             rendered = Response(rendered.status, body, rendered.headers)
         response = self._faulty(rendered, decision, visit, target.is_page, now)
+        # rendered above: a page that triggers a mutation shows the catalogue before it
+        self.mutations.served(target.kind, target.key, response.status)
         reset_at = int(decision.cut * len(response.body)) if fault == "reset" else None
         if decision.delay > 0:
             visit.pending = self.reactor.callLater(

@@ -89,6 +89,23 @@ def records(catalogue: Catalogue, variant_rate: float) -> Iterator[dict[str, Any
         yield hostile_parsing.truth_record(kind, record(catalogue.product(entry), shown))
 
 
+def removed_records(catalogue: Catalogue, variant_rate: float) -> Iterator[dict[str, Any]]:
+    """The record of every product mutations removed, as it was when removed.
+
+    A crawler that stored such a product must end with it marked delisted; the
+    records say what its row then holds (unless the crawl never fetched it).
+    """
+    for entry in catalogue.removed:
+        shown = shows_extra_label(catalogue.seed, entry.slug, variant_rate)
+        yield record(catalogue.product(entry), shown)
+
+
+def removed_json_lines(catalogue: Catalogue, variant_rate: float) -> Iterator[str]:
+    """The removed products' records as JSON lines, in removal order."""
+    for item in removed_records(catalogue, variant_rate):
+        yield json.dumps(item, ensure_ascii=False) + "\n"
+
+
 def json_lines(catalogue: Catalogue, variant_rate: float) -> Iterator[str]:
     """The truth as JSON lines (UTF-8 text, one record a line)."""
     for item in records(catalogue, variant_rate):

@@ -14,9 +14,25 @@
 
 List stage: page 1's pagination gives the highest page; every page up to it is
 fetched, and the page after it must answer 404 or a redirect ("past the end")
-before the listing counts as complete. A non-last page with fewer than 12
-cards is fetched once more before it is trusted. Detail stage: each product
-page is parsed (:mod:`matter_crawler.parsing`) into a ``ProductItem``.
+before the listing counts as complete. A page count beyond what the evidence
+makes plausible (``LISTING_MAX_PAGES``, the previous run, the stored products)
+is dead-lettered and not trusted: the listing is then walked a few pages ahead
+of the highest page known to exist, until a page past the end. A non-last page
+with fewer than 12 cards is fetched once more before it is trusted; a listing
+whose page 1 shows no card at all stops the crawl (``markup_drift``). Detail
+stage: each product page is parsed (:mod:`matter_crawler.parsing`) into a
+``ProductItem``; with ``refresh=changed``, the pages stored longest ago are
+fetched too (``REFRESH_MAX_AGE_DAYS``).
+
+The end of a full run (``spider_idle``, see :mod:`matter_crawler.planner`):
+page 1 is read again and walked until a page's worth of known cards, so that
+products certified during the walk are stored too; then every stored product
+the run did not see is looked for, on the listing page its certification date
+puts it on when several are expected there, else with a confirmation request
+for its own page, and only those proven gone (404, 410, a redirect to the
+listing) are delisted, by the store pipeline at close
+(:meth:`MatterProductsSpider.delisting`), unless a batch was lost or the markup
+drifted. Stats: ``delist/...``, ``refresh/...``.
 
 Hostile pages: a page the parsers refuse (:class:`~matter_crawler.parsing.PageParseError`,
 e.g. markup nested past libxml2's limit) is dead-lettered with the parser's reason
@@ -34,13 +50,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import CloseSpider, DontCloseSpider, IgnoreRequest
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -57,22 +73,36 @@ from ..parsing import (
     parse_listing,
 )
 from ..parsing.listing import ListingCard, ListingPage
+from ..parsing.markup import listing_not_found
 from ..planner import (
     CARDS_PER_PAGE,
+    GONE_STATUSES,
     MODES,
+    REDIRECT_STATUSES,
     REFRESH,
     CrawlPlan,
     choose_mode,
+    confirmation_verdict,
+    delist_share_exceeded,
     known_before,
+    locate_pages,
     needs_detail,
+    plausible_page_count,
+    refresh_quota,
 )
 from ..request_url import requested_url
 from ..safe_text import shortened, terminal_safe
 from ..session import CrawlSession
-from ..signals import dead_letter_resolved, request_dead_lettered
+from ..signals import dead_letter_resolved, markup_checked, request_dead_lettered
 from ..storage import Database
 from ..storage.dead_letters import pending_letters
-from ..storage.products import KnownProduct, load_known_products
+from ..storage.products import (
+    KnownProduct,
+    load_known_products,
+    oldest_fetched,
+    refresh_counts,
+)
+from ..storage.runs import previous_run_facts
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +111,11 @@ LISTING_PATH = "/csa-iot_products/"
 DETAIL_PRIORITY = 10
 LIST_PRIORITY = 0
 #: Statuses a listing page past the end answers with (redirects are not followed).
-PAST_END_STATUSES = (301, 302, 303, 307, 308, 404, 410)
+PAST_END_STATUSES = (*REDIRECT_STATUSES, *GONE_STATUSES)
 #: The failure class of a page or card the parsers refuse.
 PARSE_FAILURE = "parse"
+#: Longest URL a dead letter is keyed by (the dead_letters.url column's size).
+LETTER_URL_MAX = 1024
 
 
 def _positive_int(name: str, value: Any) -> int | None:
@@ -98,14 +130,10 @@ def _positive_int(name: str, value: Any) -> int | None:
     return number
 
 
-#: Longest URL a dead letter is keyed by (the dead_letters.url column's size).
-LETTER_URL_MAX = 1024
-
-
 def _card_position_url(response: Response, position: int) -> str:
     """The key of a card with no usable link: its listing page's URL and its position."""
     request = response.request
-    page_url = request.meta.get("redirect_urls", [request.url])[0] if request else response.url
+    page_url = requested_url(request) if request is not None else response.url
     return f"{page_url.partition('#')[0]}#card-{position}"
 
 
@@ -151,6 +179,12 @@ class MatterProductsSpider(Spider):
         self.replay_dead_letters = _flag(replay_dead_letters)
         self.plan: CrawlPlan | None = None
         self.known: dict[str, KnownProduct] = {}
+        # product URLs listing cards showed in this process (a stored product seen
+        # by an earlier process of the run has last_seen_run_id = the run)
+        self.seen_urls: set[str] = set()
+        self._refreshing: set[str] = set()  # refresh requests of this process
+        # product pages this process read (True: the product; False: 404/410)
+        self._page_answers: dict[str, bool] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> MatterProductsSpider:
@@ -162,12 +196,16 @@ class MatterProductsSpider(Spider):
         spider.allowed_domains = [spider.site_host]
         # a link longer than a stored URL may be is not a product link (None: no bound)
         spider.max_url_length = settings.getwithbase("VALIDATION_MAX_LENGTHS").get("url")
+        spider.delist_max_share = settings.getfloat("DELIST_MAX_SHARE")
+        spider.listing_max_pages = settings.getint("LISTING_MAX_PAGES")
+        spider.refresh_max_age_days = settings.getfloat("REFRESH_MAX_AGE_DAYS")
         spider.database = Database.from_crawler(crawler)
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state("spider", spider._saved_state)
         spider.session.register_state("spider_run", spider._saved_run)
         crawler.signals.connect(spider._dead_lettered, signal=request_dead_lettered)
         crawler.signals.connect(spider._request_dropped, signal=signals.request_dropped)
+        crawler.signals.connect(spider._spider_idle, signal=signals.spider_idle)
         return spider
 
     # -- URLs -----------------------------------------------------------------
@@ -204,56 +242,153 @@ class MatterProductsSpider(Spider):
             meta={"stage": "detail", "listing_page": page},
         )
 
+    def refresh_request(self, url: str) -> Request:
+        """A stored product's page, fetched again because it is among the oldest."""
+        return Request(
+            url,
+            callback=self.parse_refresh,
+            errback=self.detail_failed,
+            priority=DETAIL_PRIORITY,
+            meta={"stage": "detail", "refresh": True, "handle_httpstatus_list": [*GONE_STATUSES]},
+        )
+
+    def rewalk_request(self, page: int) -> Request:
+        """A listing page read again at the end of a full run (see the module docstring)."""
+        request = self.listing_request(page)
+        return request.replace(
+            callback=self.parse_rewalk,
+            errback=self.rewalk_failed,
+            dont_filter=True,
+            meta={**request.meta, "rewalk": True},
+        )
+
+    def confirm_request(self, url: str) -> Request:
+        """The page of a stored product the listing did not show: is it gone?"""
+        return Request(
+            url,
+            callback=self.parse_confirmation,
+            errback=self.confirmation_failed,
+            priority=DETAIL_PRIORITY,
+            dont_filter=True,
+            meta={
+                # a product page: the content check and the retries of one apply
+                "stage": "detail",
+                "delist_confirm": True,
+                "dont_redirect": True,
+                "handle_httpstatus_list": [*REDIRECT_STATUSES, *GONE_STATUSES],
+            },
+        )
+
     # -- start ------------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Any]:
-        self.known = await self.database.run(load_known_products)
         saved = self.session.restored_state("spider", queue_bound=True)
+        if saved:
+            # at once, before any wait: a resumed job's queue is served meanwhile
+            self.plan = CrawlPlan.from_state(saved["plan"])
+        self.known = await self.database.run(load_known_products)
         # what this run set out to do survives even a hard kill (the same run goes on)
         run = self.session.restored_state("spider_run") or {}
+        previous_started: datetime | None = None
         if saved:
-            self.plan = CrawlPlan.from_state(saved["plan"])
+            plan = self._plan()
             logger.info(
                 "Resuming a %s crawl: %d listing pages done, %d scheduled",
-                self.plan.mode,
-                len(self.plan.pages_done),
-                len(self.plan.pages_scheduled),
+                plan.mode,
+                len(plan.pages_done),
+                len(plan.pages_scheduled),
             )
-            if self.plan.mode == "replay":
+            if plan.mode == "replay":
                 return  # the letters not yet replayed are in the job's queue
         elif self.replay_dead_letters or run.get("mode") == "replay":
             self.plan = CrawlPlan(mode="replay", limited=True)
         else:
-            # after a hard kill, the run keeps its mode: "auto" would now see a
-            # partly filled database and walk it incrementally, missing the rest
-            mode = run.get("mode") or choose_mode(self.mode_requested, len(self.known))
-            self.refresh_all = run.get("refresh_all", self.refresh_all)
-            last_wanted = self.end_page
-            if self.max_pages is not None:
-                by_count = self.start_page + self.max_pages - 1
-                last_wanted = by_count if last_wanted is None else min(last_wanted, by_count)
-            self.plan = CrawlPlan(
-                mode=mode,
-                refresh_all=self.refresh_all,
-                first_page=self.start_page,
-                last_page_wanted=last_wanted,
-                limited=last_wanted is not None or self.start_page > 1 or bool(self.max_products),
+            previous_started, previous_pages = await self.database.run(
+                previous_run_facts, self.session.run_id
             )
-            logger.info(
-                "Planning a %s crawl of %s (%d products known, refresh=%s)",
-                mode,
-                self.base_url,
-                len(self.known),
-                "all" if self.refresh_all else "changed",
-            )
+            self.plan = self._new_plan(run, previous_pages)
+        plan = self._plan()
 
         self.session.save_state()  # a hard kill from here on still knows the run's mode
-        if self.plan.mode == "replay":
+        if plan.mode == "replay":
             for letter in await self.database.run(pending_letters):
                 yield self._replay_request(letter)
             return
-        self.plan.pages_scheduled.add(1)
+        # a resumed plan's refresh requests are in the job's queue already
+        refresh = [] if saved else await self._plan_refresh(previous_started)
+        plan.mark_scheduled(1)
         yield self.listing_request(1)
+        for url in refresh:
+            yield self.refresh_request(url)
+
+    def _new_plan(self, run: dict[str, Any], previous_pages: int | None) -> CrawlPlan:
+        # after a hard kill, the run keeps its mode: "auto" would now see a
+        # partly filled database and walk it incrementally, missing the rest
+        mode = run.get("mode") or choose_mode(self.mode_requested, len(self.known))
+        self.refresh_all = run.get("refresh_all", self.refresh_all)
+        last_wanted = self.end_page
+        if self.max_pages is not None:
+            by_count = self.start_page + self.max_pages - 1
+            last_wanted = by_count if last_wanted is None else min(last_wanted, by_count)
+        # evidence of the page count: products stored before this run (not by it before
+        # a hard kill: a first run's partial rows say nothing of the catalogue's size)
+        run_id = self.session.run_id
+        stored = sum(
+            1
+            for known in self.known.values()
+            if not known.delisted and (run_id is None or known.first_seen_run_id != run_id)
+        )
+        logger.info(
+            "Planning a %s crawl of %s (%d products known, refresh=%s)",
+            mode,
+            self.base_url,
+            len(self.known),
+            "all" if self.refresh_all else "changed",
+        )
+        return CrawlPlan(
+            mode=mode,
+            refresh_all=self.refresh_all,
+            first_page=self.start_page,
+            last_page_wanted=last_wanted,
+            limited=last_wanted is not None or self.start_page > 1 or bool(self.max_products),
+            page_bound=plausible_page_count(previous_pages, stored, self.listing_max_pages),
+            page_ceiling=self.listing_max_pages,
+            page_bound_evidence=(
+                f"previous run: {previous_pages or 'none'} pages; {stored:,} stored products; "
+                f"LISTING_MAX_PAGES {self.listing_max_pages:,}"
+            ),
+        )
+
+    async def _plan_refresh(self, previous_started: datetime | None) -> list[str]:
+        """The product pages stored longest ago, fetched again (``REFRESH_MAX_AGE_DAYS``)."""
+        plan = self._plan()
+        period = self.refresh_max_age_days
+        if plan.refresh_all or plan.limited or period <= 0 or not self.known:
+            return []
+        now = datetime.now(UTC)
+        days = None
+        if previous_started is not None:
+            days = max(0.0, (now - previous_started).total_seconds() / 86400)
+        # pages older than this pass the age limit before a next run at the same pace
+        older_than = now - timedelta(days=max(0.0, period - (days or 0.0)))
+        stored, due = await self.database.run(refresh_counts, older_than)
+        quota = refresh_quota(stored, due, days, period)
+        urls = await self.database.run(oldest_fetched, quota, self.session.run_id) if quota else []
+        stats = self.crawler.stats
+        stats.set_value("refresh/quota", quota)
+        stats.set_value("refresh/due", due)
+        plan.refresh_scheduled = len(urls)
+        self._refreshing.update(urls)
+        if urls:
+            logger.info(
+                "Fetching again the %d product pages stored longest ago (%d of %d stored pages "
+                "are due; every page is read at least once in %g days)",
+                len(urls),
+                due,
+                stored,
+                period,
+            )
+        return urls
 
     def _replay_request(self, letter: dict[str, Any]) -> Request:
         stage = letter["stage"]
@@ -282,37 +417,37 @@ class MatterProductsSpider(Spider):
     def parse_listing(self, response: Response) -> Iterator[Any]:
         plan = self._plan()
         page: int = response.meta["page"]
+        recheck = bool(response.meta.get("recheck"))
         if response.status != 200:
-            self._past_the_end(page, response.status)
+            self._past_the_end(page, response.status, recheck=recheck)
             self._resolved(response)
             return
         stats = self.crawler.stats
-        try:
-            listing = parse_listing(response.body, response.url, response.encoding)
-        except PageParseError as error:
+        listing = self._parsed_listing(response)
+        if listing is None:
             plan.pages_failed.add(page)
-            logger.warning("Listing page %d refused: %s", page, error.reason)
-            self._page_refused(response, "list", error.reason)
             if plan.mode == "incremental":
                 yield from self._continue_incremental(page)
             return
         self._resolved(response)  # the page parsed: a letter it has is resolved, in any run
         stats.inc_value("matter/list/pages")
         stats.inc_value("matter/list/cards", len(listing.cards))
-        if listing.ignored_page_numbers:
-            stats.inc_value("matter/list/ignored_page_numbers", len(listing.ignored_page_numbers))
-            logger.warning(
-                "Page %d: ignored page numbers that are not plain numbers: %s",
-                page,
-                terminal_safe(", ".join(listing.ignored_page_numbers)),
-            )
+        self._markup_checked(response, listing)
         # a bad card is still a card: the page is neither past the end nor short for it
         shown = len(listing.cards) + len(listing.bad_cards)
 
-        if not shown and page > 1:
-            self._past_the_end(page, "no cards")
+        if not listing.cards and page == 1:
+            self._markup_drift("listing page 1 shows no product cards", listing)
+        if not shown:
+            if listing.last_page is not None and page <= listing.last_page:
+                # the page says it is part of the listing: a page the parser cannot read
+                self._unreadable_listing_page(response, listing)
+                if plan.mode == "incremental":
+                    yield from self._continue_incremental(page)
+                return
+            self._past_the_end(page, "no cards", recheck=recheck)
             return
-        yield from self._extend_plan(listing.last_page or page, page)
+        yield from self._extend_plan(listing, page)
 
         last_page = plan.site_last_page or page
         if shown < CARDS_PER_PAGE and page < last_page and not response.meta.get("refetch"):
@@ -320,7 +455,7 @@ class MatterProductsSpider(Spider):
             stats.inc_value("matter/list/short_page_refetched")
             logger.info("Page %d shows %d cards, fetching it again", page, shown)
             yield self.listing_request(page, refetch=True)
-            yield from self._cards(listing, page, response)
+            yield from self._cards(self._readable_cards(listing, page, response), page)
             return
         if shown < CARDS_PER_PAGE and page < last_page:
             stats.inc_value("matter/list/short_page_accepted")
@@ -328,14 +463,90 @@ class MatterProductsSpider(Spider):
 
         in_range = page >= plan.first_page
         if in_range:
-            yield from self._cards(listing, page, response)
+            yield from self._cards(self._readable_cards(listing, page, response), page)
         plan.pages_done.add(page)
         if plan.mode == "incremental":
             yield from self._continue_incremental(page)
 
-    def _extend_plan(self, shown_last_page: int, page: int) -> Iterator[Request]:
-        """Learn the page count (page 1, or a page showing more pages than planned)."""
+    def _parsed_listing(self, response: Response) -> ListingPage | None:
+        """The listing page parsed; None when the parser refuses it (then dead-lettered)."""
+        try:
+            listing = parse_listing(response.body, response.url, response.encoding)
+        except PageParseError as error:
+            logger.warning("Listing page %s refused: %s", response.meta.get("page"), error.reason)
+            self._page_refused(response, "list", error.reason)
+            return None
+        if listing.ignored_page_numbers:
+            self.crawler.stats.inc_value(
+                "matter/list/ignored_page_numbers", len(listing.ignored_page_numbers)
+            )
+            logger.warning(
+                "Page %s: ignored page numbers that are not plain numbers: %s",
+                response.meta.get("page"),
+                terminal_safe(", ".join(listing.ignored_page_numbers)),
+            )
+        return listing
+
+    def _markup_checked(self, response: Response, listing: ListingPage) -> None:
+        self.crawler.signals.send_catch_log(
+            signal=markup_checked,
+            stage="list",
+            url=response.url,
+            not_found=listing_not_found(listing),
+        )
+
+    def _markup_drift(self, what: str, listing: ListingPage) -> None:
+        """Stop the crawl: the listing no longer matches the parser (nothing is delisted)."""
+        self.crawler.stats.set_value("drift/detected", 1)
+        logger.error(
+            "Markup drift: %s (not found: %s). Closing the crawl (markup_drift): nothing is "
+            "delisted and the stored products are left as they are",
+            what,
+            ", ".join(listing_not_found(listing)),
+        )
+        raise CloseSpider("markup_drift")
+
+    def _unreadable_listing_page(self, response: Response, listing: ListingPage) -> None:
+        """A page inside the listing that shows no card: failed, so no run delists by it."""
+        page: int = response.meta["page"]
+        self.crawler.stats.inc_value("matter/list/unreadable_pages")
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=response.request,
+            url=response.url,
+            stage="list",
+            failure_class="content",
+            reason=(
+                f"listing page {page} of {listing.last_page} shows no product cards "
+                f"(not found: {', '.join(listing_not_found(listing))})"
+            ),
+            attempts=response.meta.get("retry_times", 0) + 1,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def _extend_plan(self, listing: ListingPage, page: int) -> Iterator[Request]:
+        """Learn the page count (page 1, or a page showing more pages than planned).
+
+        A count beyond the evidence (``plan.page_bound``) is dead-lettered and not
+        trusted: from then on the listing is walked ``WALK_AHEAD`` pages beyond the
+        highest page known to exist, until a page past the end.
+        """
         plan = self._plan()
+        shown_last_page = listing.last_page or page
+        bound = plan.page_bound or self.listing_max_pages
+        if shown_last_page > bound:
+            self._implausible_page_count(shown_last_page, bound, page)
+            plan.pagination_trusted = False
+        if not plan.pagination_trusted:
+            if plan.site_last_page is None or page > plan.site_last_page:
+                plan.site_last_page = page  # the highest page known to exist
+            if plan.mode == "full":
+                for number in plan.pages_to_schedule():
+                    plan.mark_scheduled(number)
+                    yield self.listing_request(number)
+            return
+        if plan.end_rechecked is not None:
+            shown_last_page = min(shown_last_page, max(page, plan.end_rechecked - 1))
         if plan.site_last_page is not None and shown_last_page <= plan.site_last_page:
             return
         previous = plan.site_last_page
@@ -345,21 +556,64 @@ class MatterProductsSpider(Spider):
             plan.site_last_page,
             "" if previous is None else f" (was {previous})",
         )
+        yield from self._recheck_past_end()
         if plan.mode == "full":
             for number in plan.pages_to_schedule():
-                plan.pages_scheduled.add(number)
+                plan.mark_scheduled(number)
                 yield self.listing_request(number)
         wanted = plan.last_page_wanted
         probe = plan.site_last_page + 1
         if (wanted is None or probe <= wanted) and plan.mode == "full":
             # the page after the last must be past the end, or the pagination lied
-            plan.pages_scheduled.add(probe)
+            plan.mark_scheduled(probe)
             yield self.listing_request(probe)
 
-    def _past_the_end(self, page: int, why: int | str) -> None:
+    def _recheck_past_end(self) -> Iterator[Request]:
+        """Ask again, once, for pages that answered "past the end" though a page now shows more.
+
+        Either the catalogue grew (the page now has cards), or that claim was rendered
+        before the catalogue shrank, or the page answered 404 for a while. A page past
+        the end a second time is the end, whatever other pages claim.
+        """
+        plan = self._plan()
+        last = plan.site_last_page or 0
+        for number in sorted(p for p in plan.pages_past_end if p <= last):
+            plan.pages_past_end.discard(number)
+            self.crawler.stats.inc_value("matter/list/past_end_rechecked")
+            request = self.listing_request(number, refetch=True)
+            request.meta["recheck"] = True
+            yield request
+
+    def _implausible_page_count(self, claimed: int, bound: int, page: int) -> None:
+        """Dead-letter a page count no evidence supports (once per run)."""
+        plan = self._plan()
+        self.crawler.stats.inc_value("matter/list/implausible_page_count")
+        if not plan.pagination_trusted:
+            return
+        reason = (
+            f"listing page {page}'s pagination claims {claimed:,} pages, but at most "
+            f"{bound:,} are plausible ({plan.page_bound_evidence or 'no evidence'}): the claim is "
+            "not trusted; the listing is walked page by page until a page past the end"
+        )
+        logger.warning("%s", reason)
+        self.crawler.signals.send_catch_log(
+            signal=request_dead_lettered,
+            request=None,
+            url=self.listing_url(claimed),
+            stage="list",
+            failure_class="invalid",
+            reason=reason,
+            attempts=1,
+            first_failed_at=datetime.now(UTC),
+        )
+
+    def _past_the_end(self, page: int, why: int | str, *, recheck: bool = False) -> None:
         plan = self._plan()
         plan.end_confirmed = True
         plan.pages_scheduled.discard(page)
+        plan.pages_past_end.add(page)
+        if recheck and (plan.end_rechecked is None or page < plan.end_rechecked):
+            plan.end_rechecked = page
         if plan.site_last_page is None or page <= plan.site_last_page:
             # the catalogue shrank while we crawled
             plan.site_last_page = page - 1
@@ -373,55 +627,77 @@ class MatterProductsSpider(Spider):
             logger.info("Incremental walk stops after page %d: the rest is known", page)
             return
         next_page = page + 1
-        wanted = plan.target_last_page()
+        wanted = plan.incremental_last_page()
         if wanted is not None and next_page > wanted:
             plan.walk_finished = True
             return
-        plan.pages_scheduled.add(next_page)
+        plan.mark_scheduled(next_page)
         yield self.listing_request(next_page)
 
-    def _cards(self, listing: ListingPage, page: int, response: Response) -> Iterator[Any]:
-        plan = self._plan()
+    def _readable_cards(
+        self, listing: ListingPage, page: int, response: Response
+    ) -> list[ListingCard | None]:
+        """The page's cards in page order, each under its canonical URL.
+
+        A card that cannot be read (a bad link, an off-site or over-long one) is
+        dead-lettered here and stands as None: it breaks an incremental run's known
+        streak. The same product linked twice on the page is kept once.
+        """
         stats = self.crawler.stats
-        run_id = self.session.run_id
-        known_flags: list[bool] = []
+        readable: list[ListingCard | None] = []
         seen: set[str] = set()
-        # in page order: a card that cannot be read breaks an incremental run's known streak
         in_order = sorted((*listing.cards, *listing.bad_cards), key=lambda card: card.position)
         for shown in in_order:
             if isinstance(shown, BadCard):
                 self._bad_card(response, page, shown)
-                known_flags.append(False)
+                readable.append(None)
                 continue
             try:
                 url = canonical_product_url(shown.url, self.base_url)
             except OffsiteURL:
                 self._dead_letter_offsite(shown, page, response)
-                known_flags.append(False)
+                readable.append(None)
                 continue
             except ValueError as error:
                 reason = f"link {shortened(shown.url)} is not a product page of the site: {error}"
                 self._bad_card(response, page, BadCard(shown.position, None, reason))
-                known_flags.append(False)
+                readable.append(None)
                 continue
             if self.max_url_length is not None and len(url) > self.max_url_length:
                 reason = f"link of {len(url):,} characters, longer than a product URL may be"
                 self._bad_card(response, page, BadCard(shown.position, None, reason))
-                known_flags.append(False)
+                readable.append(None)
                 continue
             if url in seen:  # the same product linked twice on one page (URL variants)
                 stats.inc_value("matter/list/duplicate_cards")
                 continue
             seen.add(url)
-            card = shown
             if url != shown.url:
                 stats.inc_value("matter/list/urls_canonicalised")
-                card = replace(shown, url=url)
+            readable.append(replace(shown, url=url) if url != shown.url else shown)
+        return readable
+
+    def _cards(self, cards: list[ListingCard | None], page: int) -> Iterator[Any]:
+        """Detail requests and sightings for a page's cards (:meth:`_readable_cards`)."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        run_id = self.session.run_id
+        known_flags: list[bool] = []
+        for card in cards:
+            if card is None:  # dead-lettered as it was read
+                known_flags.append(False)
+                continue
             known = self.known.get(card.url)
             known_flags.append(known_before(known, run_id))
+            if card.url in self.seen_urls:
+                continue  # shown twice (the listing moved, a page read again): handled once
+            self.seen_urls.add(card.url)
             wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
-            fetch = wanted and (
-                self.max_products is None or plan.details_scheduled < self.max_products
+            # a page this run fetches again anyway (REFRESH_MAX_AGE_DAYS) is not asked twice
+            fetch = (
+                wanted
+                and card.url not in self._refreshing
+                and (self.max_products is None or plan.details_scheduled < self.max_products)
             )
             if fetch:
                 plan.details_scheduled += 1
@@ -513,6 +789,13 @@ class MatterProductsSpider(Spider):
     # -- detail stage ---------------------------------------------------------------
 
     def parse_detail(self, response: Response) -> Iterator[ProductItem]:
+        item = self._product(response)
+        if item is not None:
+            self.crawler.stats.inc_value("matter/detail/pages")
+            yield item
+
+    def _product(self, response: Response) -> ProductItem | None:
+        """The product a page shows; None when the parser refuses the page (dead-lettered)."""
         requested = self._card_url(response.request)
         try:
             page = parse_detail(response.body, response.url, response.encoding)
@@ -520,12 +803,354 @@ class MatterProductsSpider(Spider):
             self.crawler.stats.inc_value("matter/detail/failed")
             logger.warning("Product page %s refused: %s", requested, error.reason)
             self._page_refused(response, "detail", error.reason)
-            return
+            return None
         # the key of the product: the URL asked for (not a redirect's), in canonical form
         url = self.canonical_url(requested) or requested
-        self.crawler.stats.inc_value("matter/detail/pages")
+        self._page_answers[url] = True
         # its dead letter, if any, is resolved once the batch holding it is committed
-        yield build_product(page, url)
+        return build_product(page, url)
+
+    def parse_refresh(self, response: Response) -> Iterator[ProductItem]:
+        """A page fetched again for its age; a product gone meanwhile is left to a full run."""
+        stats = self.crawler.stats
+        stats.inc_value("refresh/pages")
+        if response.status in GONE_STATUSES:
+            url = self._card_url(response.request)
+            self._page_answers[url] = False
+            stats.inc_value("refresh/gone")
+            logger.info(
+                "%s answers %d: the product left the catalogue (a full run delists it)",
+                url,
+                response.status,
+            )
+            return
+        yield from self.parse_detail(response)
+
+    # -- the end of a full run: page 1 again, then proof for each product not seen -----------
+
+    def _spider_idle(self) -> None:
+        """Out of work: a full run re-reads page 1, then confirms, before it may close."""
+        requests = self._finishing_requests()
+        if requests:
+            engine = self.crawler.engine
+            assert engine is not None
+            for request in requests:
+                engine.crawl(request)
+            raise DontCloseSpider
+
+    def _finishing_requests(self) -> list[Request]:
+        """The next phase's requests (an empty list: the run may end)."""
+        plan = self.plan
+        if plan is None or not plan.finishes_with_a_rewalk():
+            return []
+        if self.crawler.stats.get_value("drift/detected"):
+            return []
+        if plan.finish_phase == "listing":
+            if not plan.list_stage_finished():
+                return []
+            plan.finish_phase = "rewalk"
+            plan.rewalk_scheduled += 1
+            self.crawler.stats.inc_value("delist/rewalk_pages_scheduled")
+            logger.info("The listing walk is over: reading page 1 again for products listed since")
+            return [self.rewalk_request(1)]
+        if plan.finish_phase == "rewalk":
+            plan.finish_phase = "locate"
+            requests = self._start_locating()
+            if requests:
+                return requests
+        if plan.finish_phase == "locate":
+            plan.finish_phase = "confirm"
+            requests = self._confirmation_requests()
+            if requests:
+                return requests
+        if plan.finish_phase == "confirm":
+            plan.finish_phase = "done"
+            self._log_delisting_summary()
+        return []
+
+    def parse_rewalk(self, response: Response) -> Iterator[Any]:
+        """Page 1 and onwards again, until a page's worth of known cards."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        page: int = response.meta["page"]
+        plan.rewalk_done += 1
+        stats.inc_value("delist/rewalk_pages")
+        if response.status != 200:
+            plan.rewalk_finished = True
+            return
+        listing = self._parsed_listing(response)
+        if listing is None:
+            plan.rewalk_finished = True
+            return
+        self._markup_checked(response, listing)
+        if not listing.cards:
+            if page == 1:
+                self._markup_drift("listing page 1 shows no product cards", listing)
+            if not listing.bad_cards:
+                plan.rewalk_finished = True
+                return
+        cards = self._readable_cards(listing, page, response)
+        flags = [card is not None and self._known_to_rewalk(card.url) for card in cards]
+        stats.inc_value("delist/rewalk_new_cards", flags.count(False))
+        yield from self._cards(cards, page)
+        plan.observe_rewalk_page(flags)
+        ceiling = plan.page_ceiling or self.listing_max_pages
+        if not plan.rewalk_finished and page < ceiling:
+            plan.rewalk_scheduled += 1
+            stats.inc_value("delist/rewalk_pages_scheduled")
+            yield self.rewalk_request(page + 1)
+        else:
+            plan.rewalk_finished = True
+
+    def _known_to_rewalk(self, url: str) -> bool:
+        """Stored before, or seen by this run: the re-walk stops after a page of these."""
+        known = self.known.get(url)
+        return url in self.seen_urls or (known is not None and not known.delisted)
+
+    def rewalk_failed(self, failure: Failure) -> None:
+        plan = self._plan()
+        plan.rewalk_done += 1
+        plan.rewalk_finished = True
+        self.crawler.stats.inc_value("delist/rewalk_failed")
+        logger.warning("Reading the listing again failed: %s", failure.getErrorMessage())
+        # its new products are neither stored nor known: the page is a dead letter
+        self._dead_letter_unless_done(failure, "list")
+
+    def _delist_candidates(self) -> list[str]:
+        """Stored products (listed before this run) the run did not see on any listing page."""
+        run_id = self.session.run_id
+        return sorted(
+            url
+            for url, known in self.known.items()
+            if not known.delisted
+            and url not in self.seen_urls
+            and (run_id is None or known.last_seen_run_id != run_id)
+        )
+
+    def _start_locating(self) -> list[Request]:
+        """The candidates, the share gate, then the listing pages where several should be."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        if not plan.listing_complete():
+            plan.delist_outcome = "listing_incomplete"
+            logger.warning("The listing was not seen whole: no product is delisted this run")
+            return []
+        candidates = self._delist_candidates()
+        run_id = self.session.run_id
+        stored = sum(
+            1
+            for known in self.known.values()
+            if not known.delisted and (run_id is None or known.first_seen_run_id != run_id)
+        )
+        plan.delist_candidate_count = len(candidates)
+        stats.set_value("delist/candidates", len(candidates))
+        if delist_share_exceeded(len(candidates), stored, self.delist_max_share):
+            plan.delist_outcome = "too_many_candidates"
+            stats.set_value("delist/refused", 1)
+            logger.error(
+                "%d of the %d stored products (%.1f%%) were not on the listing, more than "
+                "DELIST_MAX_SHARE (%.1f%%): a listing hiding that much is broken, not shrinking. "
+                "Nothing is delisted this run",
+                len(candidates),
+                stored,
+                100 * len(candidates) / max(stored, 1),
+                100 * self.delist_max_share,
+            )
+            return []
+        plan.delist_outcome = "delisted"  # unless a batch is lost or the markup drifts
+        plan.delist_unseen = candidates
+        if not candidates:
+            return []
+        logger.info(
+            "%d stored products were not on the listing: looking for each one before delisting it",
+            len(candidates),
+        )
+        seen_dates = [self._certified(url) for url in self.seen_urls]
+        pages = locate_pages({url: self._certified(url) for url in candidates}, seen_dates)
+        if pages:
+            logger.info(
+                "Reading listing pages %s again, where %d of them should be",
+                ", ".join(map(str, pages)),
+                sum(len(urls) for urls in pages.values()),
+            )
+        plan.locate_scheduled = len(pages)
+        stats.inc_value("delist/locate_pages_scheduled", len(pages))
+        plan.locate_pages = sorted(pages)
+        return [self.locate_request(page, urls) for page, urls in pages.items()]
+
+    def _certified(self, url: str) -> date | None:
+        known = self.known.get(url)
+        return None if known is None else known.certification_date
+
+    def locate_request(self, page: int, urls: list[str], *, second: bool = False) -> Request:
+        """A listing page where products the walk missed should be (the end of a full run)."""
+        request = self.listing_request(page)
+        return request.replace(
+            callback=self.parse_locate,
+            errback=self.locate_failed,
+            dont_filter=True,
+            meta={**request.meta, "rewalk": True, "locate": urls, "second": second},
+        )
+
+    def parse_locate(self, response: Response) -> Iterator[Any]:
+        """Candidates this page shows are still listed; those certified before its first
+        card or after its last are on the page before or after it, read once more."""
+        plan = self._plan()
+        plan.locate_done += 1
+        self.crawler.stats.inc_value("delist/locate_pages")
+        if response.status != 200:
+            return
+        listing = self._parsed_listing(response)
+        if listing is None:
+            return
+        self._markup_checked(response, listing)
+        page: int = response.meta["page"]
+        cards = [card for card in self._readable_cards(listing, page, response) if card]
+        unseen = set(plan.delist_unseen) - set(plan.delist_found)
+        found = [card.url for card in cards if card.url in unseen]
+        plan.delist_found += found
+        self.crawler.stats.inc_value("delist/located", len(found))
+        yield from self._cards(list(cards), page)
+        shown = [day for card in cards if (day := self._certified(card.url))]
+        if response.meta.get("second") or not shown:
+            return
+        # missed products sit where pages meet: an estimate one place off is a page off
+        missing = [url for url in response.meta.get("locate", ()) if url not in found]
+        before = [url for url in missing if (self._certified(url) or min(shown)) > max(shown)]
+        after = [url for url in missing if (self._certified(url) or max(shown)) < min(shown)]
+        for neighbour, urls in ((page - 1, before), (page + 1, after)):
+            if len(urls) >= 2 and neighbour >= 1 and neighbour not in plan.locate_pages:
+                plan.locate_pages.append(neighbour)
+                plan.locate_scheduled += 1
+                yield self.locate_request(neighbour, urls, second=True)
+
+    def locate_failed(self, failure: Failure) -> None:
+        self._plan().locate_done += 1
+        self.crawler.stats.inc_value("delist/locate_failed")
+        logger.info("A listing page read to find products failed: %s", failure.getErrorMessage())
+
+    def _confirmation_requests(self) -> list[Request]:
+        """A request for the page of each candidate the listing still did not show."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        if plan.delist_outcome != "delisted":
+            return []
+        found = set(plan.delist_found)  # still listed: counted in delist_record
+        if found:
+            stats.inc_value("delist/still_listed", len(found))
+        requests = []
+        for url in plan.delist_unseen:
+            if url in found:
+                continue
+            answer = self._page_answers.get(url)
+            if answer is None:
+                plan.delist_candidates.append(url)
+                requests.append(self.confirm_request(url))
+            elif answer:  # fetched this run (refresh): its page shows the product
+                plan.delist_listed += 1
+                stats.inc_value("delist/still_listed")
+            else:  # its refresh answered 404 or 410
+                plan.delist_gone.append(url)
+                stats.inc_value("delist/confirmed_gone")
+        stats.inc_value("delist/confirm_requests", len(requests))
+        return requests
+
+    def parse_confirmation(self, response: Response) -> Iterator[ProductItem]:
+        """404, 410 or a redirect to the listing: gone. The product's page: still listed."""
+        plan = self._plan()
+        stats = self.crawler.stats
+        url = self._card_url(response.request)
+        location = response.headers.get(b"Location")
+        target = urljoin(response.url, location.decode("latin-1")) if location else None
+        verdict = confirmation_verdict(
+            response.status, target, LISTING_PATH, has_product=response.status == 200
+        )
+        if verdict == "gone":
+            plan.delist_gone.append(url)
+            stats.inc_value("delist/confirmed_gone")
+            return
+        if verdict == "listed":
+            # the listing hid a product the site still has: store its page like any other
+            plan.delist_listed += 1
+            stats.inc_value("delist/still_listed")
+            self.seen_urls.add(url)
+            item = self._product(response)
+            if item is not None:
+                yield item
+            return
+        plan.delist_unknown += 1
+        stats.inc_value("delist/unconfirmed")
+        logger.warning(
+            "%s answered %d%s: not proof that the product is gone; it stays listed",
+            url,
+            response.status,
+            f" -> {target}" if target else "",
+        )
+
+    def confirmation_failed(self, failure: Failure) -> None:
+        plan = self._plan()
+        plan.delist_unknown += 1
+        self.crawler.stats.inc_value("delist/unconfirmed")
+        self._dead_letter_unless_done(failure, "detail")
+
+    def _log_delisting_summary(self) -> None:
+        plan = self._plan()
+        if plan.delist_outcome != "delisted":
+            return
+        still_listed = plan.still_listed()
+        if still_listed:
+            logger.warning(
+                "The listing was inconsistent: %d products the walk did not see are still on "
+                "the site (the catalogue changed during the walk, or the listing hides them): "
+                "%d found on the listing page their date puts them on, %d by their own page",
+                still_listed,
+                len(plan.delist_found),
+                plan.delist_listed,
+            )
+        logger.info(
+            "Of %d products not on the listing: %d gone (delisted at close), %d still listed, "
+            "%d unconfirmed (not delisted this run)",
+            plan.delist_candidate_count or 0,
+            len(plan.delist_gone),
+            still_listed,
+            plan.delist_unknown,
+        )
+
+    def delisting(self) -> list[str]:
+        """What the store pipeline delists at close: the products proven gone, if nothing
+        makes the run's view doubtful (a lost batch, markup drift)."""
+        plan = self.plan
+        if plan is None or plan.finish_phase != "done" or plan.delist_outcome != "delisted":
+            return []
+        stats = self.crawler.stats
+        lost = stats.get_value("store/batches_lost", 0)
+        if lost:
+            plan.delist_outcome = "batches_lost"
+            logger.error("%d batches were lost: no product is delisted this run", lost)
+            return []
+        if stats.get_value("drift/detected"):
+            plan.delist_outcome = "markup_drift"
+            return []
+        return list(plan.delist_gone)
+
+    def delist_record(self, reason: str) -> dict[str, Any]:
+        """The run record's delisting columns (see ``crawl_runs.delist_outcome``)."""
+        plan = self.plan
+        if plan is None or not plan.finishes_with_a_rewalk():
+            return {"delist_outcome": None, "delist_candidates": None, "delist_still_listed": None}
+        outcome = plan.delist_outcome
+        if reason == "markup_drift" or self.crawler.stats.get_value("drift/detected"):
+            outcome = "markup_drift"
+        elif plan.finish_phase != "done":
+            outcome = "interrupted" if reason != "finished" else "listing_incomplete"
+        elif outcome is None:
+            outcome = "listing_incomplete"
+        counted = plan.delist_candidate_count
+        return {
+            "delist_outcome": outcome,
+            "delist_candidates": counted,
+            "delist_still_listed": None if counted is None else plan.still_listed(),
+        }
 
     def detail_failed(self, failure: Failure) -> None:
         self.crawler.stats.inc_value("matter/detail/failed")
@@ -546,7 +1171,7 @@ class MatterProductsSpider(Spider):
             return
         page = request.meta["page"]
         self.plan.pages_failed.add(page)
-        if self.plan.mode == "incremental":
+        if self.plan.mode == "incremental" and not request.meta.get("rewalk"):
             yield from self._continue_incremental(page)
 
     # -- dead letters -----------------------------------------------------------------
@@ -596,9 +1221,19 @@ class MatterProductsSpider(Spider):
         """The URL the crawl asked for (before any redirect): the product's key."""
         return requested_url(request)
 
-    def _dead_lettered(self, stage: str, url: str, **_: Any) -> None:
-        if stage == "list" and self.plan is not None:
-            self.plan.pages_failed.add(page_number_from_url(url) or 1)
+    def _dead_lettered(
+        self,
+        stage: str,
+        url: str,
+        failure_class: str | None = None,
+        request: Request | None = None,
+        **_: Any,
+    ) -> None:
+        if stage != "list" or self.plan is None:
+            return
+        if failure_class == "invalid" or (request is not None and request.meta.get("rewalk")):
+            return  # a page count not believed, a page read again: the walk has no hole
+        self.plan.pages_failed.add(page_number_from_url(url) or 1)
 
     def _resolved(self, response: Response) -> None:
         url = self._card_url(response.request)
@@ -619,7 +1254,7 @@ class MatterProductsSpider(Spider):
         return {"mode": self.plan.mode, "refresh_all": self.plan.refresh_all}
 
     def listing_complete(self) -> bool:
-        """Whether this run saw the whole listing (products it did not see are delisted)."""
+        """Whether this run saw the whole listing (its products not seen are then confirmed)."""
         return self.plan is not None and self.plan.listing_complete()
 
     def progress(self) -> dict[str, Any]:
@@ -634,17 +1269,31 @@ class MatterProductsSpider(Spider):
         list_total = plan.target_last_page()
         if plan.mode == "incremental" and not plan.walk_finished:
             list_total = max(len(plan.pages_scheduled), len(plan.pages_done))
-        return {
+        counts = {
             "stage": self.stage(),
             "mode": plan.mode,
             "list_total": list_total,
             "list_done": len(plan.pages_done),
             "list_failed": len(plan.pages_failed),
             # product pages known to be wanted so far; grows while listing pages are read
-            "detail_total": plan.details_scheduled,
+            "detail_total": plan.details_scheduled + plan.refresh_scheduled,
             "detail_done": detail_done,
             "detail_failed": detail_failed,
         }
+        if plan.finish_phase != "listing":
+            # the end of a full run: listing pages read again, then each candidate's answer
+            counts["delist_total"] = (
+                plan.rewalk_scheduled + plan.locate_scheduled + len(plan.delist_unseen)
+            )
+            counts["delist_done"] = (
+                plan.rewalk_done
+                + plan.locate_done
+                + len(plan.delist_found)
+                + plan.confirmations_answered()
+                - plan.delist_unknown
+            )
+            counts["delist_failed"] = plan.delist_unknown
+        return counts
 
     def stage(self) -> str:
         """The stage the crawl is in: planning, list, detail or done."""
@@ -653,6 +1302,8 @@ class MatterProductsSpider(Spider):
             return "planning"
         if plan.mode == "replay":
             return "detail"
+        if plan.finish_phase in ("rewalk", "locate", "confirm"):
+            return "delist"
         if plan.site_last_page is None:
             return "planning"
         return "detail" if plan.list_stage_finished() else "list"

@@ -122,6 +122,13 @@ class CrawlRun(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)
     errors: Mapped[int] = mapped_column(Integer, default=0)
     requests: Mapped[int] = mapped_column(Integer, default=0)
+    # a full run's delisting (matter_crawler.planner.DELIST_OUTCOMES): what it did and why;
+    # NULL for runs that never delist (incremental, replay, a page range or limit)
+    delist_outcome: Mapped[str | None] = mapped_column(String(32))
+    # stored products the listing did not show (each confirmed unless there were too many)
+    delist_candidates: Mapped[int | None] = mapped_column(Integer)
+    # candidates whose page still shows the product: the listing was inconsistent
+    delist_still_listed: Mapped[int | None] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

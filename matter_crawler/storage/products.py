@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Engine,
     any_,
     bindparam,
+    func,
     insert,
     literal,
     or_,
@@ -66,6 +67,8 @@ class KnownProduct:
     last_fetched_run_id: int | None
     delisted: bool
     first_seen_run_id: int | None = None
+    last_seen_run_id: int | None = None
+    certification_date: date | None = None  # where it sits in the listing (newest first)
 
 
 _product_values = attrgetter(*PRODUCT_FIELDS)
@@ -277,15 +280,55 @@ def record_sightings(
     return _statements(conn.dialect).record_sighting.execute(conn, rows, constants)
 
 
-def mark_delisted(conn: Connection, run_id: int, now: datetime) -> int:
-    """Mark products that this (complete, full) run did not see on any listing page."""
-    statement = (
-        update(products)
-        .where(products.c.delisted_at.is_(None))
-        .where(or_(products.c.last_seen_run_id.is_(None), products.c.last_seen_run_id != run_id))
-        .values(delisted_at=now)
+def mark_delisted(conn: Connection, urls: Sequence[str], run_id: int, now: datetime) -> int:
+    """Mark delisted the products whose pages proved them gone (404, 410...).
+
+    Only those ``urls``, and never one this run saw listed or stored (a product
+    is delisted by proof, not by absence). Returns the rows marked.
+    """
+    marked = 0
+    for start in range(0, len(urls), _SQL_IN_CHUNK):
+        statement = (
+            update(products)
+            .where(products.c.url.in_(urls[start : start + _SQL_IN_CHUNK]))
+            .where(products.c.delisted_at.is_(None))
+            .where(
+                or_(products.c.last_seen_run_id.is_(None), products.c.last_seen_run_id != run_id)
+            )
+            .values(delisted_at=now)
+        )
+        marked += conn.execute(statement).rowcount or 0
+    return marked
+
+
+def refresh_counts(engine: Engine, older_than: datetime) -> tuple[int, int]:
+    """For ``REFRESH_MAX_AGE_DAYS``: stored products (not delisted), and how many of
+    their pages were last fetched before ``older_than``."""
+    listed = products.c.delisted_at.is_(None)
+    number = select(func.count()).select_from(products)
+    with engine.connect() as conn:
+        stored = conn.execute(number.where(listed)).scalar() or 0
+        due = conn.execute(number.where(listed, products.c.last_fetched_at < older_than)).scalar()
+    return stored, due or 0
+
+
+def oldest_fetched(engine: Engine, limit: int, run_id: int | None) -> list[str]:
+    """The URLs of the ``limit`` stored products whose pages were fetched longest ago.
+
+    Delisted products are left out, and so are those this run fetched already
+    (after a hard kill the run plans again: what it refreshed stays refreshed).
+    """
+    not_this_run = or_(
+        products.c.last_fetched_run_id.is_(None), products.c.last_fetched_run_id != run_id
     )
-    return conn.execute(statement).rowcount or 0
+    statement = (
+        select(products.c.url)
+        .where(products.c.delisted_at.is_(None), not_this_run)
+        .order_by(products.c.last_fetched_at, products.c.id)
+        .limit(max(limit, 0))
+    )
+    with engine.connect() as conn:
+        return [url for (url,) in conn.execute(statement)]
 
 
 def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
@@ -298,6 +341,8 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
         products.c.last_fetched_run_id,
         products.c.delisted_at,
         products.c.first_seen_run_id,
+        products.c.last_seen_run_id,
+        products.c.certification_date,
     )
     with engine.connect() as conn:
         return {
@@ -308,6 +353,8 @@ def load_known_products(engine: Engine) -> dict[str, KnownProduct]:
                 row.last_fetched_run_id,
                 row.delisted_at is not None,
                 row.first_seen_run_id,
+                row.last_seen_run_id,
+                row.certification_date,
             )
             for row in conn.execute(statement)
         }

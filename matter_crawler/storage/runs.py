@@ -156,6 +156,26 @@ def previous_run_id(engine: Engine, before: int | None = None) -> int | None:
         return conn.execute(statement).scalar()
 
 
+def previous_run_facts(engine: Engine, run_id: int | None) -> tuple[datetime | None, int | None]:
+    """When the run before ``run_id`` started, and the page count the last finished run saw.
+
+    The planner's evidence: the time since the previous run sets the refresh quota
+    (``REFRESH_MAX_AGE_DAYS``), the last page count bounds what a pagination may claim.
+    """
+    earlier = runs.c.id < run_id if run_id is not None else runs.c.id.is_not(None)
+    with engine.connect() as conn:
+        started = conn.execute(
+            select(runs.c.started_at).where(earlier).order_by(runs.c.id.desc()).limit(1)
+        ).scalar()
+        pages = conn.execute(
+            select(runs.c.pages_planned)
+            .where(earlier, runs.c.status == "finished", runs.c.pages_planned.is_not(None))
+            .order_by(runs.c.id.desc())
+            .limit(1)
+        ).scalar()
+    return started, pages
+
+
 def started_at(engine: Engine, run_id: int) -> datetime | None:
     with engine.connect() as conn:
         return conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar()
