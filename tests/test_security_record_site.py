@@ -185,3 +185,30 @@ def test_gunzip_bounded():
         record_site.gunzip_bounded(gzip.compress(page), 1000)
     with pytest.raises(record_site.PageTooLarge, match="does not decompress"):
         record_site.gunzip_bounded(b"not gzip at all", 1000)
+
+
+def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_path):
+    """``Retry-After: ²`` is a digit to ``str.isdigit()`` that ``float()`` refuses: the
+    recorder raised ValueError on it; now it reads the header as the crawl does."""
+    import requests  # the recorder's HTTP library (betamax records through it)
+
+    with SimulatedSite(products=40, seed=3, hostile_parsing=True) as site:
+        entry = next(e for e in site.hostile() if e["kind"] == "bad_retry_after")
+        answer = requests.get(site.url(entry["url"]), timeout=10)
+    assert answer.status_code == 429
+    assert answer.headers["Retry-After"] == "\u00b2"
+    options = record_site.RecordOptions(
+        directory=tmp_path,
+        base_url=site.base_url,
+        listing_query="",
+        user_agent="matter-crawler tests",
+        listing_sample=0,
+        detail_sample=0,
+        max_page_bytes=LIMIT,
+        delay=1.0,
+    )
+    recorder = record_site.SiteRecorder(options, log=lambda message: None)
+    assert recorder._retry_wait(answer, 1) == 1.0  # the backoff: 2 ** 0 * delay
+    assert recorder._retry_wait(answer, 3) == 4.0
+    answer.headers["Retry-After"] = "7"
+    assert recorder._retry_wait(answer, 1) == 7.0

@@ -50,7 +50,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +59,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 
 from ..items import ProductItem
+from ..middlewares.retry import parse_retry_after
 from ..parsing import build_product, page_number_from_url, parse_detail, parse_listing
 from ..spiders.matter_products import LISTING_PATH
 from ..verify import TRUTH_FIELDS
@@ -739,17 +739,12 @@ class SiteRecorder:
 
     def _retry_wait(self, response: requests.Response | None, attempt: int) -> float:
         backoff = min(2 ** (attempt - 1) * max(self.delay, 1.0), 60.0)
-        value = response.headers.get("Retry-After", "").strip() if response is not None else ""
-        if not value:
+        header = response.headers.get("Retry-After") if response is not None else None
+        # read as the crawl reads it: `²` is a digit to str.isdigit(), not to float()
+        wait = parse_retry_after(header, time.time())
+        if wait is None:
             return backoff
-        if value.isdigit():
-            wait = float(value)
-        else:
-            try:
-                wait = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                return backoff
-        return min(max(wait, 0.0), self.options.retry_after_max)
+        return min(wait, self.options.retry_after_max)
 
     def fetch(self, phase: Phase, url: str) -> Fetched:
         """GET ``url`` through the cassette: replayed if recorded, else fetched politely."""

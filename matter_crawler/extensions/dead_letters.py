@@ -8,8 +8,10 @@ wrote itself (``recorded=True``) is only counted.
 
 A letter resolves itself in any run, not only in a replay: a product page's
 letter once the batch holding its product is committed (``batch_stored`` names
-the stored products, keyed by the URL the spider asked for), a listing page's
-once the page parses (``dead_letter_resolved``, from the spider). Letters and
+the stored products by their canonical URLs; a letter for the same product
+asked for in another form, such as without its trailing slash, resolves with
+it), a listing page's once the page parses (``dead_letter_resolved``, from the
+spider). Letters and
 resolutions are written in the order they happened, so the later outcome of a
 URL wins. Only URLs with a letter are resolved: the store loads the pending
 letters' URLs when the spider opens and adds every letter of the run, so a
@@ -76,8 +78,9 @@ class DeadLetterStore:
         self.retry_backoff = retry_backoff
         # letters to add and URLs to resolve, in the order they happened
         self._operations: list[tuple[str, Any]] = []
-        # URLs with a letter (pending at start, or written since): None until loaded
-        self._lettered: set[str] | None = None
+        # URLs with a letter (pending at start, or written since), by the key of what
+        # they stand for (a product page's canonical URL): None until loaded
+        self._lettered: dict[str, set[str]] | None = None
         self._timer = None
 
     @classmethod
@@ -121,7 +124,7 @@ class DeadLetterStore:
             terminal_safe(shortened(reason, REASON_LOG_LIMIT)),
         )
         if self._lettered is not None:
-            self._lettered.add(url)
+            self._lettered.setdefault(self._key(url), set()).add(url)
         if recorded:
             # written by its sender; a resolution buffered before it must not undo it
             self._operations = [op for op in self._operations if op != (RESOLVE, url)]
@@ -138,26 +141,39 @@ class DeadLetterStore:
         self._operations.append((ADD, letter))
 
     def resolved(self, url: str, **_: Any) -> None:
-        if self._lettered is None or url in self._lettered:
-            self._operations.append((RESOLVE, url))
+        self._resolve(url)
 
     def batch_stored(self, urls: tuple[str, ...] = (), **_: Any) -> None:
         # committed: the products' pages succeeded
-        lettered = self._lettered
-        self._operations.extend(
-            (RESOLVE, url) for url in urls if lettered is None or url in lettered
-        )
+        for url in urls:
+            self._resolve(url)
+
+    def _resolve(self, url: str) -> None:
+        """Resolve every letter standing for ``url``: a product page asked for in another
+        form (no trailing slash, an older link) is the same product."""
+        if self._lettered is None:
+            self._operations.append((RESOLVE, url))
+            return
+        for lettered in sorted(self._lettered.get(self._key(url), ())):
+            self._operations.append((RESOLVE, lettered))
+
+    def _key(self, url: str) -> str:
+        """What a lettered URL stands for: a product page's canonical URL, else the URL."""
+        canonical = getattr(self.crawler.spider, "canonical_url", None)
+        return (canonical(url) if canonical is not None else None) or url
 
     async def spider_opened(self) -> None:
         if self.flush_interval > 0:
             self._timer = create_looping_call(self._flush_soon)
             self._timer.start(self.flush_interval, now=False)
-        lettered = await self.database.run(pending_urls)
+        pending = await self.database.run(pending_urls)
         if self._lettered is None:
-            self._lettered = lettered
+            self._lettered = {}
+            for url in pending:
+                self._lettered.setdefault(self._key(url), set()).add(url)
         for kind, value in self._operations:  # letters of the run so far
             if kind == ADD:
-                self._lettered.add(value.url)
+                self._lettered.setdefault(self._key(value.url), set()).add(value.url)
 
     def _flush_soon(self) -> None:
         deferred_from_coro(self.flush()).addErrback(

@@ -9,7 +9,10 @@ is several times cheaper than going through parsel's per-call translation.
 hit: markup nested deeper than 256 elements, or a text node or attribute longer
 than 10,000,000 characters, makes libxml2 stop and return the tree built so far,
 which would then read as a page with its fields missing. It raises
-:class:`PageParseError` with the reason instead. It also decodes charsets that
+:class:`PageParseError` with the reason instead. It also refuses, before
+parsing, an element with more than :data:`MAX_ATTRIBUTES` attributes: libxml2
+checks each attribute against the element's earlier ones, so an element with
+100,000 attributes (a 1 MB tag) holds the reactor for tens of seconds. It also decodes charsets that
 Python knows and libxml2 does not (see its docstring).
 
 :func:`clean_text` normalises every text value the parsers return: whitespace
@@ -32,6 +35,25 @@ _whitespace = re.compile(r"\s+")
 _controls = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f]")
 #: libxml2's nesting limit without XML_PARSE_HUGE (which lxml's HTML parser leaves off).
 MAX_DEPTH = 256
+#: Attributes one element may have; real pages use a few dozen at most.
+MAX_ATTRIBUTES = 1024
+# A start tag read as libxml2 reads it: quoted values may hold `<`, `>`, spaces and `=`.
+# Possessive quantifiers keep every scan linear. The lookahead form matches only tags of at
+# least 2 * MAX_ATTRIBUTES units (each attribute is at least a name and a space), so a
+# normal page costs one pass over its tags and nothing in Python.
+_TAG_PARTS = r"""(?:[^"'<>]++|"[^"]*+"|'[^']*+')"""
+_TAG_UNIT = r"""(?:[^"'<>]|"[^"]*+"|'[^']*+')"""  # a character, or a quoted value
+
+
+def _for_text_and_bytes(pattern: str) -> dict[type, re.Pattern]:
+    return {str: re.compile(pattern), bytes: re.compile(pattern.encode())}
+
+
+_LONG_TAG = _for_text_and_bytes(f"<[A-Za-z](?={_TAG_UNIT}{{{2 * MAX_ATTRIBUTES}}})")
+_TAG = _for_text_and_bytes(f"<[A-Za-z]{_TAG_PARTS}*+")
+_QUOTED = _for_text_and_bytes(r""""[^"]*+"|'[^']*+'""")
+_ATTRIBUTE_NAME = _for_text_and_bytes(r"\s[^\s>/=]")
+_BLANK = {str: '""', bytes: b'""'}
 _UTF8 = "utf-8"
 
 
@@ -61,6 +83,7 @@ def parse_document(source: str | bytes, encoding: str | None = None) -> html.Htm
     with replacement. Raises :class:`PageParseError` when libxml2 stops at one of its
     limits (see the module docstring).
     """
+    _check_attribute_counts(source)
     if isinstance(source, str):
         return _parse_with(source if source.strip() else "<html></html>", html.HTMLParser())
     if not source.strip():
@@ -73,6 +96,21 @@ def parse_document(source: str | bytes, encoding: str | None = None) -> html.Htm
     except LookupError:  # libxml2's iconv does not know it: Python decodes
         return _parse_with(source.decode(name, "replace"), html.HTMLParser())
     return _parse_with(source, parser)
+
+
+def _check_attribute_counts(source: str | bytes) -> None:
+    """Raise :class:`PageParseError` for an element with more than MAX_ATTRIBUTES attributes."""
+    kind = type(source)
+    for long_tag in _LONG_TAG[kind].finditer(source):
+        tag = _TAG[kind].match(source, long_tag.start())
+        assert tag is not None  # the lookahead matched its start
+        # quoted values may hold spaces and `=`: blank them before counting names
+        names = _ATTRIBUTE_NAME[kind].findall(_QUOTED[kind].sub(_BLANK[kind], tag.group()))
+        if len(names) > MAX_ATTRIBUTES:
+            raise PageParseError(
+                f"an element with {len(names)} attributes (more than {MAX_ATTRIBUTES}) at "
+                f"offset {long_tag.start()}: the HTML parser would take minutes over it"
+            )
 
 
 def _codec_name(encoding: str | None) -> str | None:

@@ -23,6 +23,10 @@ products and of ``--hostile``'s positions, so both groups can be on at once:
 - ``over_long_values``: the product page shows a certificate id of
   :data:`LONG_CERTIFICATE_CHARS` characters that still matches ``CSA[0-9A-Z]+-NN`` and
   a description of :data:`LONG_DESCRIPTION_CHARS`. A correct crawler dead-letters it.
+- ``many_attributes``: the product page's ``<main>`` element carries
+  :data:`ATTRIBUTE_COUNT` attributes, some with ``>`` and ``<`` in their quoted values;
+  libxml2 checks each attribute against the earlier ones, which takes minutes. A
+  correct crawler dead-letters it at once, saying the element has too many attributes.
 - ``control_chars``: the model name (card and page, and every text built from it)
   carries ESC sequences, BEL, a C1 CSI and a bidi override. A correct crawler stores it
   without the C0/C1 controls (a browser does not show them) and keeps the override;
@@ -57,12 +61,13 @@ KINDS: dict[str, str] = {
     "malformed_link": "dead_letter",
     "bad_post_id": "dead_letter",
     "over_long_values": "dead_letter",
+    "many_attributes": "dead_letter",
     "control_chars": "stored",
     "url_variants": "stored",
     "bad_retry_after": "stored",
 }
 #: Positions counted from the newest product: listing page 2.
-POSITIONS = (12, 13, 14, 15, 16, 17, 18, 19, 20)
+POSITIONS = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21)
 PAGE_SIZE = 12
 SCRIPT_MARKERS_BYTES = 4 * 1024 * 1024
 NESTING_DEPTH = 300
@@ -71,6 +76,7 @@ LONG_CERTIFICATE_CHARS = 306
 LONG_DESCRIPTION_CHARS = 20_000
 POST_ID_DIGITS = 5000
 BAD_RETRY_AFTER_ANSWERS = 2
+ATTRIBUTE_COUNT = 100_000
 #: What the control_chars product's model gets after its name.
 CONTROL_SUFFIX = " \x1b[31mRed\x1b[0m\x07 \u202eevil\u202c \x9b2J\x1b]0;title\x07"
 
@@ -155,6 +161,13 @@ def detail(kind: str | None, page: bytes, certificate_id: str) -> tuple[bytes, s
         opening = b'<main id="main" class="site-main">'
         page = page.replace(opening, opening + b"<div>" * NESTING_DEPTH, 1)
         return page.replace(b"</main>", b"</div>" * NESTING_DEPTH + b"</main>", 1), None
+    if kind == "many_attributes":
+        attributes = " ".join(
+            f'data-a{n}="a > b < c"' if n % 100 == 0 else f"data-a{n}"
+            for n in range(ATTRIBUTE_COUNT)
+        )
+        opening = b'<main id="main" class="site-main"'
+        return page.replace(opening, opening + b" " + attributes.encode(), 1), None
     if kind == "unknown_charset":
         text = page.decode("utf-8").replace(
             '<meta charset="UTF-8" />', f'<meta charset="{CHARSET}" />'

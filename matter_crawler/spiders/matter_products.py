@@ -789,6 +789,9 @@ class MatterProductsSpider(Spider):
     # -- detail stage ---------------------------------------------------------------
 
     def parse_detail(self, response: Response) -> Iterator[ProductItem]:
+        yield from self._detail_items(response)
+
+    def _detail_items(self, response: Response) -> Iterator[ProductItem]:
         item = self._product(response)
         if item is not None:
             self.crawler.stats.inc_value("matter/detail/pages")
@@ -824,7 +827,8 @@ class MatterProductsSpider(Spider):
                 response.status,
             )
             return
-        yield from self.parse_detail(response)
+        # not through parse_detail: a subclass may make that callback async
+        yield from self._detail_items(response)
 
     # -- the end of a full run: page 1 again, then proof for each product not seen -----------
 
