@@ -1,7 +1,7 @@
 """Items the spider yields. Plain dataclasses: itemadapter-compatible, cheap to build.
 
 ``ProductItem`` carries the fields of the catalogue record (field names as in
-``shared/csa-site.md``); ``ListingSighting`` says a product card was seen on a
+docs/site-markup.md); ``ListingSighting`` says a product card was seen on a
 listing page, so the store can keep ``last_seen_at`` current without fetching
 the detail page again.
 """

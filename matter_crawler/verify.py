@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 
 from .storage.models import Product
 
-#: The fields of a ground-truth record (the catalogue record of shared/csa-site.md).
+#: The fields of a ground-truth record (the record of docs/site-markup.md).
 TRUTH_FIELDS: tuple[str, ...] = (
     "url",
     "manufacturer",

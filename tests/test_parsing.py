@@ -1,4 +1,4 @@
-"""Parser tests on fixture pages: every markup variant of shared/csa-site.md."""
+"""Parser tests on fixture pages: every markup variant of docs/site-markup.md."""
 
 from __future__ import annotations
 

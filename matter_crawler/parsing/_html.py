@@ -1,7 +1,7 @@
 """Small lxml helpers shared by the listing and detail parsers.
 
 The parsers work on lxml trees with XPath compiled once at import time from the
-CSS selectors that ``shared/csa-site.md`` documents: the selectors stay readable
+CSS selectors that docs/site-markup.md documents: the selectors stay readable
 and a page costs one tree build plus a handful of compiled XPath calls, which
 is several times cheaper than going through parsel's per-call translation.
 

@@ -1,6 +1,6 @@
 """HTML of the simulated site: listing pages, detail pages, 404 and error pages.
 
-Markup follows shared/csa-site.md (WordPress theme of csa-iot.org), with the
+Markup follows docs/site-markup.md (WordPress theme of csa-iot.org), with the
 seeded variants of :mod:`.variants`, and realistic WordPress noise around it so
 pages weigh 20-40 KB like the real ones. Links are absolute and point at the
 site's own base URL. Everything is rendered on demand from the catalogue: the

@@ -1,4 +1,4 @@
-"""Test-side parsing of simulated pages with the selectors shared/csa-site.md documents.
+"""Test-side parsing of simulated pages with the selectors docs/site-markup.md documents.
 
 Deliberately independent of the crawler's parsers (the site and the crawler
 share no code, and these tests check the site): it turns a page into the

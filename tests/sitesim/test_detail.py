@@ -1,4 +1,4 @@
-"""Detail pages: markup per shared/csa-site.md, variants, escaping, agreement with the truth."""
+"""Detail pages: markup per docs/site-markup.md, variants, escaping, agreement with the truth."""
 
 from __future__ import annotations
 

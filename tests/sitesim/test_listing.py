@@ -1,4 +1,4 @@
-"""Listing pages: URLs, markup per shared/csa-site.md, order, pagination, variants."""
+"""Listing pages: URLs, markup per docs/site-markup.md, order, pagination, variants."""
 
 from __future__ import annotations
 
