@@ -13,11 +13,11 @@
 
 Every fault is real: a real crawl (``scrapy crawl`` in a child process) of the
 simulated site into a real SQLite file, a lock taken by another connection, a
-full database (``PRAGMA max_page_count``), a row refused by a SQLite trigger,
-a callback that raises. The tests marked ``both_databases`` (the one-writer lock)
-run on a real PostgreSQL database as well: there
-the writer lock is the server's advisory lock, which a killed crawl's session
-gives back at once. The spiders below are the project's spider with one
+full database (``PRAGMA max_page_count``), a row refused by a trigger, a
+callback that raises. The tests marked ``both_databases`` (the one-writer lock,
+a letter resolved by a later run) run on a real PostgreSQL database as well;
+there the writer lock is the server's advisory lock, which a killed crawl's
+session gives back at once. The spiders below are the project's spider with one
 behaviour changed, loaded by the child through ``-s SPIDER_MODULES=`` (Scrapy
 finds only spiders defined in this module, not the ones it imports).
 """
@@ -263,8 +263,21 @@ def _count(database_url: str, table: str) -> int:
 
 
 def add_trigger(database_url: str, sql_when: str, *, on: str = "INSERT") -> None:
-    """A SQLite trigger that refuses the rows ``sql_when`` selects (the schema created first)."""
+    """A trigger that refuses the rows ``sql_when`` selects (the schema created first).
+
+    On SQLite ``RAISE(ABORT)``; on PostgreSQL a function raising a check violation,
+    PostgreSQL's class for a row a constraint refuses.
+    """
     Database(database_url).close()
+    if not database_url.startswith("sqlite"):
+        execute(
+            database_url,
+            "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"RAISE EXCEPTION '{TRIGGER_MESSAGE}' USING ERRCODE = 'check_violation'; END $$",
+            f"CREATE TRIGGER refuse_row BEFORE {on} ON products FOR EACH ROW "
+            f"WHEN ({sql_when}) EXECUTE FUNCTION refuse_row()",
+        )
+        return
     with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
         conn.execute(
             f"CREATE TRIGGER refuse_row BEFORE {on} ON products WHEN {sql_when} "
@@ -286,6 +299,7 @@ def execute(database_url: str, *statements: str) -> None:
 # -- item 2: dead letters resolve themselves -----------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_later_run_resolves_a_letter_once_its_product_is_committed(simulated_site, database_url):
     site = simulated_site(products=24, seed=42)
     truth = site.truth()
