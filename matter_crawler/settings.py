@@ -183,8 +183,9 @@ DATABASE_BUSY_TIMEOUT = 30.0  # seconds SQLite waits for another connection's lo
 # one crawl writes to a database at a time: "refuse" a second one at start, or "wait"
 DATABASE_LOCK = "refuse"
 DATABASE_LOCK_HEARTBEAT = 30.0  # seconds between the holder's heartbeats
-# a lock held from another host is taken over when its heartbeat is this old (seconds);
-# on the same host, when its process is gone
+# SQLite: a lock held from another host is taken over when its heartbeat is this old
+# (seconds); on the same host, when its process is gone. (PostgreSQL: when the server
+# has released it, at the end of its holder's session.)
 DATABASE_LOCK_STALE_AFTER = 300.0
 DEAD_LETTER_FLUSH_INTERVAL = 5.0
 JOBDIR_STATE_SAVE_INTERVAL = 30.0

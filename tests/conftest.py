@@ -11,9 +11,11 @@ On both backends: test_storage.py, the batch store of test_pipelines.py, the run
 record's product counts (test_run_record.py), test_commands.py (whose fixture crawls
 in full, refreshes after the site adds, removes and changes products, and crawls
 incrementally into dead letters: incremental refresh, change history, delisting and
-dead letters, checked through the commands) and test_migrations.py. The crawl tests
-of test_incremental.py and test_run_record.py stay on SQLite: they walk the same
-paths again, for a minute more of the default run.
+dead letters, checked through the commands), test_migrations.py (an old database
+upgraded, then crawled incrementally), and in test_integrity_storage.py the
+one-writer tests and a dead letter resolved by a later run once its batch is
+committed. The crawl tests of test_incremental.py and test_run_record.py stay on
+SQLite: they walk the same paths again, for a minute more of the default run.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@
 
 Every fault is real: a real crawl (``scrapy crawl`` in a child process) of the
 simulated site into a real SQLite file, a lock taken by another connection, a
-full database (``PRAGMA max_page_count``), a row refused by a SQLite trigger,
-a callback that raises. The spiders below are the project's spider with one
+full database (``PRAGMA max_page_count``), a row refused by a trigger, a
+callback that raises. The tests marked ``both_databases`` (the one-writer lock,
+a letter resolved by a later run) run on a real PostgreSQL database as well;
+there the writer lock is the server's advisory lock, which a killed crawl's
+session gives back at once. The spiders below are the project's spider with one
 behaviour changed, loaded by the child through ``-s SPIDER_MODULES=`` (Scrapy
 finds only spiders defined in this module, not the ones it imports).
 """
@@ -44,7 +47,7 @@ from scrapy.http import Request, Response
 from scrapy.utils.asyncio import sleep
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from twisted.python.failure import Failure
 
 from matter_crawler.items import ListingSighting, ProductItem
@@ -54,6 +57,7 @@ from matter_crawler.pipelines.store import BatchStorePipeline
 from matter_crawler.session import RUNNING_MARKER, CrawlSession, JobdirInUse
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage import Database
+from matter_crawler.storage.lock import WRITER_LOCK_KEY
 
 from .helpers import (
     PROJECT_ROOT,
@@ -259,8 +263,21 @@ def _count(database_url: str, table: str) -> int:
 
 
 def add_trigger(database_url: str, sql_when: str, *, on: str = "INSERT") -> None:
-    """A SQLite trigger that refuses the rows ``sql_when`` selects (the schema created first)."""
+    """A trigger that refuses the rows ``sql_when`` selects (the schema created first).
+
+    On SQLite ``RAISE(ABORT)``; on PostgreSQL a function raising a check violation,
+    PostgreSQL's class for a row a constraint refuses.
+    """
     Database(database_url).close()
+    if not database_url.startswith("sqlite"):
+        execute(
+            database_url,
+            "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"RAISE EXCEPTION '{TRIGGER_MESSAGE}' USING ERRCODE = 'check_violation'; END $$",
+            f"CREATE TRIGGER refuse_row BEFORE {on} ON products FOR EACH ROW "
+            f"WHEN ({sql_when}) EXECUTE FUNCTION refuse_row()",
+        )
+        return
     with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
         conn.execute(
             f"CREATE TRIGGER refuse_row BEFORE {on} ON products WHEN {sql_when} "
@@ -268,14 +285,21 @@ def add_trigger(database_url: str, sql_when: str, *, on: str = "INSERT") -> None
         )
 
 
-def drop_trigger(database_url: str) -> None:
-    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as conn:
-        conn.execute("DROP TRIGGER refuse_row")
+def execute(database_url: str, *statements: str) -> None:
+    """Run SQL statements in one transaction."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:  # as written: no parameters, a % is a %
+                conn.execution_options(no_parameters=True).exec_driver_sql(statement)
+    finally:
+        engine.dispose()
 
 
 # -- item 2: dead letters resolve themselves -----------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_a_later_run_resolves_a_letter_once_its_product_is_committed(simulated_site, database_url):
     site = simulated_site(products=24, seed=42)
     truth = site.truth()
@@ -601,7 +625,25 @@ def _lock_row(database_url: str) -> dict[str, Any] | None:
     if not rows:
         return None
     pid, host, run_id, acquired_at = rows[0]
-    return {"pid": pid, "host": host, "run_id": run_id, "acquired_at": acquired_at}
+    # SQLite returns the stored text, PostgreSQL a datetime: both as "YYYY-MM-DD HH:MM:SS..."
+    return {"pid": pid, "host": host, "run_id": run_id, "acquired_at": str(acquired_at)}
+
+
+def _advisory_lock_sessions(database_url: str) -> list[int]:
+    """PostgreSQL: the server processes of the sessions holding the crawls' writer lock.
+
+    A bigint advisory key shows in ``pg_locks`` as its high and low 32 bits.
+    """
+    high, low = WRITER_LOCK_KEY >> 32, WRITER_LOCK_KEY & 0xFFFFFFFF
+    return [
+        pid
+        for (pid,) in query(
+            database_url,
+            "select pid from pg_locks where locktype = 'advisory' and granted and objsubid = 1 "
+            f"and database = (select oid from pg_database where datname = current_database()) "
+            f"and classid = {high} and objid = {low}",
+        )
+    ]
 
 
 def _crawling(site, process: subprocess.Popen[bytes]) -> None:
@@ -625,10 +667,12 @@ def _holding(database_url: str, process: subprocess.Popen[bytes]) -> dict[str, A
     return wait_for(held, timeout=120, message="the crawl to hold the database lock")
 
 
-def test_a_second_crawl_on_the_same_database_is_refused_or_waits(simulated_site, tmp_path):
+@pytest.mark.both_databases
+def test_a_second_crawl_on_the_same_database_is_refused_or_waits(
+    simulated_site, database_url, database_backend, tmp_path
+):
     # slow enough for more crawls to start while it runs (sped up once they have)
     site = simulated_site(products=240, seed=50, latency_ms=300)
-    database_url = sqlite_url(tmp_path / "matter.sqlite3")
     first = start(site.base_url, database_url, tmp_path / "first.log", settings=SLOW)
     waiting = None
     try:
@@ -648,6 +692,8 @@ def test_a_second_crawl_on_the_same_database_is_refused_or_waits(simulated_site,
         assert f"crawl run {row['run_id']}, pid {first.pid} on {row['host']}" in message
         assert f"started {row['acquired_at'][:19]} UTC" in message
         assert "DATABASE_LOCK=wait" in message
+        if database_backend == "postgresql":  # the lock is the server's, held by one session
+            assert len(_advisory_lock_sessions(database_url)) == 1
         assert not (jobdir / RUNNING_MARKER).exists()
         # a command that only reads takes no lock
         runs = subprocess.run(
@@ -680,34 +726,46 @@ def test_a_second_crawl_on_the_same_database_is_refused_or_waits(simulated_site,
     assert runs[1]["started_at"] >= runs[0]["finished_at"]  # one after the other
     assert database_differences(database_url, site.truth()) == []
     assert _lock_row(database_url) is None  # given back
+    if database_backend == "postgresql":
+        assert _advisory_lock_sessions(database_url) == []
 
 
-def test_a_crawl_that_loses_its_lock_stops(simulated_site, tmp_path):
+@pytest.mark.both_databases
+def test_a_crawl_that_loses_its_lock_stops(
+    simulated_site, database_url, database_backend, tmp_path
+):
     site = simulated_site(products=240, seed=53, latency_ms=100)
-    database_url = sqlite_url(tmp_path / "matter.sqlite3")
     settings = {**SLOW, "DATABASE_LOCK_HEARTBEAT": 0.5}
     process = start(site.base_url, database_url, tmp_path / "crawl.log", settings=settings)
     try:
         _holding(database_url, process)
-        # a crawl on another host took the lock over (the heartbeat looked stale to it)
-        with sqlite3.connect(tmp_path / "matter.sqlite3") as conn:
-            conn.execute("update crawl_locks set token = 'other', host = 'elsewhere.invalid'")
+        if database_backend == "sqlite":
+            # a crawl on another host took the lock over (the heartbeat looked stale to it)
+            execute(
+                database_url, "update crawl_locks set token = 'other', host = 'elsewhere.invalid'"
+            )
+        else:
+            # the server ends the session holding the lock (a restart, an administrator):
+            # the lock is gone with it, free for another crawl
+            (session,) = _advisory_lock_sessions(database_url)
+            query(database_url, f"select pg_terminate_backend({session})")
         assert process.wait(timeout=120) == 0
     finally:
         stop_process(process)
     assert "Lost the database's writer lock" in (tmp_path / "crawl.log").read_text()
     (run,) = crawl_runs(database_url)
     assert (run["status"], run["finish_reason"]) == ("failed", "database_lock_lost")
-    assert _lock_row(database_url)["host"] == "elsewhere.invalid"  # not released: not ours
+    if database_backend == "sqlite":
+        assert _lock_row(database_url)["host"] == "elsewhere.invalid"  # not released: not ours
 
 
+@pytest.mark.both_databases
 def test_a_live_jobdir_is_refused_and_a_killed_crawls_jobdir_and_lock_are_taken_over(
-    simulated_site, tmp_path
+    simulated_site, database_url, database_backend, make_database_url, tmp_path
 ):
     site = simulated_site(products=240, seed=52, latency_ms=100)
     jobdir = tmp_path / "job"
-    database_url = sqlite_url(tmp_path / "matter.sqlite3")
-    other_db = sqlite_url(tmp_path / "other.sqlite3")
+    other_db = make_database_url("other")
     settings = {**SLOW, "JOBDIR": str(jobdir)}
     first = start(site.base_url, database_url, tmp_path / "first.log", settings=settings)
     try:
@@ -731,6 +789,17 @@ def test_a_live_jobdir_is_refused_and_a_killed_crawls_jobdir_and_lock_are_taken_
     killed_lock = _lock_row(database_url)
     assert killed_lock is not None, "a crawl holds its database's lock"
     assert killed_lock["pid"] == first.pid
+    if database_backend == "postgresql":
+        # the server ended the killed crawl's session, and its lock with it, at once; so
+        # even a crawl from another host, whose process cannot be asked, is no stale-lock
+        # wait (DATABASE_LOCK_STALE_AFTER is for SQLite on a shared file system)
+        wait_for(
+            lambda: not _advisory_lock_sessions(database_url),
+            timeout=5,
+            message="the server to release the killed crawl's lock",
+        )
+        execute(database_url, "update crawl_locks set host = 'elsewhere.invalid'")
+        killed_lock["host"] = "elsewhere.invalid"
     # the same command again: both are taken over, and the crawl goes on to the end
     site.reset_stats()
     again = start(site.base_url, database_url, tmp_path / "again.log", settings=settings)
@@ -739,10 +808,13 @@ def test_a_live_jobdir_is_refused_and_a_killed_crawls_jobdir_and_lock_are_taken_
         log = (tmp_path / "again.log").read_text()
         assert "did not stop cleanly" in log
         assert (
-            f"Took over the database lock of crawl run {killed_lock['run_id']}, pid {first.pid}"
-            in log
+            f"Took over the database lock of crawl run {killed_lock['run_id']}, "
+            f"pid {first.pid} on {killed_lock['host']}" in log
         )
-        assert "is no longer running" in log
+        if database_backend == "sqlite":
+            assert "is no longer running" in log
+        else:
+            assert "its database session ended" in log
         assert _holding(database_url, again)["pid"] == again.pid
         site.set_faults(latency_ms=5)
         assert again.wait(timeout=240) == 0

@@ -2,9 +2,10 @@
 
 Two crawls writing one database at once would interleave their runs, their
 delisting and their dead letters. So a crawl takes the database's writer lock
-(:mod:`matter_crawler.storage.lock`: a ``crawl_locks`` row naming the holder)
-when it starts and gives it back when its database closes, after its last
-write. With ``DATABASE_LOCK``:
+(:mod:`matter_crawler.storage.lock`: on SQLite a ``crawl_locks`` row naming the
+holder, on PostgreSQL a session advisory lock beside that row) when it starts
+and gives it back when its database closes, after its last write. With
+``DATABASE_LOCK``:
 
 - ``refuse`` (default): a crawl that finds the lock held by a running crawl
   does not start. The check runs when the crawler is built, before anything
@@ -22,7 +23,8 @@ A lock whose holder is gone (a killed crawl; see the storage module) is taken
 over, with a WARNING naming it (stat ``database_lock/taken_over``). While it
 runs, the crawl refreshes its heartbeat every ``DATABASE_LOCK_HEARTBEAT``
 seconds (with its run id, once the run record has one); a heartbeat that finds
-the lock taken over closes the spider (reason ``database_lock_lost``).
+the lock taken over (or, on PostgreSQL, the lock's session ended) closes the
+spider (reason ``database_lock_lost``).
 
 Commands that only read the database (``export``, ``runs``, ``changes``,
 ``dead-letters`` without ``--replay``) take no lock.
@@ -113,7 +115,7 @@ class DatabaseLock:
             self.session.abandon_jobdir()
             message = (
                 f"The database {self.database.shown_url} is in use by "
-                f"{outcome.holder.describe()}: not starting a second crawl on it "
+                f"{outcome.describe()}: not starting a second crawl on it "
                 f"(-s DATABASE_LOCK=wait waits for it to finish)"
             )
             logger.error("%s", message)
@@ -174,14 +176,14 @@ class DatabaseLock:
                     logger.warning(
                         "Waiting for the database %s: it is in use by %s (DATABASE_LOCK=wait)",
                         self.database.shown_url,
-                        outcome.holder.describe(),
+                        outcome.describe(),
                     )
                     said = monotonic()
                 elif monotonic() - said >= WAIT_LOG_SECONDS:
                     logger.info(
                         "Still waiting for the database (%.0f s): in use by %s",
                         monotonic() - started,
-                        outcome.holder.describe(),
+                        outcome.describe(),
                     )
                     said = monotonic()
             await sleep(WAIT_POLL_SECONDS)
@@ -204,20 +206,16 @@ class DatabaseLock:
         if holder is None:
             return
         try:
-            ours = await self.database.run_unguarded(
+            lost = await self.database.run_unguarded(
                 self.backend.heartbeat, holder, self.session.run_id, datetime.now(UTC)
             )
         except Exception as error:
             logger.warning("Could not refresh the database lock (%s)", database_reason(error))
             return
-        if ours:
+        if lost is None:
             return
         self.holder = None
-        now = await self.database.run_unguarded(self.backend.holder)
-        logger.error(
-            "Lost the database's writer lock (another crawl took it over: %s); stopping",
-            now.describe() if now is not None else "nobody holds it now",
-        )
+        logger.error("Lost the database's writer lock (%s); stopping", lost)
         await self.crawler.engine.close_spider_async(reason="database_lock_lost")
 
     def spider_closed(self) -> None:
@@ -226,6 +224,9 @@ class DatabaseLock:
 
     def release(self, engine: Engine) -> None:
         """Give the lock back: the database's last statement (:meth:`Database.at_close`)."""
-        if self.holder is not None:
-            self.backend.release(engine, self.holder)
-            self.holder = None
+        try:
+            if self.holder is not None:
+                self.backend.release(engine, self.holder)
+                self.holder = None
+        finally:
+            self.backend.close()
