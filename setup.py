@@ -46,6 +46,9 @@ setup(
             "pytest-twisted>=1.14",
             # a hung crawl must fail the run, not eat CI's 90 minutes
             "pytest-timeout>=2.3",
+            # `make test` runs the suite on parallel workers: a crawl test keeps about
+            # one core busy, so on two cores the run takes about half the time
+            "pytest-xdist>=3.8",
             "ruff>=0.17",
             "scrapyd>=1.6",
             "scrapyd-client>=2.0",

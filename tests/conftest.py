@@ -41,6 +41,15 @@ def require_executable(name: str, why: str) -> str:
     return path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with tests marked slow first: under pytest-xdist (``make test``) a long
+    test that starts last keeps one worker busy while the other has nothing left to do.
+    Whole modules move, in their own order, so a module-scoped fixture with parameters
+    is still set up once per parameter."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow_modules)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if (
         metafunc.definition.get_closest_marker("both_databases")

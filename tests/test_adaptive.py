@@ -723,6 +723,7 @@ def capacity_site(simulated_site, products: int):
     return simulated_site(products=products, seed=9, latency_ms=100, capacity=CAPACITY)
 
 
+@pytest.mark.slow
 def test_a_real_crawl_settles_at_the_capacity_and_a_collected_slot_keeps_what_was_learned(
     simulated_site, database_url
 ):
@@ -766,6 +767,7 @@ def test_a_real_crawl_settles_at_the_capacity_and_a_collected_slot_keeps_what_wa
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_what_was_learned_survives_a_jobdir_resume(simulated_site, database_url, tmp_path):
     site = capacity_site(simulated_site, products=600)
     jobdir = tmp_path / "job"
@@ -826,6 +828,7 @@ def enabled_extensions(output: str) -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_the_politeness_ceiling_holds_with_fixed_settings(simulated_site, database_url):
     # the fast profile with the extension off: 32 at once, no delay, but for the ceiling
     site = simulated_site(products=36, seed=3, latency_ms=500)
@@ -838,6 +841,7 @@ def test_the_politeness_ceiling_holds_with_fixed_settings(simulated_site, databa
     assert min(arrival_gaps(site.requests_log())) >= 0.2 - SPACING_SLACK
 
 
+@pytest.mark.slow
 def test_with_the_extension_off_stock_autothrottle_runs_under_the_ceiling(
     simulated_site, database_url
 ):
@@ -892,6 +896,7 @@ def pause_windows(output: str) -> list[tuple[float, float]]:
     return windows
 
 
+@pytest.mark.slow
 def test_a_retry_after_pauses_the_whole_domain_at_the_server(
     simulated_site, database_url, tmp_path
 ):

@@ -42,6 +42,9 @@ from .helpers import (
     sqlite_url,
 )
 
+# its module-scoped fixtures crawl: run the module on one pytest-xdist worker, once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 PRODUCTS = 240
 ONE_ATTEMPT = {"RETRY_POLICIES": {"server": {"attempts": 1}}}
 
@@ -205,6 +208,7 @@ def export_database(crawled) -> str:
 # -- export ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_export_csv_matches_the_database(export_database, tmp_path):
     output = tmp_path / "products.csv"
     result = ok(scrapy(export_database, "export", "-o", str(output)))
@@ -410,6 +414,7 @@ def test_changes_defaults_to_the_latest_run_and_points_at_the_last_change(crawle
 # -- dead letters ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dead_letters_are_listed_then_replayed(crawled):
     site = crawled.site
     listed = ok(scrapy(crawled.url, "dead-letters")).stdout
@@ -454,6 +459,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_commands_fail_clearly_without_creating_a_database(tmp_path):
     missing = tmp_path / "data" / "matter.sqlite3"
     empty = tmp_path / "empty.sqlite3"

@@ -81,6 +81,7 @@ def test_bad_spider_arguments_fail_clearly(args, message, tmp_path):
     assert message in result.output
 
 
+@pytest.mark.slow
 def test_per_domain_concurrency_holds_at_the_server(simulated_site, database_url):
     site = simulated_site(products=240, seed=5, latency_ms=40)
     settings = {

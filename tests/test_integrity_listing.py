@@ -40,6 +40,9 @@ from .helpers import (
     wait_for,
 )
 
+# its module-scoped fixtures crawl: run the module on one pytest-xdist worker, once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 PRODUCTS = 240
 PAGES = PRODUCTS // 12
 SEED = 41

@@ -581,6 +581,7 @@ def _shell_pages(site, pages: int) -> list[int]:
     return shells
 
 
+@pytest.mark.slow
 def test_an_incremental_walk_goes_on_past_pages_whose_callback_or_errback_raised(
     simulated_site, database_url
 ):
@@ -667,6 +668,7 @@ def _holding(database_url: str, process: subprocess.Popen[bytes]) -> dict[str, A
     return wait_for(held, timeout=120, message="the crawl to hold the database lock")
 
 
+@pytest.mark.slow
 @pytest.mark.both_databases
 def test_a_second_crawl_on_the_same_database_is_refused_or_waits(
     simulated_site, database_url, database_backend, tmp_path
@@ -759,6 +761,7 @@ def test_a_crawl_that_loses_its_lock_stops(
         assert _lock_row(database_url)["host"] == "elsewhere.invalid"  # not released: not ours
 
 
+@pytest.mark.slow
 @pytest.mark.both_databases
 def test_a_live_jobdir_is_refused_and_a_killed_crawls_jobdir_and_lock_are_taken_over(
     simulated_site, database_url, database_backend, make_database_url, tmp_path

@@ -121,6 +121,7 @@ def stop_at(site, share: float, crawl) -> None:
     assert crawl.poll() is None, "the crawl ended before the stop point"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("share", [0.03, 0.4, 0.85])
 def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
     site = simulated_site(products=PRODUCTS, seed=31, latency_ms=25)
@@ -180,6 +181,7 @@ def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
     assert sum(1 for path in requested if "/csa_product/" in path) == PRODUCTS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("share", [0.03, 0.4, 0.85])
 def test_hard_kill_then_resume_loses_nothing(simulated_site, tmp_path, share):
     site = simulated_site(products=PRODUCTS, seed=32, latency_ms=25)
@@ -215,6 +217,7 @@ def test_hard_kill_then_resume_loses_nothing(simulated_site, tmp_path, share):
     ]
 
 
+@pytest.mark.slow
 def test_retries_waiting_for_their_time_survive_a_pause(simulated_site, tmp_path):
     # each 429 asks for 12 s, far longer than a stop and a restart take: at the stop,
     # requests wait for their time in the scheduler, and they are still early on resume
@@ -249,6 +252,7 @@ def test_retries_waiting_for_their_time_survive_a_pause(simulated_site, tmp_path
     assert retry_after_violations(site.requests_log()) == []
 
 
+@pytest.mark.slow
 def test_hard_kill_of_an_incremental_run_then_resume(simulated_site, tmp_path):
     site = simulated_site(products=240, seed=34, latency_ms=40)
     database_url = f"sqlite:///{tmp_path}/matter.sqlite3"

@@ -421,6 +421,7 @@ def finished(process: subprocess.Popen[str]) -> tuple[str, str]:
     return stdout, stderr
 
 
+@pytest.mark.slow
 def test_db_commands_and_the_other_commands_on_an_old_database(request, database_backend, tmp_path):
     url = load_old_database(request, database_backend, tmp_path, OLD["base_url"])
     before = using(url, snapshot)

@@ -47,6 +47,9 @@ from .helpers import (
 # the command module's name has a hyphen (Scrapy names commands after modules)
 record_site = importlib.import_module("matter_crawler.commands.record-site")
 
+# its module-scoped fixtures crawl: run the module on one pytest-xdist worker, once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "recordings"
 #: credentials the test hands the recorder; none may reach a recording
 SECRETS = ("SECRETQUERY", "SECRETCOOKIE", "SECRETTOKEN")

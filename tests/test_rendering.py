@@ -169,6 +169,7 @@ def test_a_crawl_that_renders_nothing_never_starts_the_browser(
     assert not any(key.startswith("playwright/") for key in run_stats(database_url))
 
 
+@pytest.mark.slow
 @pytest.mark.system
 def test_forced_rendering_renders_every_page_and_sees_redirects_past_the_end(
     chromium, simulated_site, database_url
@@ -196,6 +197,7 @@ def test_forced_rendering_renders_every_page_and_sees_redirects_past_the_end(
     assert (run["status"], run["pages_crawled"], run["products_delisted"]) == ("finished", 3, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.system
 def test_forced_rendering_does_not_wait_for_content_on_a_404(
     chromium, simulated_site, database_url

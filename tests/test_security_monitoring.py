@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 
+import pytest
 import pytest_twisted
 from scrapy import Spider
 from scrapy.settings import Settings
@@ -282,6 +283,7 @@ def products_done(url: str) -> int:
     return ((snapshot or {}).get("stages") or {}).get("detail", {}).get("done", 0)
 
 
+@pytest.mark.slow
 def test_fifty_clients_that_never_read_cost_the_crawl_nothing(simulated_site, tmp_path):
     site = simulated_site(products=1200, seed=3)
     log = tmp_path / "crawl.log"

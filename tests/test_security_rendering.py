@@ -132,6 +132,7 @@ def reach(listener: Listener) -> None:
     listener.hits.clear()
 
 
+@pytest.mark.slow
 @pytest.mark.system
 def test_a_hostile_page_reaches_no_local_service_and_sees_no_secret(
     chromium, simulated_site, database_url, listeners, tmp_path, monkeypatch

@@ -48,9 +48,11 @@ def test_sizes_and_pages() -> None:
 
 
 def test_largest_catalogue_starts_fast() -> None:
-    started = time.monotonic()
+    # a guard against building every product up front (minutes), not a speed claim:
+    # this process's CPU time, which other processes' load does not inflate
+    started = time.process_time()
     catalogue = Catalogue(100_000, 1)
-    assert time.monotonic() - started < 5.0
+    assert time.process_time() - started < 5.0
     assert catalogue.page_count() == 8334
 
 
