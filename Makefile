@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` and `make test`.
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test test-fast lint bench
 
 setup:
 	./scripts/setup.sh
@@ -7,8 +7,13 @@ setup:
 demo: setup
 	.venv/bin/python scripts/demo.py
 
+# two workers: a crawl test keeps about one core busy (tests/conftest.py orders the modules)
 test: setup
-	.venv/bin/pytest
+	.venv/bin/pytest -n 2 --dist loadgroup
+
+# the tests not marked slow, on SQLite only: the quick check while working
+test-fast: setup
+	.venv/bin/pytest -n 2 --dist loadgroup -m "not slow and not postgresql"
 
 # every benchmark of docs/benchmarks.md in one run (about 25 minutes; see bench/run_all.py --help)
 bench: setup

@@ -11,7 +11,7 @@ from .helpers import crawl_runs, database_differences, query, run_crawl
 def test_full_crawl_equals_ground_truth_and_a_second_crawl_adds_nothing(
     simulated_site, database_url
 ):
-    site = simulated_site(products=650, seed=7, variant_rate=0.08)
+    site = simulated_site(products=420, seed=7, variant_rate=0.08)
     truth = site.truth()
 
     run_crawl(site.base_url, database_url).check()

@@ -122,7 +122,8 @@ def stop_at(site, share: float, crawl) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("share", [0.03, 0.4, 0.85])
+# early (the listing barely begun) and mid-crawl; the hard kill below takes mid and late
+@pytest.mark.parametrize("share", [0.03, 0.4])
 def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
     site = simulated_site(products=PRODUCTS, seed=31, latency_ms=25)
     database_url = f"sqlite:///{tmp_path}/matter.sqlite3"
@@ -182,7 +183,7 @@ def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("share", [0.03, 0.4, 0.85])
+@pytest.mark.parametrize("share", [0.4, 0.85])
 def test_hard_kill_then_resume_loses_nothing(simulated_site, tmp_path, share):
     site = simulated_site(products=PRODUCTS, seed=32, latency_ms=25)
     database_url = f"sqlite:///{tmp_path}/matter.sqlite3"

@@ -285,7 +285,7 @@ def products_done(url: str) -> int:
 
 @pytest.mark.slow
 def test_fifty_clients_that_never_read_cost_the_crawl_nothing(simulated_site, tmp_path):
-    site = simulated_site(products=1200, seed=3)
+    site = simulated_site(products=600, seed=3)
     log = tmp_path / "crawl.log"
     crawl = start_crawl(
         site.base_url,
