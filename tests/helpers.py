@@ -101,13 +101,14 @@ def run_crawl(
     timeout: float = 300,
 ) -> CrawlResult:
     """Run a crawl to its end."""
+    command = crawl_command(base_url, database_url, settings=settings, args=args)
+    return run_crawl_command(command, database_url, timeout)
+
+
+def run_crawl_command(command: list[str], database_url: str, timeout: float) -> CrawlResult:
+    """Run a crawl's command line from the project root to its end."""
     completed = subprocess.run(
-        crawl_command(base_url, database_url, settings=settings, args=args),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )
     return CrawlResult(completed.returncode, completed.stdout + completed.stderr, database_url)
 

@@ -66,6 +66,7 @@ from .helpers import (
     crawl_runs,
     database_differences,
     query,
+    run_crawl_command,
     sqlite_url,
     stop_process,
     wait_for,
@@ -197,15 +198,8 @@ def crawl(
     timeout: float = 300,
 ) -> CrawlResult:
     """A crawl to its end (``spider``: one of this module's; None: matter_products)."""
-    completed = subprocess.run(
-        _command(spider, base_url, database_url, settings, args),
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return CrawlResult(completed.returncode, completed.stdout + completed.stderr, database_url)
+    command = _command(spider, base_url, database_url, settings, args)
+    return run_crawl_command(command, database_url, timeout)
 
 
 def start(

@@ -73,7 +73,7 @@ def test_no_tracked_file_names_a_path_outside_the_repository():
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("see ../shared/notes.md", True),
+        ("see ../outside/notes.md", True),
         ("Markup follows shared/notes.md", True),
         ("measured from `/work/main`", True),
         ("see [../README.md](../README.md#postgresql)", False),
