@@ -8,8 +8,10 @@ time-ordered heap outside the queues and hands them out, ahead of everything
 else, once they are due. Waiting costs a heap entry, nothing more.
 
 A due request wakes the engine at once instead of at its next 5-second
-heartbeat; Scrapy offers no public call for that, so the wake-up uses the
-engine slot's ``nextcall`` and falls back to the heartbeat if that is absent.
+heartbeat. Scrapy's one public call that wakes the engine is ``engine.crawl()``,
+so the due request goes through it: it comes back to ``enqueue_request``, which
+puts it at the head of the heap, and the woken engine takes it first (the
+``request_scheduled`` signal fires for it a second time).
 
 With JOBDIR, waiting requests are written to the disk queue at close with
 their ``not_before`` in meta, and go back to the heap when they come out of the
@@ -52,6 +54,7 @@ class DelayedRequestScheduler(Scheduler):
         self._waiting: list[tuple[float, int, Request]] = []
         self._order = itertools.count()
         self._wakeup: Any = None
+        self._releasing: Request | None = None  # the due request handed to engine.crawl()
         return super().open(spider)
 
     def close(self, reason: str) -> Any:
@@ -60,11 +63,18 @@ class DelayedRequestScheduler(Scheduler):
             self._wakeup = None
         if self.dqs is not None:
             for _, _, request in self._waiting:
-                self._dqpush(request)  # not_before travels in meta
+                # not_before travels in meta; the request was let through the dupefilter once
+                super().enqueue_request(
+                    request if request.dont_filter else request.replace(dont_filter=True)
+                )
         self._waiting.clear()
         return super().close(reason)
 
     def enqueue_request(self, request: Request) -> bool:
+        if request is self._releasing:  # back from engine.crawl(): due, and first in line
+            self._releasing = None
+            heapq.heappush(self._waiting, (0.0, next(self._order), request))
+            return True
         not_before = request.meta.get(NOT_BEFORE)
         if not_before is None or not_before <= time():
             return super().enqueue_request(request)
@@ -119,6 +129,7 @@ class DelayedRequestScheduler(Scheduler):
         # (or the heartbeat) makes it ask again; next_request() re-arms after a pop.
         self._wakeup = None
         engine = self.crawler.engine if self.crawler is not None else None
-        slot = getattr(engine, "_slot", None)
-        if slot is not None:
-            slot.nextcall.schedule()
+        if engine is None or engine.spider is None or not self._waiting:
+            return
+        _, _, self._releasing = heapq.heappop(self._waiting)
+        engine.crawl(self._releasing)

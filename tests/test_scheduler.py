@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from time import time
 
+import pytest_twisted
 from scrapy import Request, Spider, signals
 from scrapy.utils.test import get_crawler
 
@@ -142,3 +143,29 @@ def test_without_jobdir_waiting_requests_end_with_the_crawl():
     opened.scheduler.enqueue_request(delayed("/x", time() + 60))
     opened.close()
     assert len(opened.scheduler) == 0
+
+
+class OneDelayedRequest(Spider):
+    """A crawl whose only request waits one second in the heap."""
+
+    name = "one-delayed-request"
+    custom_settings = {**QUEUES, "SCHEDULER": "matter_crawler.scheduler.DelayedRequestScheduler"}
+
+    async def start(self):
+        self.asked_at = time()
+        yield Request("data:,due", meta={NOT_BEFORE: self.asked_at + 1.0}, dont_filter=True)
+
+    def parse(self, response):
+        self.crawler.stats.set_value("test/waited", time() - self.asked_at)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_due_request_wakes_an_idle_engine_before_its_heartbeat():
+    # with nothing else to do, the engine would look at the scheduler again only at its
+    # 5-second heartbeat: the scheduler's wake-up (through engine.crawl) sends it at 1 s
+    crawler = get_crawler(OneDelayedRequest, {"LOG_LEVEL": "WARNING"})
+    await crawler.crawl()
+    waited = crawler.stats.get_value("test/waited")
+    assert waited is not None, "the delayed request was never downloaded"
+    assert 1.0 <= waited < 3.0
+    assert crawler.stats.get_value("scheduler/delayed/released") == 1
