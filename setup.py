@@ -26,9 +26,12 @@ setup(
     include_package_data=True,
     zip_safe=False,
     install_requires=[
-        "scrapy>=2.19",
+        # matter_crawler/downloader.py works around scrapy#6982 inside Scrapy's Downloader
+        # (private methods): a new minor release is an upgrade to test, not an accident
+        "scrapy>=2.19,<2.20",
         "itemadapter>=0.13",
-        "scrapy-playwright>=0.0.48",
+        # the rendering handler subclasses its download handler; 0.0.x releases change it
+        "scrapy-playwright>=0.0.48,<0.0.49",
         "SQLAlchemy>=2.1",
         # schema migrations: a database made by an earlier release is upgraded in place
         "alembic>=1.18",
