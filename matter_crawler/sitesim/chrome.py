@@ -59,6 +59,25 @@ def _inline_css() -> str:
     return "\n".join(rules)
 
 
+#: Where a JavaScript-only page's content appears once its script has run.
+JS_ROOT = '<div id="product-root"></div>'
+
+
+def js_loader(content: str) -> str:
+    """The script that puts ``content`` in place of :data:`JS_ROOT` 50 ms after load."""
+    markup = json.dumps(content).replace("<", "\\u003c")
+    return (
+        '<script id="product-root-loader">\n(function () {\n'
+        f"  var markup = {markup};\n"
+        "  window.setTimeout(function () {\n"
+        '    var root = document.getElementById("product-root");\n'
+        '    var template = document.createElement("template");\n'
+        "    template.innerHTML = markup;\n"
+        "    root.replaceWith(template.content);\n"
+        "  }, 50);\n})();\n</script>\n"
+    )
+
+
 class Chrome:
     """The page chrome for one base URL (``http://host:port``), and the page shell."""
 
@@ -85,18 +104,7 @@ class Chrome:
         if js_only:
             # The empty shell: the same page, but the content only exists inside a
             # script that inserts exactly this markup where the root div is.
-            markup = json.dumps(content).replace("<", "\\u003c")
-            main = '<div id="product-root"></div>'
-            loader = (
-                '<script id="product-root-loader">\n(function () {\n'
-                f"  var markup = {markup};\n"
-                "  window.setTimeout(function () {\n"
-                '    var root = document.getElementById("product-root");\n'
-                '    var template = document.createElement("template");\n'
-                "    template.innerHTML = markup;\n"
-                "    root.replaceWith(template.content);\n"
-                "  }, 50);\n})();\n</script>\n"
-            )
+            main, loader = JS_ROOT, js_loader(content)
         else:
             main, loader = content, ""
         return (
