@@ -47,6 +47,16 @@ NAMES = {
     "limit": "limit: plain aiohttp fetch, same URLs",
 }
 
+#: The first columns of a table of crawls (the crawl and the scale sections alike).
+CRAWL_COLUMNS = (
+    "crawler",
+    "output vs. truth",
+    "requests served",
+    "wall s",
+    "pages/s",
+    "CPU s / 1,000 pages",
+)
+
 # -- targets (issue 10) ----------------------------------------------------------------
 TARGET_VS_BARE = 1.0
 TARGET_VS_CRAWLEE = 2.0
@@ -310,12 +320,7 @@ def crawl_section(options: argparse.Namespace, scratch: Path, report: Report) ->
         f"{load_before.capitalize()} before, {load_after} after.",
         markdown_table(
             [
-                "crawler",
-                "output vs. truth",
-                "requests served",
-                "wall s",
-                "pages/s",
-                "CPU s / 1,000 pages",
+                *CRAWL_COLUMNS,
                 "of which system",
                 "peak MiB",
                 "vs. bare Scrapy",

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from common import ROOT, load_average, markdown_table, run_measured
-from crawl_section import CARDS_PER_PAGE, matter_arguments
+from crawl_section import CARDS_PER_PAGE, CRAWL_COLUMNS, matter_arguments
 from report import Report, status_problem, target_row
 from sqlalchemy import create_engine
 
@@ -106,12 +106,7 @@ def scale_section(options: argparse.Namespace, scratch: Path, report: Report) ->
         "received against the second.",
         markdown_table(
             [
-                "crawler",
-                "output vs. truth",
-                "requests served",
-                "wall s",
-                "pages/s",
-                "CPU s / 1,000 pages",
+                *CRAWL_COLUMNS,
                 "peak MiB",
                 "first half pages/s",
                 "second half pages/s",
