@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 from common import ROOT, item_records, read_json_lines
-from run_all import RESULTS, bare_arguments, matter_arguments, stock_scrapy_env
+from crawl_section import bare_arguments, matter_arguments, stock_scrapy_env
+from run_all import RESULTS
 from sqlalchemy import create_engine
 
 from matter_crawler.sitesim.process import SimulatedSite

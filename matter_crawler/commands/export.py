@@ -39,26 +39,12 @@ with, but it is trusted input otherwise (docs/security.md).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
-import stat
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy import JSON, Boolean, Date, DateTime, Engine, Float, Integer, Select, select, text
@@ -76,7 +62,8 @@ from ._database import (
     open_read_only_database,
     query_timed_out,
 )
-from ._text import json_default
+from ._export_files import check_output, default_mode, replaced_when_done, text_output
+from ._export_writers import Column, write_csv, write_jsonl, write_xlsx
 
 FORMATS = ("csv", "jsonl", "xlsx")
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"}
@@ -84,13 +71,6 @@ SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx
 BATCH_ROWS = 1000
 #: Rows sampled to size the Excel columns before streaming.
 WIDTH_SAMPLE_ROWS = 200
-EXCEL_MAX_TEXT = 32767
-DATE_FORMAT = "yyyy-mm-dd"
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
-#: What makes a spreadsheet program read a cell as a formula (OWASP, CSV injection).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-#: What a CSV text cell that starts like a formula is given in front, so it is read as text.
-CSV_TEXT_MARK = "'"
 
 products = Product.__table__
 
@@ -118,13 +98,7 @@ def output_format(requested: str | None, output: str) -> str:
     return fmt
 
 
-# -- the columns and their kinds --------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    kind: str  # int, float, bool, date, datetime, json, text
+# -- the columns and the query --------------------------------------------------------
 
 
 def column_kind(column: Any) -> str:
@@ -230,252 +204,6 @@ def stream_rows(
                 clock.restart()
 
 
-# -- CSV and JSON lines ----------------------------------------------------------------
-
-
-def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def starts_like_formula(value: str) -> bool:
-    """Whether a spreadsheet program would read this text as a formula (``=1+1``, ``@SUM``...)."""
-    return value.startswith(FORMULA_STARTS)
-
-
-def csv_text(value: str) -> str:
-    """Text for a CSV cell: a leading ``'`` when it starts like a formula, so it stays text."""
-    return CSV_TEXT_MARK + value if starts_like_formula(value) else value
-
-
-CSV_CONVERTERS: dict[str, Callable[[Any], str]] = {
-    "bool": lambda value: "true" if value else "false",
-    "date": date.isoformat,
-    "datetime": datetime.isoformat,
-    "json": _json_text,  # starts with [, { or ": never like a formula
-    "int": str,
-    "float": repr,
-    "text": csv_text,
-}
-#: ``--raw``: text as stored
-RAW_CSV_CONVERTERS = {**CSV_CONVERTERS, "text": str}
-
-
-def write_csv(
-    stream: IO[str],
-    columns: Sequence[Column],
-    rows: Iterator[Sequence[Any]],
-    *,
-    raw: bool = False,
-) -> int:
-    table = RAW_CSV_CONVERTERS if raw else CSV_CONVERTERS
-    converters = [table[column.kind] for column in columns]
-    writer = csv.writer(stream)
-    writer.writerow([column.name for column in columns])
-    count = 0
-    for row in rows:
-        writer.writerow(
-            [
-                "" if value is None else convert(value)
-                for convert, value in zip(converters, row, strict=True)
-            ]
-        )
-        count += 1
-    return count
-
-
-def write_jsonl(stream: IO[str], columns: Sequence[Column], rows: Iterator[Sequence[Any]]) -> int:
-    names = [column.name for column in columns]
-    count = 0
-    for row in rows:
-        record = dict(zip(names, row, strict=True))
-        stream.write(json.dumps(record, ensure_ascii=False, default=json_default))
-        stream.write("\n")
-        count += 1
-    return count
-
-
-# -- Excel ---------------------------------------------------------------------------------
-
-
-def excel_text(value: str) -> str:
-    """Text a worksheet accepts: control characters XML cannot hold removed, length capped."""
-    return ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_MAX_TEXT]
-
-
-class ExcelRowBuilder:
-    """Turns a database row into worksheet cells of the right Excel type."""
-
-    def __init__(self, sheet: WriteOnlyWorksheet, columns: Sequence[Column]) -> None:
-        self.sheet = sheet
-        self.converters = [getattr(self, f"_{column.kind}") for column in columns]
-
-    def cells(self, row: Sequence[Any]) -> list[Any]:
-        return [
-            None if value is None else convert(value)
-            for convert, value in zip(self.converters, row, strict=True)
-        ]
-
-    def _int(self, value: int) -> int:
-        return value
-
-    _float = _int
-    _bool = _int
-
-    def _date(self, value: date) -> WriteOnlyCell:
-        cell = WriteOnlyCell(self.sheet, value)
-        cell.number_format = DATE_FORMAT
-        return cell
-
-    def _datetime(self, value: datetime) -> WriteOnlyCell:
-        # Excel has no time zones: UTC wall time, as the column docs say
-        cell = WriteOnlyCell(self.sheet, value.astimezone(UTC).replace(tzinfo=None))
-        cell.number_format = DATETIME_FORMAT
-        return cell
-
-    def _json(self, value: Any) -> Any:
-        return self._text(_json_text(value))
-
-    def _text(self, value: str) -> Any:
-        value = excel_text(value)
-        if starts_like_formula(value) or value in ERROR_CODES:
-            # openpyxl would store "=..." as a formula and "#N/A" as an error: keep it text
-            cell = WriteOnlyCell(self.sheet, None)
-            cell.value = value
-            cell.data_type = "s"
-            return cell
-        return value
-
-
-def column_widths(columns: Sequence[Column], sample: Sequence[Sequence[Any]]) -> list[float]:
-    """Widths (in characters) from the header and a sample of rows, within 8..60."""
-    fixed = {"date": 12, "datetime": 20, "bool": 8}
-    widths = []
-    for index, column in enumerate(columns):
-        longest = len(column.name) + 2  # room for the filter button
-        if column.kind in fixed:
-            longest = max(longest, fixed[column.kind])
-        else:
-            for row in sample:
-                value = row[index]
-                if value is not None:
-                    shown = _json_text(value) if column.kind == "json" else str(value)
-                    longest = max(longest, len(shown))
-        widths.append(float(min(max(longest + 1, 8), 60)))
-    return widths
-
-
-def write_xlsx(
-    path: Path,
-    columns: Sequence[Column],
-    rows: Iterator[Sequence[Any]],
-    sample: Sequence[Sequence[Any]],
-) -> int:
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("products")
-    # the sheet's head (widths, panes) is written before the first row: set them now
-    for index, width in enumerate(column_widths(columns, sample), start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = width
-    sheet.freeze_panes = "A2"
-    bold = Font(bold=True)
-    header = []
-    for column in columns:
-        cell = WriteOnlyCell(sheet, column.name)
-        cell.font = bold
-        header.append(cell)
-    sheet.append(header)
-    builder = ExcelRowBuilder(sheet, columns)
-    count = 0
-    for row in rows:
-        sheet.append(builder.cells(row))
-        count += 1
-    # the filter is written after the rows, so it can cover exactly the rows written
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{count + 1}"
-    workbook.save(path)
-    return count
-
-
-# -- files ---------------------------------------------------------------------------------
-
-
-def _default_mode() -> int:
-    """The permissions a new file gets here (0o666 less the umask), as ``open`` would give."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _is_database(path: Path, database: Path) -> bool:
-    """Whether ``path`` is the database file or one of SQLite's files beside it."""
-    for name in ("", "-wal", "-shm", "-journal"):
-        candidate = database.with_name(database.name + name)
-        if path.resolve() == candidate.resolve():
-            return True
-        try:
-            if os.path.samefile(path, candidate):  # a hard link, a symlink to it
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def check_output(path: Path, *, force: bool, database: Path | None) -> int:
-    """Whether ``path`` may be written; the permissions the written file is to have.
-
-    Never the database (nor its -wal, -shm or -journal file, by any name or
-    link); an existing file only with ``--force``, keeping its permissions.
-    """
-    if database is not None and _is_database(path, database):
-        raise CommandError(f"{path} is the database ({database}): refusing to write over it")
-    if path.is_dir():
-        raise CommandError(f"{path} is a directory: give a file name")
-    if not path.parent.is_dir():
-        raise CommandError(f"no directory {path.parent} to write {path.name} in")
-    if os.path.lexists(path):
-        if not force:
-            raise CommandError(f"{path} exists: add --force to replace it")
-        try:
-            return stat.S_IMODE(path.stat().st_mode)
-        except OSError:  # a dangling symlink: the link is replaced, not its target
-            return _default_mode()
-    return _default_mode()
-
-
-@contextmanager
-def replaced_when_done(path: Path, mode: int) -> Iterator[tuple[Path, int]]:
-    """A new temporary file beside ``path`` (its name and descriptor), renamed to it on success.
-
-    The temporary file is created exclusively (no other file or link is ever
-    written through), gets ``mode``, and replaces ``path`` in one rename: a
-    failed export leaves ``path`` as it was.
-    """
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    partial = Path(name)
-    try:
-        os.fchmod(descriptor, mode)
-        yield partial, descriptor
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-@contextmanager
-def text_output(output: str, mode: int) -> Iterator[IO[str]]:
-    """A UTF-8 text stream to ``output`` (``-``: standard output), CSV-safe newlines."""
-    if output == "-":
-        stream = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
-        try:
-            yield stream
-            stream.flush()
-        finally:
-            stream.detach()
-        return
-    with (
-        replaced_when_done(Path(output), mode) as (_partial, descriptor),
-        open(descriptor, "w", encoding="utf-8", newline="") as stream,
-    ):
-        yield stream
-
-
 def export_products(
     engine: Engine,
     output: str,
@@ -491,7 +219,7 @@ def export_products(
     """Write the products to ``output`` in ``fmt``; returns how many rows were written."""
     columns = product_columns()
     mode = (
-        _default_mode()
+        default_mode()
         if output == "-"
         else check_output(Path(output), force=force, database=database)
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.web.http import Request
 
@@ -17,7 +17,11 @@ from .catalogue import CatalogueError
 from .mutations import TRIGGERS
 
 if TYPE_CHECKING:
-    from .server import SimServer
+    from .cassettes import Recording
+    from .catalogue import Catalogue
+    from .config import Settings
+    from .mutations import MutationSchedule
+    from .stats import Stats
 
 JSON = b"application/json; charset=utf-8"
 NDJSON = b"application/x-ndjson; charset=utf-8"
@@ -46,10 +50,28 @@ class ApiError(Exception):
         self.status = status
 
 
+class ControlledSite(Protocol):
+    """What the API reads and changes of the running site (server.SimServer).
+
+    Spelled out here so that the API does not import the server that serves it.
+    """
+
+    recording: Recording | None
+    catalogue: Catalogue
+    settings: Settings
+    outage_window: tuple[float, float] | None
+    mutations: MutationSchedule
+    stats: Stats
+
+    def update_settings(self, changes: dict[str, Any]) -> None: ...
+
+    def reset_account(self) -> None: ...
+
+
 class SimApi:
     """Handlers of the control endpoints (never counted in the account)."""
 
-    def __init__(self, sim: SimServer) -> None:
+    def __init__(self, sim: ControlledSite) -> None:
         self.sim = sim
         self._routes = {
             "/__sim__/truth": {b"GET": self.get_truth},

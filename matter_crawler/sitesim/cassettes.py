@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from .chrome import JS_ROOT, js_loader
 from .render import LISTING_PATH
 
 EXPECTATIONS_FILE = "expectations.jsonl"
@@ -325,16 +326,6 @@ def js_only_shell(page: bytes, encoding: str) -> bytes:
         return page
     closing = closings[-1]
     content = text[opening.end() : closing.start()]
-    markup = json.dumps(content).replace("<", "\\u003c")
-    loader = (
-        '<div id="product-root"></div>\n<script id="product-root-loader">\n(function () {\n'
-        f"  var markup = {markup};\n"
-        "  window.setTimeout(function () {\n"
-        '    var root = document.getElementById("product-root");\n'
-        '    var template = document.createElement("template");\n'
-        "    template.innerHTML = markup;\n"
-        "    root.replaceWith(template.content);\n"
-        "  }, 50);\n})();\n</script>\n"
-    )
+    loader = f"{JS_ROOT}\n{js_loader(content)}"
     shell = text[: opening.end()] + "\n" + loader + text[closing.start() :]
     return shell.encode(encoding, "surrogateescape")

@@ -13,129 +13,52 @@ seeded stream, replaying any changes mutations made to it.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import pkgutil
 import random
-import re
-import unicodedata
 from bisect import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import accumulate
-from typing import Any
 
 from . import hostile, hostile_parsing
+from .products import (
+    CHANGEABLE,
+    Entry,
+    Product,
+    changed,
+    random_hardware_version,
+    random_sku,
+    random_version,
+)
+from .reference import (
+    CODE_LETTERS,
+    COMPLIANCE_DIR,
+    DESCRIPTIONS,
+    DEVICE_TYPES,
+    EXTRA_LABELS,
+    FIRST_DAY,
+    FORMS,
+    NATIVE_NOUNS,
+    OTHER_NON_ASCII_VENDORS,
+    PREFIXES,
+    REQUIRED_DEVICE_TYPES,
+    SCRIPT_MODEL,
+    SPECIAL_VENDORS,
+    SQL_DESCRIPTION,
+    SUFFIXES,
+    TODAY,
+    VENDOR_COUNT,
+    DeviceType,
+    Vendor,
+    slugify,
+    spec_version_for,
+)
 from .seeding import stream
 
 PAGE_SIZE = 12
 MIN_PRODUCTS = 10
 MAX_PRODUCTS = 100_000
-# The catalogue's own calendar: Matter 1.0 certifications opened in October 2022,
-# and the newest product is certified on a fixed "today" (never the wall clock).
-FIRST_DAY = date(2022, 10, 4)
-TODAY = date(2026, 11, 20)
-VENDOR_COUNT = 300
-COMPLIANCE_DIR = "/wp-content/uploads/compliance/"
-
-# Specification versions and the day each became certifiable.
-SPEC_RELEASES: tuple[tuple[date, str], ...] = (
-    (date(2022, 10, 4), "1.0"),
-    (date(2023, 5, 18), "1.1"),
-    (date(2023, 10, 23), "1.2"),
-    (date(2024, 5, 8), "1.3"),
-    (date(2024, 11, 7), "1.4"),
-    (date(2025, 7, 1), "1.5"),
-)
-
-# Device types the issue requires in every catalogue of 12 products or more.
-REQUIRED_DEVICE_TYPES = (
-    0x0100, 0x0101, 0x010D, 0x010A, 0x000A, 0x0301,
-    0x000E, 0x0015, 0x0202, 0x0028, 0x0022, 0x0074,
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceType:
-    """A Matter device type and how the catalogue presents products of it."""
-
-    type_id: int
-    name: str
-    category: str
-    label: str  # consumer-facing text of h6.entry-category
-    app_categories: tuple[str, ...]
-    nouns: tuple[str, ...]  # generic model names, e.g. "Smart Plug"
-    transports: tuple[tuple[str, ...], ...]
-    weight: float
-
-
-@dataclass(frozen=True, slots=True)
-class Vendor:
-    """A certificate holder: its displayed name and Matter vendor id."""
-
-    name: str
-    vid: int
-    brand: str  # short name used in model names
-    script: str  # "latin", "hangul" or "han": picks native-language model names
-
-
-@dataclass(slots=True)
-class Entry:
-    """What the catalogue fixes about a product up front (what a card shows).
-
-    ``serial`` is the product's stable identity (certification order, 0 =
-    oldest, never reused); ``revision`` counts the detail-field changes that
-    mutations applied to it.
-    """
-
-    serial: int
-    wp_id: int
-    slug: str
-    vendor: int
-    device_type: int
-    model: str
-    certificate_id: str
-    certified: date
-    revision: int = 0
-
-    @property
-    def path(self) -> str:
-        """The detail page's path, e.g. ``/csa_product/wi-fi-plug-27/``."""
-        return f"/csa_product/{self.slug}/"
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    """Everything a product's detail page states."""
-
-    path: str
-    slug: str
-    wp_id: int
-    manufacturer: str
-    model: str
-    device_type: str
-    device_type_id: int
-    certificate_id: str
-    certified: date
-    vid: int
-    pid: int
-    firmware_version: str | None
-    hardware_version: str | None
-    software_version: str | None
-    family_id: str | None
-    family_sku: str | None
-    family_variant_sku: str | None
-    tis_trp_tested: bool | None
-    specification_version: str
-    transports: tuple[str, ...]
-    application_categories: tuple[str, ...]
-    description: str | None
-    compliance_document: str | None  # path of the ZIP, or None
-    # One label the crawler does not know, shown only on pages with the
-    # "extra label" markup variant.
-    extra_field: tuple[str, str]
 
 
 @dataclass(slots=True)
@@ -149,185 +72,6 @@ class MutationResult:
 
 class CatalogueError(ValueError):
     """A request the catalogue cannot satisfy (bad size, too many removals...)."""
-
-
-# --- reference data --------------------------------------------------------
-
-# Presentation per Matter device-type category, then per device-type id.
-# (label, application categories, generic model nouns, transport options)
-_Presentation = tuple[str, tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]
-_BY_CATEGORY: dict[str, _Presentation] = {
-    "Lighting": ("Light Bulb", ("Lighting",),
-                 ("LED Bulb", "Smart Bulb A19", "LED Lamp Dimmable", "Filament Bulb", "Downlight",
-                  "Ceiling Light", "Light Strip", "Smart Bulb GU10"),
-                 (("Wi-Fi", "Bluetooth"), ("Thread", "Bluetooth"), ("Wi-Fi",), ("Thread",))),
-    "Smart Plugs": ("Smart Plug", ("Smart Plugs & Outlets",),
-                    ("Smart Plug", "Wi-Fi Plug", "Smart Plug Mini", "Outdoor Plug", "Power Strip"),
-                    (("Wi-Fi", "Bluetooth"), ("Wi-Fi",), ("Thread", "Bluetooth"))),
-    "Switches": ("Switch", ("Switches & Controls",),
-                 ("Smart Switch", "Dimmer Switch", "Scene Controller", "Wall Switch"),
-                 (("Thread", "Bluetooth"), ("Wi-Fi", "Bluetooth"), ("Thread",))),
-    "Sensors": ("Sensor", ("Sensors",),
-                ("Sensor", "Multi Sensor", "Smart Sensor"),
-                (("Thread", "Bluetooth"), ("Thread",), ("Wi-Fi",))),
-    "Closures": ("Door Lock", ("Security", "Locks"),
-                 ("Smart Lock", "Deadbolt", "Door Lock Pro"),
-                 (("Thread", "Bluetooth"), ("Wi-Fi", "Bluetooth"))),
-    "Bridge": ("Bridge", ("Hubs & Bridges",),
-               ("Smart Hub", "Bridge", "Home Hub"),
-               (("Ethernet",), ("Wi-Fi", "Ethernet"), ("Ethernet", "Thread"))),
-    "HVAC": ("Climate", ("Climate Control",),
-             ("Climate Controller",),
-             (("Wi-Fi",), ("Wi-Fi", "Bluetooth"), ("Thread",))),
-    "Media": ("Matter Device", ("Entertainment",),
-              ("Smart TV", "Streaming Box"),
-              (("Ethernet",), ("Wi-Fi", "Ethernet"), ("Wi-Fi",))),
-    "Appliances": ("Appliance", ("Appliances",),
-                   ("Smart Appliance",),
-                   (("Wi-Fi",), ("Wi-Fi", "Bluetooth"))),
-    "Network Infrastructure": ("Thread Border Router", ("Hubs & Bridges",),
-                               ("Border Router", "Mesh Router"),
-                               (("Ethernet", "Thread"), ("Wi-Fi", "Thread"))),
-    "Energy": ("Energy Management", ("Energy",),
-               ("Energy Meter", "EV Charger"),
-               (("Wi-Fi",), ("Ethernet",), ("Wi-Fi", "Ethernet"))),
-    "Safety": ("Smoke & CO Alarm", ("Safety & Security",),
-               ("Smoke Alarm", "Smoke & CO Detector"),
-               (("Thread",), ("Wi-Fi",))),
-    "Utility": ("Water Management", ("Utilities",),
-                ("Water Valve", "Pump Controller"),
-                (("Wi-Fi",), ("Thread",))),
-}  # fmt: skip
-
-_BY_TYPE: dict[int, dict[str, Any]] = {
-    0x000A: {"label": "Door Lock", "weight": 5.0},
-    0x000B: {"label": "Door Lock", "nouns": ("Lock Controller",)},
-    0x000E: {"label": "Bridge", "weight": 4.0},
-    0x0840: {"label": "Bridge", "app": ("Hubs & Bridges", "Controllers")},
-    0x0015: {"nouns": ("Contact Sensor", "Door/Window Sensor", "Door & Window Sensor"),
-             "app": ("Sensors", "Security"), "weight": 4.0},
-    0x0107: {"nouns": ("Motion Sensor", "Occupancy Sensor")},
-    0x0302: {"nouns": ("Temperature Sensor", "Temperature & Humidity Sensor")},
-    0x0022: {"label": "Speaker", "nouns": ("Smart Speaker", "Soundbar"), "weight": 2.0},
-    0x0028: {"nouns": ("Smart TV",), "app": ("Matter Device",), "weight": 3.0},
-    0x0074: {"label": "Robotic Vacuum Cleaner", "nouns": ("Robot Vacuum", "Robot Vacuum S8"),
-             "app": ("Appliances", "Cleaning"), "weight": 2.0},
-    0x0100: {"weight": 6.0},
-    0x0101: {"weight": 10.0},
-    0x010C: {"weight": 6.0},
-    0x010D: {"app": ("Lighting", "Light Strips"), "weight": 8.0},
-    0x010A: {"weight": 14.0},
-    0x010B: {"weight": 3.0},
-    0x0202: {"label": "Window Covering", "app": ("Blinds & Shades",),
-             "nouns": ("Roller Shade", "Blind Motor", "Curtain Motor"), "weight": 4.0},
-    0x0203: {"label": "Window Covering", "app": ("Blinds & Shades",), "nouns": ("Shade Remote",)},
-    0x0301: {"label": "Thermostat", "nouns": ("Smart Thermostat", "Thermostat"), "weight": 3.0},
-    0x002B: {"label": "Fan", "nouns": ("Ceiling Fan", "Tower Fan")},
-    0x002D: {"label": "Air Purifier", "nouns": ("Air Purifier",)},
-    0x0072: {"label": "Air Conditioner", "nouns": ("Room Air Conditioner",)},
-    0x0076: {"weight": 1.5},
-    0x0091: {"weight": 1.5},
-}  # fmt: skip
-
-# Model names in the vendor's own script, for vendors that write them so.
-_NATIVE_NOUNS = {
-    "hangul": {"Lighting": "스마트 전구", "Smart Plugs": "스마트 플러그", "Closures": "도어락",
-               "Sensors": "멀티 센서", "Bridge": "스마트 허브"},
-    "han": {"Lighting": "智能灯泡", "Smart Plugs": "智能插座", "Closures": "智能门锁",
-            "Sensors": "智能传感器", "Bridge": "网关"},
-}  # fmt: skip
-
-_SPECIAL_VENDORS: tuple[tuple[str, str, str], ...] = (
-    # HTML-special characters: the markup must escape every one of them.
-    ('O\'Reilly "Smart" Home <Labs> & Co.', "O'Reilly", "latin"),
-    ("주식회사 스마트홈랩", "SmartHomeLab", "hangul"),
-    ("深圳市智能家居科技有限公司", "ZhiNeng", "han"),
-    ("Größe & Söhne Elektrotechnik GmbH", "Größe", "latin"),
-)
-_OTHER_NON_ASCII_VENDORS: tuple[tuple[str, str, str], ...] = (
-    ("Müller Lichttechnik AG", "Müller", "latin"),
-    ("Schäfer Haustechnik GmbH", "Schäfer", "latin"),
-    ("Königstein Elektronik GmbH & Co. KG", "Königstein", "latin"),
-    ("한빛전자 주식회사", "Hanbit", "hangul"),
-    ("누리홈테크 주식회사", "NuriHome", "hangul"),
-    ("杭州云灯科技有限公司", "YunDeng", "han"),
-    ("广州智联电子有限公司", "ZhiLian", "han"),
-    ("Øresund Smart Living ApS", "Øresund", "latin"),
-    ("Société Lumière Connectée SAS", "Lumière", "latin"),
-    ("Ålesund Smarthjem AS", "Ålesund", "latin"),
-)
-_PREFIXES = (
-    "Nova", "Lumen", "Brightway", "Zentra", "Hexa", "Orbit", "Tidal", "Aurora", "Kestrel",
-    "Solace", "Vireo", "Quanta", "Halcyon", "Meridian", "Polaris", "Sable", "Cobalt", "Ember",
-    "Juniper", "Lattice", "Nimbus", "Onyx", "Pinnacle", "Radiant", "Sierra", "Terra", "Umbra",
-    "Vanta", "Willow", "Xenon", "Yonder", "Zephyr", "Arbor", "Beacon", "Cirrus", "Deltaway",
-    "Echo", "Fathom", "Granite", "Harbor",
-)  # fmt: skip
-_SUFFIXES = (
-    "Home", "Tech", "Labs", "Electronics", "Lighting", "Systems", "Devices", "IoT", "Smart",
-    "Connect", "Living", "Innovations",
-)  # fmt: skip
-_FORMS = (
-    "Inc.", "Co., Ltd.", "Ltd.", "LLC", "GmbH", "Corporation", "Limited", "B.V.", "S.A.",
-    "AB", "Pty Ltd", "Oy",
-)  # fmt: skip
-_CODE_LETTERS = "ABCDEFGHJKLMNPRSTVWXZ"
-_DESCRIPTIONS = (
-    "The {model} is a Matter-certified {kind} from {vendor}.",
-    "{model}: a {kind} that works with Apple Home, Google Home & Amazon Alexa.",
-    "Control the {model} locally over Matter; no cloud account is needed.",
-    "A {kind} for everyday use. Set up in seconds with the QR code on the device.",
-    "The {model} brings reliable {kind} control to any Matter ecosystem.",
-)
-_SQL_DESCRIPTION = "Robert'); DROP TABLE products;--"
-_SCRIPT_MODEL = "<script>alert(1)</script>"
-_EXTRA_LABELS = (
-    ("Certification Type", ("Product", "Product (Rapid Recertification)", "Product (FAM)")),
-    ("Product Finder Category", ("Lighting & Electrical", "Home Security", "Appliances")),
-)
-
-
-def _load_device_types() -> tuple[DeviceType, ...]:
-    raw = pkgutil.get_data("matter_crawler.sitesim", "data/device_types.csv")
-    if raw is None:  # pragma: no cover - only when the package data is missing
-        raise RuntimeError("matter_crawler.sitesim is missing data/device_types.csv")
-    types = []
-    for row in csv.DictReader(io.StringIO(raw.decode("utf-8"))):
-        type_id = int(row["device_type_id"], 16)
-        label, app, nouns, transports = _BY_CATEGORY[row["category"]]
-        extra = _BY_TYPE.get(type_id, {})
-        if row["category"] in ("Sensors", "Appliances", "HVAC", "Energy", "Utility"):
-            nouns = (row["name"],)
-        types.append(
-            DeviceType(
-                type_id=type_id,
-                name=row["name"],
-                category=row["category"],
-                label=str(extra.get("label", label)),
-                app_categories=tuple(extra.get("app", app)),
-                nouns=tuple(extra.get("nouns", nouns)),
-                transports=transports,
-                weight=float(extra.get("weight", 1.0)),
-            )
-        )
-    return tuple(types)
-
-
-DEVICE_TYPES: tuple[DeviceType, ...] = _load_device_types()
-
-
-def slugify(text: str) -> str:
-    """WordPress-like slug: ASCII lowercase words joined by hyphens ('' if none)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
-def spec_version_for(day: date, newest: bool) -> str:
-    """The newest specification certifiable on ``day`` (or the one before it)."""
-    index = max(i for i, (start, _) in enumerate(SPEC_RELEASES) if start <= day)
-    if not newest and index > 0:
-        index -= 1
-    return SPEC_RELEASES[index][1]
 
 
 class Catalogue:
@@ -361,8 +105,8 @@ class Catalogue:
 
     def _make_vendors(self) -> tuple[Vendor, ...]:
         rng = stream(self.seed, "vendors")
-        combos = [(p, s, f) for p in _PREFIXES for s in _SUFFIXES for f in _FORMS]
-        named = list(_SPECIAL_VENDORS + _OTHER_NON_ASCII_VENDORS)
+        combos = [(p, s, f) for p in PREFIXES for s in SUFFIXES for f in FORMS]
+        named = list(SPECIAL_VENDORS + OTHER_NON_ASCII_VENDORS)
         generated = rng.sample(combos, VENDOR_COUNT - len(named))
         for prefix, suffix, form in generated:
             name = f"{prefix} {suffix} {form}"
@@ -388,13 +132,13 @@ class Catalogue:
         # tests always meet escaping and non-ASCII cases on the first page.
         index_of = {vendor.name: i for i, vendor in enumerate(self.vendors)}
         showcase_vendors = {
-            count - 2 - 2 * k: index_of[name] for k, (name, _, _) in enumerate(_SPECIAL_VENDORS)
+            count - 2 - 2 * k: index_of[name] for k, (name, _, _) in enumerate(SPECIAL_VENDORS)
         }
         script_model_at = count - 3
         self._sql_serial = count - 5
         for serial, offset in enumerate(offsets):
             vendor = showcase_vendors.get(serial)
-            model = _SCRIPT_MODEL if serial == script_model_at else None
+            model = SCRIPT_MODEL if serial == script_model_at else None
             entry = self._new_entry(
                 rng,
                 FIRST_DAY + timedelta(days=offset),
@@ -440,10 +184,10 @@ class Catalogue:
     def _model_name(rng: random.Random, vendor: Vendor, kind: DeviceType, noun: str) -> str:
         roll = rng.random()
         code = (
-            f"{rng.choice(_CODE_LETTERS)}{rng.randint(1, 999)}"
+            f"{rng.choice(CODE_LETTERS)}{rng.randint(1, 999)}"
             f"{rng.choice(('', '', 'M', 'E', 'S', 'W'))}"
         )
-        native = _NATIVE_NOUNS.get(vendor.script, {}).get(kind.category)
+        native = NATIVE_NOUNS.get(vendor.script, {}).get(kind.category)
         if native and roll < 0.3:
             return f"{native} {code}"
         if roll < 0.45:
@@ -539,16 +283,16 @@ class Catalogue:
         rng = stream(self.seed, "product", entry.serial)
         transports = () if rng.random() < 0.05 else rng.choice(kind.transports)
         family_id = f"FAM{rng.randint(100000, 299999)}" if rng.random() < 0.8 else None
-        family_sku = (entry.model if rng.random() < 0.5 else _sku(rng)) if family_id else None
+        family_sku = (entry.model if rng.random() < 0.5 else random_sku(rng)) if family_id else None
         variant_roll = rng.random()
-        extra_label, extra_values = rng.choice(_EXTRA_LABELS)
+        extra_label, extra_values = rng.choice(EXTRA_LABELS)
         description = None
         if rng.random() < 0.85:
-            description = rng.choice(_DESCRIPTIONS).format(
+            description = rng.choice(DESCRIPTIONS).format(
                 model=entry.model, kind=kind.name.lower(), vendor=vendor.name
             )
         if entry.serial == self._sql_serial:
-            description = _SQL_DESCRIPTION
+            description = SQL_DESCRIPTION
         tis_roll = rng.random()
         product = Product(
             path=entry.path,
@@ -562,9 +306,9 @@ class Catalogue:
             certified=entry.certified,
             vid=vendor.vid,
             pid=rng.randint(1, 0xFFFE),
-            firmware_version=_version(rng) if rng.random() < 0.9 else None,
-            hardware_version=_hardware_version(rng) if rng.random() < 0.85 else None,
-            software_version=_version(rng) if rng.random() < 0.9 else None,
+            firmware_version=random_version(rng) if rng.random() < 0.9 else None,
+            hardware_version=random_hardware_version(rng) if rng.random() < 0.85 else None,
+            software_version=random_version(rng) if rng.random() < 0.9 else None,
             family_id=family_id,
             family_sku=family_sku,
             family_variant_sku=f"{family_sku}-{rng.choice(('EU', 'US', 'UK', 'W'))}"
@@ -581,7 +325,7 @@ class Catalogue:
             extra_field=(extra_label, rng.choice(extra_values)),
         )
         for revision in range(1, entry.revision + 1):
-            product = _changed(product, stream(self.seed, "change", entry.serial, revision))
+            product = changed(product, stream(self.seed, "change", entry.serial, revision))
         return product
 
     # --- mutations ----------------------------------------------------------
@@ -617,7 +361,7 @@ class Catalogue:
             entry.revision += 1
             after = self.product(entry)
             result.changed[entry.path] = [
-                name for name in _CHANGEABLE if getattr(before, name) != getattr(after, name)
+                name for name in CHANGEABLE if getattr(before, name) != getattr(after, name)
             ]
         if gone:
             self._entries = [e for e in self._entries if e.serial not in gone]
@@ -631,52 +375,3 @@ class Catalogue:
         result.added.reverse()  # newest first, like the listing
         self._by_vendor = None
         return result
-
-
-_CHANGEABLE = ("firmware_version", "software_version", "hardware_version")
-
-
-def _version(rng: random.Random) -> str:
-    style = rng.random()
-    a, b, c = rng.randint(0, 12), rng.randint(0, 30), rng.randint(0, 120)
-    if style < 0.45:
-        return f"{a}.{b}.{c}"
-    if style < 0.65:
-        return f"v{a}.{b}.{c}"
-    if style < 0.85:
-        return f"{a}.{b}.{c}.{rng.randint(0, 9999)}"
-    return f"TPN{rng.randint(100, 999)}E_V{a:03d}.{b:03d}.{c:03d}.000"
-
-
-def _hardware_version(rng: random.Random) -> str:
-    return rng.choice(("1.0", "1.1", "2.0", "2", "A1", "M0G", "Rev 3", "V1.2", "HW2"))
-
-
-def _sku(rng: random.Random) -> str:
-    return f"{rng.choice(_CODE_LETTERS)}{rng.choice(_CODE_LETTERS)}-{rng.randint(1000, 99999)}"
-
-
-def _bump(version: str | None, rng: random.Random) -> str:
-    """A newer version string than ``version`` (its last number increased)."""
-    if version is None:
-        return _version(rng)
-    numbers = list(re.finditer(r"\d+", version))
-    last = numbers[-1]
-    bumped = str(int(last.group()) + 1 + rng.randrange(3)).zfill(len(last.group()))
-    return f"{version[: last.start()]}{bumped}{version[last.end() :]}"
-
-
-def _changed(product: Product, rng: random.Random) -> Product:
-    """One detail-only change: always a new firmware, sometimes more."""
-    software = product.software_version
-    if rng.random() < 0.6:
-        software = _bump(software, rng)
-    hardware = product.hardware_version
-    if rng.random() < 0.15:
-        hardware = _hardware_version(rng) if hardware is None else _bump(hardware, rng)
-    return replace(
-        product,
-        firmware_version=_bump(product.firmware_version, rng),
-        software_version=software,
-        hardware_version=hardware,
-    )

@@ -25,10 +25,11 @@ from twisted.web.http import Request
 from . import drift, hostile, hostile_parsing, hostile_script
 from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
-from .catalogue import Catalogue, Entry
+from .catalogue import Catalogue
 from .config import Settings
 from .faults import Decision, RefusalWindow, decide, in_scope
 from .mutations import MutationSchedule
+from .products import Entry
 from .render import LISTING_PATH, ROBOTS_TXT, Renderer
 from .stats import Stats, Visit
 

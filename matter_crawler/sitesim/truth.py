@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from . import hostile_parsing
-from .catalogue import Catalogue, Product
+from .catalogue import Catalogue
+from .products import Product
 from .variants import shows_extra_label
 
 # Exactly these keys, in this order, in every record.
