@@ -15,7 +15,7 @@ from typing import Any
 
 from .faults import FAULT_KINDS
 
-KINDS = ("list", "detail", "other")
+KINDS = ("list", "detail", "dcl", "other")
 # by_status key for requests that never got a status line (connection aborted
 # by an outage in reset mode, or closed by the client before the answer).
 ABORTED = "aborted"
