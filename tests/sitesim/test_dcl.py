@@ -9,11 +9,13 @@ cross-check finds, derived here from what the site serves (dclcheck.py).
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,10 @@ def test_every_list_answers_as_the_contract_says(ledger: dict[str, list[dict]]) 
         c["softwareVersionCertificationStatus"] for c in ledger["/dcl/compliance/compliance-info"]
     }
     assert statuses == {1, 2, 3}
+    # store-key order: VID, PID, software version
+    for path in ("/dcl/model/models", "/dcl/compliance/compliance-info"):
+        order = [(r["vid"], r["pid"], r.get("softwareVersion", 0)) for r in ledger[path]]
+        assert order == sorted(order)
     # 64-bit integers are strings, 32-bit ones numbers, also beyond int32
     assert any(c["softwareVersion"] > 2**31 for c in ledger["/dcl/compliance/compliance-info"])
 
@@ -197,6 +203,33 @@ def test_ground_truth_lists_exactly_the_seeded_disagreements(
     assert expected["products"] == len(truth)
     assert all(count > 0 for count in expected["counts"].values()), expected["counts"]
     assert all(count > 0 for count in expected["field_counts"].values()), expected["field_counts"]
+    # the seeded disagreements are as docs/sitesim.md describes them
+    per_class, per_field = max(1, PRODUCTS // 200), max(1, PRODUCTS // 300)
+    assert expected["counts"] | {"field_mismatch": 0} == {
+        "missing_on_dcl": per_class,
+        "absent_from_catalogue": per_class,
+        "revoked_but_listed": per_class,
+        "field_mismatch": 0,
+    }
+    for name, count in expected["field_counts"].items():
+        assert count >= 1 if name == "vendor_name" else count == per_field, name
+    models = {(m["vid"], m["pid"]) for m in ledger["/dcl/model/models"]}
+    missing = [f for f in expected["findings"] if f["class"] == "missing_on_dcl"]
+    assert 0 < sum((f["vid"], f["pid"]) in models for f in missing) < len(missing)
+    for finding in expected["findings"]:
+        catalogue, dcl = finding["catalogue"], finding["dcl"]
+        if finding["field"] == "certification_date":
+            assert 1 <= (date.fromisoformat(dcl[:10]) - date.fromisoformat(catalogue)).days <= 60
+        elif finding["field"] == "software_version":
+            assert dcl == f"{catalogue}.1"
+        elif finding["field"] == "vendor_name":
+            assert dcl == f"{catalogue} International"
+        elif finding["field"] == "product_name":
+            assert dcl == f"{catalogue} Gen 2"
+    for record in ledger["/dcl/compliance/compliance-info"]:
+        if record["softwareVersionCertificationStatus"] == 3:
+            assert [item["softwareVersionCertificationStatus"] for item in record["history"]] == [2]
+            assert record["history"][0]["date"] < record["date"]
     # the three model lists agree with the compliance records' statuses
     status_of = {
         (c["vid"], c["pid"], c["softwareVersion"]): c["softwareVersionCertificationStatus"]
@@ -212,6 +245,8 @@ def test_ground_truth_lists_exactly_the_seeded_disagreements(
             assert entry["value"] == (status_of[key] == status), (path, entry)
         trues = {(e["vid"], e["pid"], e["softwareVersion"]) for e in ledger[path] if e["value"]}
         assert trues == {key for key, value in status_of.items() if value == status}
+        if status == 1:  # provisional records: as many as absent ones, and not findings
+            assert len(trues) == per_class
 
 
 def test_ground_truth_with_hostile_products_and_shared_models() -> None:
@@ -239,6 +274,9 @@ def test_dump_crosscheck_is_the_served_truth(dcl_site: SimulatedSite, tmp_path: 
     command += ["--seed", str(SEED), "--dump-crosscheck", str(out)]
     subprocess.run(command, check=True, timeout=120, capture_output=True)
     assert json.loads(out.read_text(encoding="utf-8")) == dcl_site.crosscheck()
+    command[-1] = "-"
+    printed = subprocess.run(command, check=True, timeout=120, capture_output=True, text=True)
+    assert json.loads(printed.stdout) == dcl_site.crosscheck()
 
 
 def test_faults_apply_to_the_dcl_paths(dcl_site: SimulatedSite) -> None:
@@ -254,8 +292,21 @@ def test_faults_apply_to_the_dcl_paths(dcl_site: SimulatedSite) -> None:
         assert "retry-after" in reply.headers
         dcl_site.set_faults(throttle_rate=0, outage="0,30")
         assert fetch(dcl_site.url(path)).status == 503
+        dcl_site.set_faults(outage=None, truncate_rate=1, js_only_rate=1)
+        reply = fetch(dcl_site.url(path))  # JSON is never cut, nor turned into a shell
+        assert reply.status == 200
+        assert json.loads(reply.body)["vendorInfo"]
+        dcl_site.set_faults(truncate_rate=0, js_only_rate=0, latency_ms=300)
+        assert fetch(dcl_site.url(path)).elapsed >= 0.3
+        dcl_site.set_faults(latency_ms=0, timeout_rate=1, hang_ms=400)
+        reply = fetch(dcl_site.url(path))
+        assert reply.status == 200
+        assert reply.elapsed >= 0.4
+        dcl_site.set_faults(timeout_rate=0, reset_rate=1)
+        with pytest.raises((ConnectionError, http.client.IncompleteRead)):
+            fetch(dcl_site.url(path))
         stats = dcl_site.stats()
-        assert stats["by_kind"]["dcl"] == 3
+        assert stats["by_kind"]["dcl"] == 7
         assert stats["faults"]["error"] == 1
     finally:
         dcl_site.set_faults(**Settings().as_json())
@@ -269,6 +320,12 @@ def test_ground_truth_refused_once_the_catalogue_changed() -> None:
         site.mutate(change=1)
         with pytest.raises(ValueError, match="HTTP 409"):
             site.crosscheck()
+
+
+def test_an_unknown_dcl_path_is_the_gateways_plain_404(dcl_site: SimulatedSite) -> None:
+    reply = fetch(dcl_site.url("/dcl/model/nothing"))
+    assert reply.status == 404
+    assert reply.headers["content-type"].startswith("text/plain")
 
 
 def test_without_dcl_there_is_no_ledger(site: SimulatedSite) -> None:
