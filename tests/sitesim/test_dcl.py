@@ -46,13 +46,20 @@ def ledger(dcl_site: SimulatedSite, contract: Contract) -> dict[str, list[dict]]
     return {path: walk(dcl_site.base_url, path, contract, limit=50) for path in LIST_FIELDS}
 
 
-def test_every_list_answers_as_the_contract_says(ledger: dict[str, list[dict]]) -> None:
+def test_every_list_answers_as_the_contract_says(
+    dcl_site: SimulatedSite, ledger: dict[str, list[dict]]
+) -> None:
     assert len(ledger["/dcl/vendorinfo/vendors"]) == 300
     assert len(ledger["/dcl/compliance/compliance-info"]) > PRODUCTS * 0.95
     statuses = {
         c["softwareVersionCertificationStatus"] for c in ledger["/dcl/compliance/compliance-info"]
     }
     assert statuses == {1, 2, 3}
+    # written as Go writes JSON: compact, HTML-sensitive characters escaped
+    raw = fetch(dcl_site.url("/dcl/vendorinfo/vendors?pagination.limit=300")).body
+    assert b"\\u003cLabs\\u003e \\u0026 Co." in raw
+    assert b"<" not in raw
+    assert raw.startswith(b'{"vendorInfo":[{"vendorID":')
     # store-key order: VID, PID, software version
     for path in ("/dcl/model/models", "/dcl/compliance/compliance-info"):
         order = [(r["vid"], r["pid"], r.get("softwareVersion", 0)) for r in ledger[path]]

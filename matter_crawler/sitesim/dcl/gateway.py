@@ -19,7 +19,7 @@ cosmos-sdk ``types/query/pagination.go`` ``Paginate``; grpc-gateway v1
   ``strconv.ParseBool``;
 - errors are ``{"code": <gRPC code>, "message": ..., "details": []}`` with the
   gateway's HTTP status (NotFound 404, InvalidArgument 400, Internal 500);
-- JSON as Go writes it: UTF-8, ``<``, ``>``, ``&`` escaped as ``\\u003c``...
+- JSON as Go writes it: compact, UTF-8, ``<``, ``>``, ``&`` escaped as ``\\u003c``...
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def _page_response(next_key: bytes | None, total: int) -> dict[str, Any]:
 
 def to_json(data: Any) -> bytes:
     """JSON as Go's encoder writes it (HTML-sensitive characters escaped)."""
-    text = json.dumps(data, ensure_ascii=False, indent=2)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))  # Indent: ""
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         text = text.replace(char, escaped)
     text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")

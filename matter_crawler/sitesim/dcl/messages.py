@@ -1,9 +1,9 @@
 """The ledger's proto messages and how the REST gateway writes them as JSON.
 
 The DCL's REST server is the cosmos-sdk gRPC gateway. Its JSON marshaler is
-gogoproto's ``jsonpb`` with ``OrigName: true`` and ``EmitDefaults: true``
-(cosmos-sdk ``server/api``: ``gogogateway.JSONPb{EmitDefaults: true, Indent: "  ",
-OrigName: true}``), which means:
+gogoproto's ``jsonpb`` as cosmos-sdk configures it (``server/api/server.go``,
+``New``: ``gateway.JSONPb{EmitDefaults: true, Indent: "", OrigName: true, ...}``),
+which means:
 
 - field names are the names declared in the ``.proto`` files, unchanged (the DCL
   declares them in camelCase: ``cDCertificateId``, ``vendorID``, ``OSVersion``...;
