@@ -220,6 +220,10 @@ def test_ground_truth_lists_exactly_the_seeded_disagreements(
     }
     for name, count in expected["field_counts"].items():
         assert count >= 1 if name == "vendor_name" else count == per_field, name
+    per_vendor = Counter(product["vid"] for product in truth)
+    renamed = {f["vid"] for f in expected["findings"] if f["field"] == "vendor_name"}
+    assert len(renamed) == 1
+    assert per_vendor[f"0x{renamed.pop():04X}"] == min(per_vendor.values())
     models = {(m["vid"], m["pid"]) for m in ledger["/dcl/model/models"]}
     missing = [f for f in expected["findings"] if f["class"] == "missing_on_dcl"]
     assert 0 < sum((f["vid"], f["pid"]) in models for f in missing) < len(missing)

@@ -28,6 +28,7 @@ import base64
 import binascii
 import json
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,29 +147,32 @@ def _bad_byte(text: str) -> int:
 
 
 def paginate(store: Store, page: PageRequest) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One page of ``store`` and its ``PageResponse``, as cosmos-sdk's ``Paginate``."""
+    """One page of ``store`` and its ``PageResponse``, as cosmos-sdk's ``Paginate``.
+
+    Positions are counted in iteration order (descending with ``reverse``), so a
+    page costs O(limit + log n) whatever the store's size.
+    """
     if page.offset > 0 and page.key is not None:
         raise GatewayError(_INTERNAL, "invalid request, either offset or key is expected, got both")
     limit, count_total = page.limit, page.count_total
     if limit == 0:
         limit, count_total = DEFAULT_LIMIT, True
-    keys = store.keys
+    keys, size = store.keys, len(store.keys)
+
+    def key_at(position: int) -> bytes:  # the position-th key in iteration order
+        return keys[size - 1 - position] if page.reverse else keys[position]
+
     if page.key:  # len(key) != 0: iterate from the key, never count
-        if page.reverse:
-            after = [k for k in keys if k >= page.key]
-            end = after[0] if after else None
-            ordered = [k for k in reversed(keys) if end is None or k <= end]
-        else:
-            ordered = [k for k in keys if k >= page.key]
-        chosen, rest = ordered[:limit], ordered[limit:]
-        return [store.items[k] for k in chosen], _page_response(rest[0] if rest else None, 0)
-    ordered = list(reversed(keys)) if page.reverse else keys
-    end = page.offset + limit
-    chosen = ordered[page.offset : end]
-    next_key = ordered[end] if end < len(ordered) else None
-    return [store.items[k] for k in chosen], _page_response(
-        next_key, len(ordered) if count_total else 0
-    )
+        found = bisect_left(keys, page.key)  # the first key >= the given one
+        # reverse: from that key (or the last one) downwards
+        start = size - 1 - min(found, size - 1) if page.reverse else found
+        total = 0
+    else:
+        start, total = page.offset, size if count_total else 0
+    end = min(start + limit, size)
+    chosen = [store.items[key_at(p)] for p in range(start, end)]
+    next_key = key_at(end) if end < size else None
+    return chosen, _page_response(next_key, total)
 
 
 def _page_response(next_key: bytes | None, total: int) -> dict[str, Any]:
@@ -190,6 +194,9 @@ class Gateway:
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        self._software_versions: dict[tuple[int, int], list[int]] = {}
+        for vid, pid, version in sorted(ledger.versions):
+            self._software_versions.setdefault((vid, pid), []).append(version)
         self._vendor_products: dict[int, list[dict[str, Any]]] = {}
         for model in ledger.models.values():
             self._vendor_products.setdefault(model["vid"], []).append(
@@ -237,7 +244,7 @@ class Gateway:
                 record = self.ledger.models.get(model_key(_id(vid, "vid"), _id(pid, "pid")))
                 return {"model": messages.emit(messages.MODEL, _found(record))}
             case ["model", "versions", vid, pid]:
-                versions = self.ledger.software_versions(_id(vid, "vid"), _id(pid, "pid"))
+                versions = self._software_versions.get((_id(vid, "vid"), _id(pid, "pid")))
                 record = {
                     "vid": _id(vid, "vid"),
                     "pid": _id(pid, "pid"),

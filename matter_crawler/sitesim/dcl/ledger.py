@@ -99,9 +99,6 @@ class Ledger:
     mutations: int  # the catalogue's mutation count when the ledger was built
     extra: dict[str, int] = field(default_factory=dict)
 
-    def software_versions(self, vid: int, pid: int) -> list[int]:
-        return sorted(sv for (v, p, sv) in self.versions if (v, p) == (vid, pid))
-
 
 def spec_number(version: str) -> int:
     """``"1.4"`` -> 0x01040000, the DCL's encoded specification version."""
@@ -149,15 +146,14 @@ class _Builder:
             by_vendor.setdefault(item.vid, []).append(i)
         count = len(self.items)
         per_class, per_field = max(1, count // 200), max(1, count // 300)
-        # vendor_name: small vendors whose products share no VID/PID
-        small = sorted(
-            vid
-            for vid, members in by_vendor.items()
-            if len(members) <= 3 and not grouped.intersection(members)
+        # vendor_name: the vendors with the fewest products, preferably none sharing a VID/PID
+        smallest = sorted(
+            by_vendor,
+            key=lambda vid: (bool(grouped.intersection(by_vendor[vid])), len(by_vendor[vid]), vid),
         )
         renamed = {
             vid: self._renamed_vendor(self.items[by_vendor[vid][0]].manufacturer)
-            for vid in self.rng.sample(small, min(len(small), max(1, count // 2000)))
+            for vid in smallest[: max(1, count // 20000)]
         }
         taken = {i for vid in renamed for i in by_vendor[vid]}
         pool = [i for i in range(count) if i not in grouped and i not in taken]
