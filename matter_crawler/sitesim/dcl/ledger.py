@@ -27,7 +27,7 @@ are the real ledger's.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
@@ -97,7 +97,6 @@ class Ledger:
     consistent: int  # catalogue products with no finding
     products: int  # catalogue products compared
     mutations: int  # the catalogue's mutation count when the ledger was built
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 def spec_number(version: str) -> int:
@@ -135,8 +134,8 @@ class _Builder:
 
     # --- seeding decisions ----------------------------------------------------
 
-    def plan(self) -> tuple[dict[int, str], dict[int, str], set[int]]:
-        """(product index -> class or field, vendor id -> DCL name, grouped indexes)."""
+    def plan(self) -> tuple[dict[int, str], dict[int, str]]:
+        """(product index -> class or field, vendor id -> the ledger's vendor name)."""
         groups: dict[tuple[int, int], list[int]] = {}
         for i, item in enumerate(self.items):
             groups.setdefault((item.vid, item.pid), []).append(i)
@@ -172,7 +171,7 @@ class _Builder:
         pick("family_id", per_field, lambda item: item.family_id is not None)
         pick("transport", per_field, lambda item: bool(item.transports))
         pick("product_name", per_field)
-        return picks, renamed, grouped
+        return picks, renamed
 
     @staticmethod
     def _renamed_vendor(name: str) -> str:
@@ -405,7 +404,7 @@ class _Builder:
 def build(catalogue: Catalogue, variant_rate: float) -> Ledger:
     """The ledger for the catalogue as it is now (same seed: same ledger)."""
     builder = _Builder(catalogue, variant_rate)
-    picks, renamed, _grouped = builder.plan()
+    picks, renamed = builder.plan()
     builder.add_vendors(renamed)
     consistent = builder.add_products(picks, renamed)
     extra = max(1, len(builder.items) // 200)
