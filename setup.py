@@ -57,6 +57,10 @@ setup(
             "scrapyd-client>=2.0",
             # the storage, pipeline and command tests also run on a real PostgreSQL
             "psycopg[binary]>=3.2",
+            # the simulated DCL's answers are validated against the contract's schemas
+            # (docs/dcl/openapi-excerpt.yml, read with PyYAML)
+            "jsonschema>=4.26",
+            "PyYAML>=6.0",
         ],
         # PostgreSQL as the crawl database: DATABASE_URL=postgresql+psycopg://...
         "postgresql": ["psycopg[binary]>=3.2"],

@@ -8,6 +8,7 @@ let the system pick one. SIGTERM and SIGINT stop it cleanly.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -27,6 +28,8 @@ from . import truth
 from .cassettes import Recording, RecordingError
 from .catalogue import MAX_PRODUCTS, MIN_PRODUCTS, Catalogue
 from .config import OPTIONS, Settings
+from .dcl import Gateway, crosscheck_json
+from .dcl import build as build_ledger
 from .server import SimServer, SimSite, SiteResource
 
 BANNER = "matter-crawler sitesim listening on"
@@ -86,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="catalogue and fault seed (default 1)")
     parser.add_argument(
         "--dump-truth", metavar="FILE", help="write the ground truth (JSON lines) and exit"
+    )
+    parser.add_argument(
+        "--dcl",
+        action="store_true",
+        help="also serve a simulated Distributed Compliance Ledger under /dcl/ (ledger derived "
+        "from the catalogue with seeded disagreements; truth at GET /__sim__/crosscheck)",
+    )
+    parser.add_argument(
+        "--dump-crosscheck",
+        metavar="FILE",
+        help="write the cross-check's expected findings (JSON) of the simulated DCL and exit",
     )
     parser.add_argument(
         "--hostile",
@@ -150,6 +164,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalogue.enable_hostile()
     if args.hostile_parsing:
         catalogue.enable_hostile_parsing()
+    if args.cassettes and (args.dcl or args.dump_crosscheck):
+        parser.error("--dcl needs a generated catalogue, not --cassettes")
+    if args.dump_crosscheck:
+        findings = json.dumps(crosscheck_json(build_ledger(catalogue, settings.variant_rate)))
+        if args.dump_crosscheck == "-":
+            print(findings)
+        else:
+            Path(args.dump_crosscheck).write_text(findings + "\n", encoding="utf-8")
+        return 0
     if args.dump_truth:
 
         def dump(out: TextIO) -> None:
@@ -172,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser,
         recording=recording,
         set_cookies=args.set_cookies,
+        dcl=Gateway(build_ledger(catalogue, settings.variant_rate)) if args.dcl else None,
     )
 
 
@@ -184,6 +208,7 @@ def serve(
     *,
     recording: Recording | None = None,
     set_cookies: bool = False,
+    dcl: Gateway | None = None,
 ) -> int:
     """Listen, print the banner line, run the reactor until stopped."""
     # Importing the reactor installs it: only do so when actually serving.
@@ -200,7 +225,7 @@ def serve(
         redirectStandardIO=False,
     )
     sim = SimServer(
-        catalogue, settings, host, reactor, recording=recording, set_cookies=set_cookies
+        catalogue, settings, host, reactor, recording=recording, set_cookies=set_cookies, dcl=dcl
     )
     site = SimSite(SiteResource(sim))
     try:

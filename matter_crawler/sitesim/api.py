@@ -14,6 +14,7 @@ from twisted.web.http import Request
 
 from . import hostile, hostile_parsing, truth
 from .catalogue import CatalogueError
+from .dcl import crosscheck_json
 from .mutations import TRIGGERS
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class SimApi:
         self.sim = sim
         self._routes = {
             "/__sim__/truth": {b"GET": self.get_truth},
+            "/__sim__/crosscheck": {b"GET": self.get_crosscheck},
             "/__sim__/hostile": {b"GET": self.get_hostile},
             "/__sim__/faults": {b"GET": self.get_faults, b"POST": self.post_faults},
             "/__sim__/mutate": {b"POST": self.post_mutate},
@@ -119,6 +121,15 @@ class SimApi:
             return NDJSON, "".join(self.sim.recording.truth_lines()).encode()
         lines = truth.json_lines(self.sim.catalogue, self.sim.settings.variant_rate)
         return NDJSON, "".join(lines).encode()
+
+    def get_crosscheck(self, _request: Request) -> tuple[bytes, bytes]:
+        """The cross-check's expected findings (``--dcl``; see dcl/crosscheck.py)."""
+        gateway = self.sim.dcl
+        if gateway is None:
+            raise ApiError(404, "no simulated DCL: start the site with --dcl")
+        if self.sim.catalogue.mutations != gateway.ledger.mutations:
+            raise ApiError(409, "the catalogue changed since the ledger was built")
+        return JSON, _json(crosscheck_json(gateway.ledger))
 
     def get_hostile(self, _request: Request) -> tuple[bytes, bytes]:
         """The hostile products (``--hostile``, ``--hostile-parsing``) and what a correct

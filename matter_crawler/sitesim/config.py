@@ -217,7 +217,9 @@ OPTIONS: dict[str, Option] = {
         "MS",
     ),
     "only": Option(
-        choice("list", "detail", "both"), "which pages faults apply to", "list|detail|both"
+        choice("list", "detail", "both", "dcl"),
+        "which pages faults apply to (both: every kind, --dcl paths included)",
+        "list|detail|both|dcl",
     ),
     "error_statuses": Option(error_statuses, "statuses an error picks from", "500,502,503,504"),
     "retry_after": Option(non_negative_int, "seconds a 429 asks the client to wait", "SECONDS"),

@@ -21,7 +21,7 @@ from .seeding import unit, units
 # In priority order: when several apply to one request, the first one wins.
 PRIORITY = ("outage", "capacity", "timeout", "reset", "throttle", "error", "truncate")
 FAULT_KINDS = (*PRIORITY, "js_only")
-PAGE_KINDS = ("list", "detail")
+PAGE_KINDS = ("list", "detail", "dcl")  # dcl: the simulated ledger's /dcl/ paths
 #: Seconds over which refusals over capacity slow the requests the site still accepts.
 OVERLOAD_WINDOW = 1.0
 

@@ -275,6 +275,10 @@ class SimulatedSite:
         """Truth records of the products mutations removed (as when removed)."""
         return [json.loads(line) for line in self._api("/__sim__/removed").splitlines() if line]
 
+    def crosscheck(self) -> dict[str, Any]:
+        """The simulated DCL's expected cross-check findings (``dcl=True``)."""
+        return json.loads(self._api("/__sim__/crosscheck"))
+
     def hostile(self) -> list[dict[str, Any]]:
         """The hostile products (``hostile=True``): path, kind and the expected outcome."""
         return json.loads(self._api("/__sim__/hostile"))

@@ -27,6 +27,8 @@ from .api import SimApi
 from .cassettes import Recording, js_only_shell, page_kind
 from .catalogue import Catalogue
 from .config import Settings
+from .dcl import PREFIX as DCL_PREFIX
+from .dcl import Gateway
 from .faults import Decision, RefusalWindow, decide, in_scope
 from .mutations import MutationSchedule
 from .products import Entry
@@ -108,8 +110,11 @@ class SimServer:
         *,
         recording: Recording | None = None,
         set_cookies: bool = False,
+        dcl: Gateway | None = None,
     ) -> None:
         self.catalogue = catalogue
+        # --dcl: the simulated ledger's REST paths under /dcl/ (see dcl/)
+        self.dcl = dcl
         # --cassettes: pages come from a recording; the catalogue only seeds faults and chrome
         self.recording = recording
         # --set-cookies: a session cookie on every page answer (recorders must drop it)
@@ -190,6 +195,9 @@ class SimServer:
         if request.method not in (b"GET", b"HEAD"):
             kind = "list" if path.startswith(LISTING_PATH) else "other"
             return Target(kind, path, lambda _: Response(405, error_page(405)))
+        if self.dcl is not None and path.startswith(DCL_PREFIX):
+            answer = Response(*self.dcl.answer(path, request.args))
+            return Target("dcl", path, lambda _: answer)
         if self.recording is not None:
             return self._recorded(request, path, renderer)
         if path == LISTING_PATH:

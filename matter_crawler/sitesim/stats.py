@@ -16,6 +16,8 @@ from typing import Any
 from .faults import FAULT_KINDS
 
 KINDS = ("list", "detail", "other")
+# requests to the simulated DCL (--dcl): listed in by_kind once one arrived
+DCL_KIND = "dcl"
 # by_status key for requests that never got a status line (connection aborted
 # by an outage in reset mode, or closed by the client before the answer).
 ABORTED = "aborted"
@@ -110,7 +112,8 @@ class Stats:
         """The account as JSON-ready data."""
         return {
             "requests_total": self.requests_total,
-            "by_kind": {kind: self.by_kind[kind] for kind in KINDS},
+            "by_kind": {kind: self.by_kind[kind] for kind in KINDS}
+            | ({DCL_KIND: self.by_kind[DCL_KIND]} if self.by_kind[DCL_KIND] else {}),
             "by_status": dict(sorted(self.by_status.items())),
             "faults": {kind: self.faults[kind] for kind in FAULT_KINDS},
             "max_concurrency": self.max_concurrency,
