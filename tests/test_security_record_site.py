@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import importlib
 import json
 import subprocess
 import sys
@@ -27,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from matter_crawler.recording.limits import PageTooLarge, gunzip_bounded
+from matter_crawler.recording.recorder import RecordOptions, SiteRecorder
 from matter_crawler.sitesim.process import SimulatedSite
 
 from .helpers import PROJECT_ROOT
-
-record_site = importlib.import_module("matter_crawler.commands.record-site")
 
 BOMB_BYTES = 128 * 1024 * 1024
 LIMIT = 1024 * 1024
@@ -180,11 +179,11 @@ def test_a_decompression_bomb_is_refused_and_costs_no_memory(hostile_front, tmp_
 
 def test_gunzip_bounded():
     page = b"<html>" + b"x" * 1000 + b"</html>"
-    assert record_site.gunzip_bounded(gzip.compress(page), 2000) == page
-    with pytest.raises(record_site.PageTooLarge, match="over 1,000 bytes decompressed"):
-        record_site.gunzip_bounded(gzip.compress(page), 1000)
-    with pytest.raises(record_site.PageTooLarge, match="does not decompress"):
-        record_site.gunzip_bounded(b"not gzip at all", 1000)
+    assert gunzip_bounded(gzip.compress(page), 2000) == page
+    with pytest.raises(PageTooLarge, match="over 1,000 bytes decompressed"):
+        gunzip_bounded(gzip.compress(page), 1000)
+    with pytest.raises(PageTooLarge, match="does not decompress"):
+        gunzip_bounded(b"not gzip at all", 1000)
 
 
 def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_path):
@@ -197,7 +196,7 @@ def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_pat
         answer = requests.get(site.url(entry["url"]), timeout=10)
     assert answer.status_code == 429
     assert answer.headers["Retry-After"] == "\u00b2"
-    options = record_site.RecordOptions(
+    options = RecordOptions(
         directory=tmp_path,
         base_url=site.base_url,
         listing_query="",
@@ -207,7 +206,7 @@ def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_pat
         max_page_bytes=LIMIT,
         delay=1.0,
     )
-    recorder = record_site.SiteRecorder(options, log=lambda message: None)
+    recorder = SiteRecorder(options, log=lambda message: None)
     assert recorder._retry_wait(answer, 1) == 1.0  # the backoff: 2 ** 0 * delay
     assert recorder._retry_wait(answer, 3) == 4.0
     answer.headers["Retry-After"] = "7"
