@@ -272,7 +272,10 @@ def test_the_recorder_retries_the_statuses_the_crawl_retries(
         detail_sample=0,
         max_page_bytes=1024 * 1024,
         delay=0.0,
+        timeout=10.0,
+        retry_after_max=300.0,
         attempts=3,
+        seed=1,
     )
     recorder = SiteRecorder(options, log=lambda message: None)
     session = recorder._session()

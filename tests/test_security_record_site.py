@@ -205,6 +205,10 @@ def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_pat
         detail_sample=0,
         max_page_bytes=LIMIT,
         delay=1.0,
+        timeout=10.0,
+        retry_after_max=300.0,
+        attempts=3,
+        seed=1,
     )
     recorder = SiteRecorder(options, log=lambda message: None)
     assert recorder._retry_wait(answer, 1) == 1.0  # the backoff: 2 ** 0 * delay

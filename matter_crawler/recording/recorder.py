@@ -46,6 +46,8 @@ BACKOFF_CAP = 60.0
 
 @dataclass
 class RecordOptions:
+    """What to record, from where, how politely (settings and ``scrapy record-site`` options)."""
+
     directory: Path
     base_url: str  # CSA_BASE_URL
     listing_query: str  # CSA_LISTING_QUERY, without its "?"
@@ -53,12 +55,13 @@ class RecordOptions:
     listing_sample: int | None  # middle listing pages; None = all
     detail_sample: int | None  # product pages; None = all
     max_page_bytes: int  # RECORD_MAX_PAGE_SIZE, --max-page-size
-    delay: float = 1.0
-    timeout: float = 30.0
-    attempts: int = 3
-    seed: int = 1
-    headers: dict[str, str] = field(default_factory=dict)
-    retry_after_max: float = 300.0  # RETRY_AFTER_MAX
+    timeout: float  # DOWNLOAD_TIMEOUT, --timeout
+    retry_after_max: float  # RETRY_AFTER_MAX
+    # the command's options (their defaults are the command's)
+    delay: float
+    attempts: int
+    seed: int
+    headers: dict[str, str] = field(default_factory=dict)  # --header: sent, never recorded
 
 
 @dataclass
