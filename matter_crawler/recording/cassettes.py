@@ -13,6 +13,7 @@ replays.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,16 +67,28 @@ class RedactedUriMatcher(BaseMatcher):
         return redact_url(request.url) == recorded_request["uri"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Recording:
+    """What the hook needs to know of a cassette :func:`use_cassette` opened."""
+
+    private_headers: frozenset[str]  # --header names: sent, never recorded
+    max_page_bytes: int
+
+
+# betamax's hooks are process-wide: they act on our cassettes only
+_RECORDING: weakref.WeakKeyDictionary[Cassette, _Recording] = weakref.WeakKeyDictionary()
+
+
 def _before_record(interaction: Interaction, cassette: Cassette) -> None:
     """betamax's before_record hook: only acts on cassettes :func:`use_cassette` opened.
 
     A :class:`~.limits.PageTooLarge` raised here ends the request (betamax
     records nothing): the recorder reports it.
     """
-    private = getattr(cassette, "matter_private_headers", None)
-    if private is None:
+    recording = _RECORDING.get(cassette)
+    if recording is None:
         return
-    sanitize_interaction(interaction.data, private, cassette.matter_max_page_bytes)
+    sanitize_interaction(interaction.data, recording.private_headers, recording.max_page_bytes)
     if interaction.data["response"]["status"]["code"] not in RECORDED_STATUSES:
         interaction.ignore()
 
@@ -122,10 +135,7 @@ def use_cassette(
         allow_playback_repeats=True,
         placeholders=placeholders,
     )
-    cassette = recorder.current_cassette
-    # read by _before_record: betamax's hooks are global, these mark our cassettes
-    cassette.matter_private_headers = frozenset(private_headers)
-    cassette.matter_max_page_bytes = max_page_bytes
+    _RECORDING[recorder.current_cassette] = _Recording(frozenset(private_headers), max_page_bytes)
     return recorder
 
 
