@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import base64
 import gzip
-import http.server
 import json
 import random
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,22 @@ from matter_crawler.recording.sampling import ranges, sample
 from matter_crawler.sitesim.process import LISTING_QUERY
 
 from .helpers import PROJECT_ROOT
+from .loopback import LoopbackServer, QuietHandler
+
+
+def python_output(script: str, *args: str) -> str:
+    """What ``python -c script args`` prints, in a fresh interpreter (it must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
 
 # -- sampling ---------------------------------------------------------------------------
 
@@ -291,56 +305,30 @@ def test_the_serializer_is_registered_before_reading(tmp_path: Path) -> None:
         "from matter_crawler.recording.cassettes import recorded_pages; "
         "print(recorded_pages(Path(sys.argv[1]))[0].body.decode())"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == "User-agent: *\n\n"
+    output = python_output(script, str(tmp_path))
+    assert output == "User-agent: *\n\n"
 
 
 # -- the recorder retries what the crawl retries ---------------------------------------------
 
 
-class FlakySite:
-    """A real HTTP server: each path answers its list of statuses in turn, then 200."""
+class FlakySite(LoopbackServer):
+    """Each path answers its list of statuses in turn, then 200."""
 
     def __init__(self, answers: dict[str, list[int]]) -> None:
         self.hits: dict[str, int] = {}
         site = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 hit = site.hits.get(self.path, 0)
                 site.hits[self.path] = hit + 1
                 statuses = answers.get(self.path, [])
                 status = statuses[hit] if hit < len(statuses) else 200
                 body = f"<html><body>{self.path} {status}</body></html>".encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=UTF-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Retry-After", "0")  # no waiting in a test
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(status, body, {"Retry-After": "0"})  # no waiting in a test
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -416,13 +404,5 @@ def test_the_command_module_loads_no_recorder_until_it_runs() -> None:
         "print(sorted(m for m in ('betamax', 'matter_crawler.recording.recorder') "
         "if m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    output = python_output(script)
+    assert output.strip() == "[]"
