@@ -19,8 +19,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # verify.py's own URL-to-path rule: one definition of what "the same record" means
+from matter_crawler.parsing.urls import url_path  # noqa: E402
 from matter_crawler.verify import TRUTH_FIELDS  # noqa: E402
-from matter_crawler.verify import _path as url_path  # noqa: E402
 
 
 @dataclass

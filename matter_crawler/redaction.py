@@ -15,6 +15,10 @@ job arguments.
 - :class:`CredentialMasking`, a Scrapy add-on (``ADDONS``, first of all), puts
   a :class:`CredentialMaskingFilter` on the root log handlers before anything
   logs a setting: Scrapy's "Overridden settings" line included.
+
+Crawl-wide (storage, extensions and commands use it), it depends on Scrapy only, so any
+package can import it without a cycle. What ``scrapy record-site`` removes from a
+recording is another rule: :mod:`matter_crawler.recording.redaction`.
 """
 
 from __future__ import annotations

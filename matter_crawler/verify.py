@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, select
 
+from .parsing.urls import url_path
 from .storage.models import Product
 
 #: The fields of a ground-truth record (the record of docs/site-markup.md).
@@ -44,13 +44,6 @@ TRUTH_FIELDS: tuple[str, ...] = (
 )
 
 
-def _path(url: str | None) -> str | None:
-    if not url:
-        return url
-    parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
-
-
 def stored_records(engine: Engine, *, include_delisted: bool = False) -> list[dict[str, Any]]:
     """The products table as ground-truth records (paths for URLs, ISO dates)."""
     table = Product.__table__
@@ -62,8 +55,8 @@ def stored_records(engine: Engine, *, include_delisted: bool = False) -> list[di
         for row in conn.execute(statement):
             data = row._asdict()
             record = {name: data[name] for name in TRUTH_FIELDS}
-            record["url"] = _path(record["url"])
-            record["compliance_document_url"] = _path(record["compliance_document_url"])
+            record["url"] = url_path(record["url"])
+            record["compliance_document_url"] = url_path(record["compliance_document_url"])
             if record["certification_date"] is not None:
                 record["certification_date"] = record["certification_date"].isoformat()
             records.append(record)

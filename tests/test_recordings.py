@@ -11,7 +11,6 @@ pages must lose no label and equal the reviewed expectations file.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import os
@@ -31,6 +30,16 @@ from sqlalchemy import create_engine
 
 from matter_crawler.parsing import label_key, parse_detail, parse_listing
 from matter_crawler.parsing.normalize import LABEL_FIELDS
+from matter_crawler.parsing.urls import url_path
+from matter_crawler.recording.cassettes import RecordedPage, recorded_pages
+from matter_crawler.recording.expectations import (
+    EXPECTATIONS_FILE,
+    expectations_of,
+    merge_expectations,
+    parsed_product,
+    product_expectation,
+    read_expectations,
+)
 from matter_crawler.settings import USER_AGENT as PROJECT_USER_AGENT
 from matter_crawler.sitesim.process import LISTING_QUERY, SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
@@ -43,9 +52,6 @@ from .helpers import (
     run_crawl,
     sqlite_url,
 )
-
-# the command module's name has a hyphen (Scrapy names commands after modules)
-record_site = importlib.import_module("matter_crawler.commands.record-site")
 
 # its module-scoped fixtures crawl: run the module on one pytest-xdist worker, once
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -98,7 +104,7 @@ def stored(database_url: str) -> list[dict[str, Any]]:
 
 
 def product_expectations(directory: Path) -> list[dict[str, Any]]:
-    lines = record_site.read_expectations(directory / record_site.EXPECTATIONS_FILE)
+    lines = read_expectations(directory / EXPECTATIONS_FILE)
     return [
         {k: v for k, v in line.items() if k != "kind"}
         for line in lines
@@ -137,7 +143,7 @@ def page_labels(page: Any) -> list[str]:
 def lost_labels(page: Any) -> list[str]:
     """Labels on the page the parser did not read, or read into no field and not extra_fields."""
     parsed = parse_detail(page.body, page.uri, page.encoding)
-    item = record_site.parsed_product(page)
+    item = parsed_product(page)
     read = {label for label, _value in parsed.fields}
     return [
         label
@@ -162,7 +168,7 @@ def page_failures(page: Any, expectations: dict[tuple[str, str], dict[str, Any]]
         failures = []
         if len(listing.cards) != expected["cards"]:
             failures.append(f"{where}: {len(listing.cards)} cards, expected {expected['cards']}")
-        paths = [record_site.url_path(card.url) for card in listing.cards]
+        paths = [url_path(card.url) for card in listing.cards]
         if paths != expected["products"]:
             failures.append(f"{where}: cards {paths}, expected {expected['products']}")
         if listing.last_page != expected["last_page"]:
@@ -180,10 +186,10 @@ def page_failures(page: Any, expectations: dict[tuple[str, str], dict[str, Any]]
             failures.append(
                 f"{where}: labels lost (not read, or in no field and not in extra_fields): {lost}"
             )
-        item = record_site.parsed_product(page)
+        item = parsed_product(page)
         if item.problems:
             failures.append(f"{where}: the parser could not read: {item.problems}")
-        actual = record_site.product_expectation(page)
+        actual = product_expectation(page)
         if expected is None:
             failures.append(f"{where}: no product line in expectations.jsonl")
         elif actual != expected:
@@ -197,7 +203,7 @@ def page_failures(page: Any, expectations: dict[tuple[str, str], dict[str, Any]]
 
 
 def expectations_index(directory: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    lines = record_site.read_expectations(directory / record_site.EXPECTATIONS_FILE)
+    lines = read_expectations(directory / EXPECTATIONS_FILE)
     return {(line["kind"], line["url"]): line for line in lines}
 
 
@@ -205,7 +211,7 @@ def committed_pages() -> list[Any]:
     """(directory, page) of every page recorded under tests/fixtures/recordings/."""
     found = []
     for directory in sorted(path for path in FIXTURES.iterdir() if path.is_dir()):
-        for page in record_site.recorded_pages(directory):
+        for page in recorded_pages(directory):
             if page.kind in ("listing", "detail"):
                 found.append(pytest.param(directory, page, id=f"{directory.name}:{page.path}"))
     return found
@@ -464,7 +470,7 @@ def test_recorder_retries_politely_and_records_no_failed_answer(tmp_path: Path) 
     statuses = {i["response"]["status"]["code"] for i in cassette_interactions(out)}
     assert statuses <= {200, 404}
     assert "could not be recorded" not in result.stdout
-    lines = record_site.read_expectations(out / "expectations.jsonl")
+    lines = read_expectations(out / "expectations.jsonl")
     assert sum(line["kind"] == "product" for line in lines) == 3
 
 
@@ -491,7 +497,7 @@ def test_rerun_adds_new_episodes_without_refetching(grown_recording: GrownRecord
     by_uri = {i["request"]["uri"]: i for i in after_second}
     for interaction in after_first:
         assert by_uri[interaction["request"]["uri"]] == interaction
-    lines = record_site.read_expectations(grown_recording.directory / "expectations.jsonl")
+    lines = read_expectations(grown_recording.directory / "expectations.jsonl")
     assert sum(line["kind"] == "listing" for line in lines) == 5
     assert sum(line["kind"] == "product" for line in lines) == 7
 
@@ -504,11 +510,11 @@ def test_reviewed_expectations_are_kept_and_disagreements_reported(tmp_path: Pat
     edited = [dict(line) for line in reviewed]
     product = next(line for line in edited if line["kind"] == "product")
     product["model"] = "Edited by a reviewer"
-    fresh = record_site.expectations_of(record_site.recorded_pages(source))
-    merged, disagreements = record_site.merge_expectations(edited, fresh, rewrite=False)
+    fresh = expectations_of(recorded_pages(source))
+    merged, disagreements = merge_expectations(edited, fresh, rewrite=False)
     assert merged == edited
     assert disagreements == [product["url"]]
-    rewritten, _ = record_site.merge_expectations(edited, fresh, rewrite=True)
+    rewritten, _ = merge_expectations(edited, fresh, rewrite=True)
     assert rewritten == reviewed
 
 
@@ -527,7 +533,7 @@ def test_every_page_of_the_recordings_made_here(
     failures = []
     for directory in (live_recording.directory, grown_recording.directory):
         expectations = expectations_index(directory)
-        for page in record_site.recorded_pages(directory):
+        for page in recorded_pages(directory):
             failures += page_failures(page, expectations)
             checked_pages += page.kind in ("listing", "detail")
     assert failures == []
@@ -535,7 +541,7 @@ def test_every_page_of_the_recordings_made_here(
 
 
 def test_committed_recordings_exist_and_cover_the_markup_variants() -> None:
-    pages = record_site.recorded_pages(FIXTURES / "simulated")
+    pages = recorded_pages(FIXTURES / "simulated")
     kinds = sorted(page.kind for page in pages)
     assert kinds.count("listing") >= 3
     assert kinds.count("detail") >= 5
@@ -549,7 +555,7 @@ def test_committed_recordings_exist_and_cover_the_markup_variants() -> None:
         label
         for page in pages
         if page.kind == "detail"
-        for label in record_site.parsed_product(page).extra_fields
+        for label in parsed_product(page).extra_fields
     }
     assert unknown, "the committed sample should show a label the parser does not know"
 
@@ -559,7 +565,7 @@ def test_a_lost_label_is_reported_by_name() -> None:
     label_span = re.compile(rb'<li class="item"><span class="label">([^<:]+)</span>')
     page = next(
         page
-        for page in record_site.recorded_pages(FIXTURES / "simulated")
+        for page in recorded_pages(FIXTURES / "simulated")
         if page.kind == "detail" and label_span.search(page.body)
     )
     match = label_span.search(page.body)
@@ -572,51 +578,9 @@ def test_a_lost_label_is_reported_by_name() -> None:
         b'<li class="item"><strong class="label">' + label + b"</strong>",
         1,
     )
-    broken = record_site.RecordedPage(page.cassette, page.uri, page.status, spoiled, page.encoding)
+    broken = RecordedPage(page.cassette, page.uri, page.status, spoiled, page.encoding)
     failures = page_failures(broken, expectations_index(FIXTURES / "simulated"))
     lost = next(failure for failure in failures if "labels lost" in failure)
     assert repr(label.decode()) in lost
     assert "'Matter Pairing Hint'" in lost
     assert page_failures(page, expectations_index(FIXTURES / "simulated")) == []
-
-
-# -- the redaction rules ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://csa-iot.org/csa_product/x/", "https://csa-iot.org/csa_product/x/"),
-        (
-            f"https://csa-iot.org/csa-iot_products/?{LISTING_QUERY}",
-            f"https://csa-iot.org/csa-iot_products/?{LISTING_QUERY}",
-        ),
-        ("https://h/p?a=1&_wpnonce=abc123&b=2", "https://h/p?a=1&_wpnonce=REDACTED&b=2"),
-        (
-            "https://h/p?access_token=x&api_key=y",
-            "https://h/p?access_token=REDACTED&api_key=REDACTED",
-        ),
-        ("https://h/p?PHPSESSID=1234", "https://h/p?PHPSESSID=REDACTED"),
-        ("https://user:pw@h/p", "https://REDACTED@h/p"),
-        ("https://h/p?x=eyJhbGciOi.eyJzdWIiOiIx.c2lnbmF0dXJl", "https://h/p?x=REDACTED"),
-        ("https://h/p?ref=" + "a1" * 20, "https://h/p?ref=REDACTED"),
-        ("https://h/p?p_keywords=smart+plug", "https://h/p?p_keywords=smart+plug"),
-        ("https://h/cb#access_token=abc&state=1", "https://h/cb#access_token=REDACTED&state=1"),
-    ],
-)
-def test_redact_url(url: str, expected: str) -> None:
-    assert record_site.redact_url(url) == expected
-
-
-def test_redact_text_in_pages() -> None:
-    page = (
-        '<a href="/wp-admin/admin-ajax.php?action=x&amp;_wpnonce=9f8e7d">x</a>'
-        '<script>var s = {"ajaxUrl": "/a", "nonce": "5f1c0a2b9e", "restNonce":"aa11"};'
-        "var t = {'apiKey': 'AIzaSyA'};</script>"
-        '<a href="/csa-iot_products/?p_keywords=&amp;p_type%5B0%5D=14">list</a>'
-    )
-    redacted = record_site.redact_text(page)
-    for secret in ("9f8e7d", "5f1c0a2b9e", "aa11", "AIzaSyA"):
-        assert secret not in redacted
-    assert '"ajaxUrl": "/a"' in redacted
-    assert "p_keywords=&amp;p_type%5B0%5D=14" in redacted

@@ -13,12 +13,9 @@ memory is the kernel's account of the child (``VmHWM``).
 from __future__ import annotations
 
 import gzip
-import http.server
-import importlib
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,17 +24,18 @@ from pathlib import Path
 
 import pytest
 
+from matter_crawler.recording.limits import PageTooLarge, gunzip_bounded
+from matter_crawler.recording.recorder import RecordOptions, SiteRecorder
 from matter_crawler.sitesim.process import SimulatedSite
 
 from .helpers import PROJECT_ROOT
-
-record_site = importlib.import_module("matter_crawler.commands.record-site")
+from .loopback import LoopbackServer, QuietHandler
 
 BOMB_BYTES = 128 * 1024 * 1024
 LIMIT = 1024 * 1024
 
 
-class HostileFront:
+class HostileFront(LoopbackServer):
     """The simulated site behind a server that turns three product pages hostile."""
 
     def __init__(self, site: SimulatedSite, bomb: str, flood: str, brotli: str) -> None:
@@ -46,32 +44,18 @@ class HostileFront:
         front = self
         bomb_body = gzip.compress(b"\0" * BOMB_BYTES, compresslevel=9)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 front.hits[path] = front.hits.get(path, 0) + 1
                 if path == bomb:
-                    self._answer(200, bomb_body, {"Content-Encoding": "gzip"})
+                    self.answer(200, bomb_body, {"Content-Encoding": "gzip"})
                 elif path == flood:
                     self._flood()
                 elif path == brotli:
-                    self._answer(200, b"\x1b\x00\x00", {"Content-Encoding": "br"})
+                    self.answer(200, b"\x1b\x00\x00", {"Content-Encoding": "br"})
                 else:
                     self._pass_through()
-
-            def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html; charset=UTF-8")
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
 
             def _flood(self) -> None:
                 """4 MiB of page, chunked: no Content-Length to refuse it by."""
@@ -94,17 +78,9 @@ class HostileFront:
                 except urllib.error.HTTPError as error:
                     status, body = error.code, error.read()
                 body = body.replace(front.site.base_url.encode(), front.url.encode())
-                self._answer(status, body, {})
+                self.answer(status, body, {})
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.fixture
@@ -180,11 +156,11 @@ def test_a_decompression_bomb_is_refused_and_costs_no_memory(hostile_front, tmp_
 
 def test_gunzip_bounded():
     page = b"<html>" + b"x" * 1000 + b"</html>"
-    assert record_site.gunzip_bounded(gzip.compress(page), 2000) == page
-    with pytest.raises(record_site.PageTooLarge, match="over 1,000 bytes decompressed"):
-        record_site.gunzip_bounded(gzip.compress(page), 1000)
-    with pytest.raises(record_site.PageTooLarge, match="does not decompress"):
-        record_site.gunzip_bounded(b"not gzip at all", 1000)
+    assert gunzip_bounded(gzip.compress(page), 2000) == page
+    with pytest.raises(PageTooLarge, match="over 1,000 bytes decompressed"):
+        gunzip_bounded(gzip.compress(page), 1000)
+    with pytest.raises(PageTooLarge, match="does not decompress"):
+        gunzip_bounded(b"not gzip at all", 1000)
 
 
 def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_path):
@@ -197,7 +173,7 @@ def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_pat
         answer = requests.get(site.url(entry["url"]), timeout=10)
     assert answer.status_code == 429
     assert answer.headers["Retry-After"] == "\u00b2"
-    options = record_site.RecordOptions(
+    options = RecordOptions(
         directory=tmp_path,
         base_url=site.base_url,
         listing_query="",
@@ -206,8 +182,12 @@ def test_a_retry_after_that_is_not_a_number_backs_off_instead_of_failing(tmp_pat
         detail_sample=0,
         max_page_bytes=LIMIT,
         delay=1.0,
+        timeout=10.0,
+        retry_after_max=300.0,
+        attempts=3,
+        seed=1,
     )
-    recorder = record_site.SiteRecorder(options, log=lambda message: None)
+    recorder = SiteRecorder(options, log=lambda message: None)
     assert recorder._retry_wait(answer, 1) == 1.0  # the backoff: 2 ** 0 * delay
     assert recorder._retry_wait(answer, 3) == 4.0
     answer.headers["Retry-After"] = "7"

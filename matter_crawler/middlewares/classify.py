@@ -142,10 +142,17 @@ def classify_exception(exception: BaseException) -> FailureClass:
 
 def classify_status(response: Response) -> FailureClass | None:
     """Class of a non-2xx response, or None for a success."""
-    status = response.status
+    return status_class(response.status, retry_after=b"Retry-After" in response.headers)
+
+
+def status_class(status: int, *, retry_after: bool) -> FailureClass | None:
+    """Class of an HTTP status (``retry_after``: the answer has a Retry-After header).
+
+    For clients other than Scrapy's downloader too (``scrapy record-site``'s requests).
+    """
     if 200 <= status < 300:
         return None
-    if status == 429 or (status == 503 and b"Retry-After" in response.headers):
+    if status == 429 or (status == 503 and retry_after):
         return FailureClass.THROTTLED
     if status == 408:
         return FailureClass.TRANSIENT

@@ -18,6 +18,8 @@ from urllib.parse import SplitResult, urlsplit
 
 from w3lib.url import safe_url_string
 
+#: Where the listing lives: page 1 here, page N at ``page/N/`` below it.
+LISTING_PATH = "/csa-iot_products/"
 #: A product page path: one non-empty segment after /csa_product/, trailing slashes optional.
 _PRODUCT_PATH = re.compile(r"/csa_product/([^/]+)/*")
 _ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
@@ -74,6 +76,30 @@ def check_port(url: str) -> None:
     port = hostport[colon + 1 :]
     if port and not (port.isascii() and port.isdigit() and int(port) <= 65535):
         raise ValueError(f"port {port[:20]!r} is not a number in 0-65535")
+
+
+def listing_url(base_url: str, page: int, query: str = "") -> str:
+    """Listing page ``page`` of the site at ``base_url``, with the listing's query string.
+
+    ``base_url`` is ``CSA_BASE_URL`` without its trailing slash; ``query`` is
+    ``CSA_LISTING_QUERY`` without its ``?``.
+    """
+    path = LISTING_PATH if page == 1 else f"{LISTING_PATH}page/{page}/"
+    return f"{base_url}{path}?{query}" if query else f"{base_url}{path}"
+
+
+def url_path(url: str | None) -> str | None:
+    """A URL's path and query: how ground-truth records name a page, whatever its host."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def is_product_path(path: str) -> bool:
+    """Whether a URL path is a product page's (``/csa_product/<slug>/``)."""
+    match = _PRODUCT_PATH.fullmatch(path)
+    return match is not None and match.group(1) not in (".", "..")
 
 
 def canonical_product_url(url: str, base_url: str) -> str:

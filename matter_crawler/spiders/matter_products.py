@@ -74,6 +74,7 @@ from ..parsing import (
 )
 from ..parsing.listing import ListingCard, ListingPage
 from ..parsing.markup import listing_not_found
+from ..parsing.urls import LISTING_PATH, listing_url
 from ..planner import (
     CARDS_PER_PAGE,
     GONE_STATUSES,
@@ -106,7 +107,6 @@ from ..storage.runs import previous_run_facts
 
 logger = logging.getLogger(__name__)
 
-LISTING_PATH = "/csa-iot_products/"
 #: Detail pages before listing pages keeps the queue of product pages short.
 DETAIL_PRIORITY = 10
 LIST_PRIORITY = 0
@@ -211,9 +211,7 @@ class MatterProductsSpider(Spider):
     # -- URLs -----------------------------------------------------------------
 
     def listing_url(self, page: int) -> str:
-        path = LISTING_PATH if page == 1 else f"{LISTING_PATH}page/{page}/"
-        query = f"?{self.listing_query}" if self.listing_query else ""
-        return f"{self.base_url}{path}{query}"
+        return listing_url(self.base_url, page, self.listing_query)
 
     def listing_request(self, page: int, *, refetch: bool = False) -> Request:
         meta: dict[str, Any] = {"stage": "list", "page": page}
