@@ -13,6 +13,7 @@ from __future__ import annotations
 import pickle
 import shlex
 from collections import Counter
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -23,19 +24,12 @@ from scrapy.settings import Settings
 from scrapy.utils.request import request_from_dict
 from scrapy.utils.test import get_crawler
 
-from matter_crawler import rendering
 from matter_crawler.middlewares.classify import FailureClass, classify_exception
-from matter_crawler.rendering import (
-    HANDLER_PATH,
-    NO_BROWSER,
-    BrowserLaunchError,
-    LazyPlaywrightDownloadHandler,
-    Rendering,
-    find_browser,
-    render_or_explain,
-    rendering_available,
-    skip_resource,
-)
+from matter_crawler.rendering import browser as rendering_browser
+from matter_crawler.rendering.addon import HANDLER_PATH, PROVIDER_PATH, Rendering
+from matter_crawler.rendering.browser import NO_BROWSER, BrowserLaunchError, find_browser
+from matter_crawler.rendering.confine import skip_resource
+from matter_crawler.rendering.request_meta import render_or_explain, rendering_available
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 
 from .conftest import IN_CI
@@ -157,15 +151,43 @@ def test_javascript_only_pages_are_rendered_and_every_product_stored(
     assert "Rendering JavaScript-only pages in" in result.output
 
 
+@pytest.fixture
+def driver_starts(tmp_path, monkeypatch) -> Path:
+    """A file with a line for every start of Playwright's Node.js driver by a crawl.
+
+    Playwright runs ``$PLAYWRIGHT_NODEJS_PATH`` as its driver when set: a wrapper
+    that notes the start and runs the bundled Node.js.
+    """
+    import playwright
+
+    node = Path(playwright.__file__).parent / "driver" / "node"
+    if not node.is_file():
+        pytest.skip(f"no bundled Node.js at {node}")
+    starts = tmp_path / "driver-starts.log"
+    wrapper = tmp_path / "node"
+    wrapper.write_text(
+        f"#!/bin/sh\necho started >> {shlex.quote(str(starts))}\n"
+        f'exec {shlex.quote(str(node))} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PLAYWRIGHT_NODEJS_PATH", str(wrapper))  # the crawl inherits it
+    return starts
+
+
+def driver_start_count(starts: Path) -> int:
+    return len(starts.read_text().splitlines()) if starts.exists() else 0
+
+
 @pytest.mark.system
 def test_a_crawl_that_renders_nothing_never_starts_the_browser(
-    chromium, simulated_site, database_url
+    chromium, simulated_site, database_url, driver_starts
 ):
     site = simulated_site(products=36, seed=2)
     result = run_crawl(site.base_url, database_url).check()
     assert database_differences(database_url, site.truth()) == []
     assert "Rendering JavaScript-only pages in" in result.output  # the handler is installed
-    assert "Starting download handler" not in result.output  # but Playwright never started
+    assert driver_start_count(driver_starts) == 0  # but Playwright's driver never started
+    assert "Starting Playwright" not in result.output
     assert not any(key.startswith("playwright/") for key in run_stats(database_url))
 
 
@@ -214,7 +236,7 @@ def test_forced_rendering_does_not_wait_for_content_on_a_404(
 
 @pytest.mark.system
 def test_a_browser_timeout_is_a_transient_failure_and_the_page_is_closed(
-    chromium, simulated_site, database_url
+    chromium, simulated_site, database_url, driver_starts
 ):
     # the shell fills in after 50 ms; a 10 ms wait times out in Playwright every time
     site = simulated_site(products=12, seed=1, js_only_rate=1.0)
@@ -235,6 +257,9 @@ def test_a_browser_timeout_is_a_transient_failure_and_the_page_is_closed(
     stats = run_stats(database_url)
     assert stats["retry/class/transient"] == 1
     assert stats["playwright/page_count/closed"] == stats["playwright/page_count"] == 2
+    # Playwright started once, at the first render (the wrapper sees starts: see above)
+    assert driver_start_count(driver_starts) == 1
+    assert result.output.count("Starting Playwright for the first page to render") == 1
 
 
 # -- without a browser ------------------------------------------------------------
@@ -333,7 +358,7 @@ def test_find_browser_falls_back_to_the_debian_path(tmp_path, monkeypatch):
     debian = tmp_path / "usr-bin-chromium"
     debian.write_text("#!/bin/sh\n")
     debian.chmod(0o755)
-    monkeypatch.setattr(rendering, "DEFAULT_BROWSER_PATHS", (str(debian),))
+    monkeypatch.setattr(rendering_browser, "DEFAULT_BROWSER_PATHS", (str(debian),))
     assert find_browser(Settings(), {}) == str(debian)
     assert find_browser(Settings({"PLAYWRIGHT_BROWSER_PATH": ""}), {}) == str(debian)
     debian.chmod(0o644)  # there, but not executable
@@ -367,6 +392,7 @@ def test_the_addon_installs_the_handler_only_with_a_browser(tmp_path):
     )
     handlers = settings.getwithbase("DOWNLOAD_HANDLERS")
     assert handlers["http"] == handlers["https"] == HANDLER_PATH
+    assert settings["PLAYWRIGHT_BROWSER_PROVIDER"] == PROVIDER_PATH  # starts Playwright lazily
     assert rendering_available(settings)
     launch = settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
     assert launch["executable_path"] == str(browser)
@@ -466,4 +492,3 @@ def test_skipped_resources():
     assert skip_resource(FakeRequest("image"))
     assert not skip_resource(FakeRequest("script"))  # scripts build the page
     assert not skip_resource(FakeRequest("document"))
-    assert LazyPlaywrightDownloadHandler.lazy

@@ -14,7 +14,7 @@ classes, or fails permanently, is sent to the dead-letter queue
 Successful (2xx) responses pass ``RETRY_CONTENT_CHECK`` (a callable
 ``(request, response) -> ContentProblem | None``); a problem is a ``content``
 failure. A page only JavaScript fills in (``problem.needs_javascript``) is first
-re-issued once through the browser (:func:`matter_crawler.rendering.render_or_explain`:
+re-issued once through the browser (:func:`matter_crawler.rendering.request_meta.render_or_explain`:
 ``meta["playwright"]``, no backoff, stats ``render/...``); without a browser, or
 when the rendered page is still empty, it is an ordinary content failure whose
 dead letter says why.
@@ -69,7 +69,7 @@ from scrapy.http import Request, Response
 from scrapy.utils.misc import build_from_crawler, load_object
 
 from ..exceptions import DeadLettered
-from ..rendering import render_or_explain
+from ..rendering.request_meta import render_or_explain
 from ..request_url import requested_url
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
