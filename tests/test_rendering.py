@@ -24,6 +24,7 @@ from scrapy.settings import Settings
 from scrapy.utils.request import request_from_dict
 from scrapy.utils.test import get_crawler
 
+from matter_crawler import settings as project_settings
 from matter_crawler.middlewares.classify import FailureClass, classify_exception
 from matter_crawler.rendering import browser as rendering_browser
 from matter_crawler.rendering.addon import HANDLER_PATH, PROVIDER_PATH, Rendering
@@ -36,6 +37,16 @@ from .conftest import IN_CI
 from .helpers import crawl_runs, database_differences, query, run_crawl
 
 LISTING_PATH = "/csa-iot_products/"
+#: The project's RENDERING_* settings (their one home): get_crawler alone has Scrapy's defaults.
+RENDERING_SETTINGS = {
+    name: getattr(project_settings, name)
+    for name in dir(project_settings)
+    if name.startswith("RENDERING_")
+}
+
+
+def rendering_crawler(**settings):
+    return get_crawler(settings_dict={**RENDERING_SETTINGS, **settings})
 
 
 def page_of(path: str) -> int:
@@ -415,7 +426,7 @@ def test_render_or_explain(tmp_path):
     request = Request("http://site/csa_product/x/", meta={"stage": "detail", "retry_times": 1})
     reason = "empty shell: no detail markup, the page is built by JavaScript"
 
-    crawler = get_crawler(settings_dict={"DOWNLOAD_HANDLERS": {"http": HANDLER_PATH}})
+    crawler = rendering_crawler(DOWNLOAD_HANDLERS={"http": HANDLER_PATH})
     crawler.stats.open_spider()
     rendered = render_or_explain(crawler, request, reason)
     assert isinstance(rendered, Request)
@@ -426,12 +437,13 @@ def test_render_or_explain(tmp_path):
     (wait,) = rendered.meta["playwright_page_methods"]
     assert wait.method == "wait_for_function"
     assert wait.kwargs["arg"] == "div.entry-product-details, table.product-certificates-table"
+    assert wait.kwargs["timeout"] == 15_000  # RENDERING_WAIT_TIMEOUT, in milliseconds
     assert crawler.stats.get_value("render/requested/detail") == 1
     assert render_or_explain(crawler, rendered, reason) == f"{reason}, even rendered in the browser"
 
     assert "retry_policies" not in request.meta  # a page to render keeps its content policy
 
-    plain = get_crawler()
+    plain = rendering_crawler()
     plain.stats.open_spider()
     assert render_or_explain(plain, request, reason) == f"{reason}; {NO_BROWSER}"
     # nothing can render it: the content policy is capped, the retry gives up at once
@@ -439,7 +451,7 @@ def test_render_or_explain(tmp_path):
     tuned = Request(request.url, meta={"retry_policies": {"content": {"base": 0.5}}})
     render_or_explain(plain, tuned, reason)
     assert tuned.meta["retry_policies"] == {"content": {"base": 0.5, "attempts": 1}}
-    off = get_crawler(settings_dict={"RENDERING_ENABLED": False})
+    off = rendering_crawler(RENDERING_ENABLED=False)
     off.stats.open_spider()
     assert render_or_explain(off, request, reason).endswith(
         "rendering is off (RENDERING_ENABLED=False)"
@@ -448,7 +460,7 @@ def test_render_or_explain(tmp_path):
 
 def test_a_rendered_request_survives_a_pause_in_jobdir():
     """JOBDIR's disk queue pickles requests: the page methods must come back intact."""
-    crawler = get_crawler(settings_dict={"DOWNLOAD_HANDLERS": {"http": HANDLER_PATH}})
+    crawler = rendering_crawler(DOWNLOAD_HANDLERS={"http": HANDLER_PATH})
     crawler.stats.open_spider()
     spider = MatterProductsSpider()
     request = Request(

@@ -42,7 +42,7 @@ class Rendering:
     """
 
     def update_settings(self, settings: BaseSettings) -> None:
-        if not settings.getbool("RENDERING_ENABLED", True):
+        if not settings.getbool("RENDERING_ENABLED"):
             if settings.getbool("RENDERING_FORCE"):
                 raise ValueError("RENDERING_FORCE needs RENDERING_ENABLED")
             return
@@ -66,7 +66,7 @@ class Rendering:
             )
         launch_options = {
             "executable_path": browser,
-            "headless": settings.getbool("RENDERING_HEADLESS", True),
+            "headless": settings.getbool("RENDERING_HEADLESS"),
             "chromium_sandbox": sandbox,
             "env": browser_environment(settings.getlist("RENDERING_BROWSER_ENV"), os.environ),
             "args": [

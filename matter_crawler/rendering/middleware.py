@@ -34,7 +34,7 @@ class ForcedRenderingMiddleware:
             raise NotConfigured
         if not rendering_available(settings):
             raise NotConfigured(f"RENDERING_FORCE is on but there is {NO_BROWSER}")
-        return cls(crawler, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0))
+        return cls(crawler, settings.getfloat("RENDERING_WAIT_TIMEOUT"))
 
     def process_request(self, request: Request) -> None:
         stage = request.meta.get("stage")

@@ -115,14 +115,14 @@ def render_or_explain(crawler: Crawler, request: Request, reason: str) -> Reques
         # "content" is FailureClass.CONTENT (the retry imports this module, not the reverse)
         policies["content"] = {**policies.get("content", {}), "attempts": 1}
         request.meta["retry_policies"] = policies
-        if not settings.getbool("RENDERING_ENABLED", True):
+        if not settings.getbool("RENDERING_ENABLED"):
             return f"{reason}; rendering is off (RENDERING_ENABLED=False)"
         return f"{reason}; {NO_BROWSER}"
     stage = request.meta.get("stage")
     rendered = request.replace(dont_filter=True)
     rendered.meta.update(
         render_meta(
-            stage, settings.getfloat("RENDERING_WAIT_TIMEOUT", 15.0), rendering_origins(settings)
+            stage, settings.getfloat("RENDERING_WAIT_TIMEOUT"), rendering_origins(settings)
         )
     )
     crawler.stats.inc_value("render/requested")
