@@ -121,9 +121,7 @@ def render_or_explain(crawler: Crawler, request: Request, reason: str) -> Reques
     stage = request.meta.get("stage")
     rendered = request.replace(dont_filter=True)
     rendered.meta.update(
-        render_meta(
-            stage, settings.getfloat("RENDERING_WAIT_TIMEOUT"), rendering_origins(settings)
-        )
+        render_meta(stage, settings.getfloat("RENDERING_WAIT_TIMEOUT"), rendering_origins(settings))
     )
     crawler.stats.inc_value("render/requested")
     crawler.stats.inc_value(f"render/requested/{stage}")
