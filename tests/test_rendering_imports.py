@@ -90,3 +90,25 @@ def test_a_crawl_without_rendering_imports_no_browser_code(simulated_site, datab
     stats = crawl_runs(database_url)[-1]["stats"]
     assert stats["render/unavailable"] >= 1  # the path that asks about rendering ran
     assert browser_modules(result.output) == []
+
+
+def test_the_former_module_paths_still_load_without_browser_code():
+    """Settings and JOBDIR requests written for ``matter_crawler/rendering.py`` name these."""
+    code = (
+        "import sys\n"
+        "from scrapy.utils.misc import load_object\n"
+        "from matter_crawler.rendering import addon, confine, middleware\n"
+        "assert load_object('matter_crawler.rendering.Rendering') is addon.Rendering\n"
+        "assert load_object('matter_crawler.rendering.ForcedRenderingMiddleware') is "
+        "middleware.ForcedRenderingMiddleware\n"
+        "assert load_object('matter_crawler.rendering.confine_page') is confine.confine_page\n"
+        "assert load_object('matter_crawler.rendering.skip_resource') is confine.skip_resource\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{BROWSER_PACKAGES!r}))\n"
+        "handler = load_object('matter_crawler.rendering.LazyPlaywrightDownloadHandler')\n"
+        "print(handler.__module__)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.splitlines() == ["[]", "matter_crawler.rendering.handler"]
