@@ -5,7 +5,8 @@ Crawls one simulated catalogue (default 3,000 products: 250 listing pages and
 
 - ``bare``: ``RENDERING_ENABLED=False``, Scrapy's own HTTP handler (the baseline);
 - ``lazy``: the project's default with a browser present: our
-  ``LazyPlaywrightDownloadHandler`` installed, Playwright never started;
+  ``LazyPlaywrightDownloadHandler`` and ``LazyBrowserProvider`` installed, Playwright never
+  started;
 - ``eager``: scrapy-playwright's stock handler installed the usual way, which
   starts the Playwright driver when the engine starts.
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from common import ROOT, Measurement, machine, markdown_table, median, run_measured
 from sqlalchemy import create_engine
 
-from matter_crawler.rendering import find_browser
+from matter_crawler.rendering.browser import find_browser
 from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
 

@@ -28,7 +28,7 @@ ADDONS = {
     "matter_crawler.redaction.CredentialMasking": -10,
     "matter_crawler.profiles.CrawlProfile": 0,
     # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
-    "matter_crawler.rendering.Rendering": 10,
+    "matter_crawler.rendering.addon.Rendering": 10,
 }
 
 # -- politeness toward the real site -----------------------------------------------
@@ -66,7 +66,7 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "matter_crawler.middlewares.retry.ClassifiedRetryMiddleware": 550,
     # only loaded with RENDERING_FORCE
-    "matter_crawler.rendering.ForcedRenderingMiddleware": 600,
+    "matter_crawler.rendering.middleware.ForcedRenderingMiddleware": 600,
     "matter_crawler.middlewares.breaker.CircuitBreakerMiddleware": 610,
     "scrapy.downloadermiddlewares.httpauth.HttpAuthMiddleware": None,
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,

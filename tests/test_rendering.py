@@ -13,6 +13,7 @@ from __future__ import annotations
 import pickle
 import shlex
 from collections import Counter
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -23,25 +24,29 @@ from scrapy.settings import Settings
 from scrapy.utils.request import request_from_dict
 from scrapy.utils.test import get_crawler
 
-from matter_crawler import rendering
+from matter_crawler import settings as project_settings
 from matter_crawler.middlewares.classify import FailureClass, classify_exception
-from matter_crawler.rendering import (
-    HANDLER_PATH,
-    NO_BROWSER,
-    BrowserLaunchError,
-    LazyPlaywrightDownloadHandler,
-    Rendering,
-    find_browser,
-    render_or_explain,
-    rendering_available,
-    skip_resource,
-)
+from matter_crawler.rendering import browser as rendering_browser
+from matter_crawler.rendering.addon import HANDLER_PATH, PROVIDER_PATH, Rendering
+from matter_crawler.rendering.browser import NO_BROWSER, BrowserLaunchError, find_browser
+from matter_crawler.rendering.confine import skip_resource
+from matter_crawler.rendering.request_meta import render_or_explain, rendering_available
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 
 from .conftest import IN_CI
 from .helpers import crawl_runs, database_differences, query, run_crawl
 
 LISTING_PATH = "/csa-iot_products/"
+#: The project's RENDERING_* settings (their one home): get_crawler alone has Scrapy's defaults.
+RENDERING_SETTINGS = {
+    name: getattr(project_settings, name)
+    for name in dir(project_settings)
+    if name.startswith("RENDERING_")
+}
+
+
+def rendering_crawler(**settings):
+    return get_crawler(settings_dict={**RENDERING_SETTINGS, **settings})
 
 
 def page_of(path: str) -> int:
@@ -157,15 +162,43 @@ def test_javascript_only_pages_are_rendered_and_every_product_stored(
     assert "Rendering JavaScript-only pages in" in result.output
 
 
+@pytest.fixture
+def driver_starts(tmp_path, monkeypatch) -> Path:
+    """A file with a line for every start of Playwright's Node.js driver by a crawl.
+
+    Playwright runs ``$PLAYWRIGHT_NODEJS_PATH`` as its driver when set: a wrapper
+    that notes the start and runs the bundled Node.js.
+    """
+    import playwright
+
+    node = Path(playwright.__file__).parent / "driver" / "node"
+    if not node.is_file():
+        pytest.skip(f"no bundled Node.js at {node}")
+    starts = tmp_path / "driver-starts.log"
+    wrapper = tmp_path / "node"
+    wrapper.write_text(
+        f"#!/bin/sh\necho started >> {shlex.quote(str(starts))}\n"
+        f'exec {shlex.quote(str(node))} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PLAYWRIGHT_NODEJS_PATH", str(wrapper))  # the crawl inherits it
+    return starts
+
+
+def driver_start_count(starts: Path) -> int:
+    return len(starts.read_text().splitlines()) if starts.exists() else 0
+
+
 @pytest.mark.system
 def test_a_crawl_that_renders_nothing_never_starts_the_browser(
-    chromium, simulated_site, database_url
+    chromium, simulated_site, database_url, driver_starts
 ):
     site = simulated_site(products=36, seed=2)
     result = run_crawl(site.base_url, database_url).check()
     assert database_differences(database_url, site.truth()) == []
     assert "Rendering JavaScript-only pages in" in result.output  # the handler is installed
-    assert "Starting download handler" not in result.output  # but Playwright never started
+    assert driver_start_count(driver_starts) == 0  # but Playwright's driver never started
+    assert "Starting Playwright" not in result.output
     assert not any(key.startswith("playwright/") for key in run_stats(database_url))
 
 
@@ -214,7 +247,7 @@ def test_forced_rendering_does_not_wait_for_content_on_a_404(
 
 @pytest.mark.system
 def test_a_browser_timeout_is_a_transient_failure_and_the_page_is_closed(
-    chromium, simulated_site, database_url
+    chromium, simulated_site, database_url, driver_starts
 ):
     # the shell fills in after 50 ms; a 10 ms wait times out in Playwright every time
     site = simulated_site(products=12, seed=1, js_only_rate=1.0)
@@ -235,6 +268,9 @@ def test_a_browser_timeout_is_a_transient_failure_and_the_page_is_closed(
     stats = run_stats(database_url)
     assert stats["retry/class/transient"] == 1
     assert stats["playwright/page_count/closed"] == stats["playwright/page_count"] == 2
+    # Playwright started once, at the first render (the wrapper sees starts: see above)
+    assert driver_start_count(driver_starts) == 1
+    assert result.output.count("Starting Playwright for the first page to render") == 1
 
 
 # -- without a browser ------------------------------------------------------------
@@ -333,7 +369,7 @@ def test_find_browser_falls_back_to_the_debian_path(tmp_path, monkeypatch):
     debian = tmp_path / "usr-bin-chromium"
     debian.write_text("#!/bin/sh\n")
     debian.chmod(0o755)
-    monkeypatch.setattr(rendering, "DEFAULT_BROWSER_PATHS", (str(debian),))
+    monkeypatch.setattr(rendering_browser, "DEFAULT_BROWSER_PATHS", (str(debian),))
     assert find_browser(Settings(), {}) == str(debian)
     assert find_browser(Settings({"PLAYWRIGHT_BROWSER_PATH": ""}), {}) == str(debian)
     debian.chmod(0o644)  # there, but not executable
@@ -367,6 +403,7 @@ def test_the_addon_installs_the_handler_only_with_a_browser(tmp_path):
     )
     handlers = settings.getwithbase("DOWNLOAD_HANDLERS")
     assert handlers["http"] == handlers["https"] == HANDLER_PATH
+    assert settings["PLAYWRIGHT_BROWSER_PROVIDER"] == PROVIDER_PATH  # starts Playwright lazily
     assert rendering_available(settings)
     launch = settings.getdict("PLAYWRIGHT_LAUNCH_OPTIONS")
     assert launch["executable_path"] == str(browser)
@@ -389,7 +426,7 @@ def test_render_or_explain(tmp_path):
     request = Request("http://site/csa_product/x/", meta={"stage": "detail", "retry_times": 1})
     reason = "empty shell: no detail markup, the page is built by JavaScript"
 
-    crawler = get_crawler(settings_dict={"DOWNLOAD_HANDLERS": {"http": HANDLER_PATH}})
+    crawler = rendering_crawler(DOWNLOAD_HANDLERS={"http": HANDLER_PATH})
     crawler.stats.open_spider()
     rendered = render_or_explain(crawler, request, reason)
     assert isinstance(rendered, Request)
@@ -400,12 +437,13 @@ def test_render_or_explain(tmp_path):
     (wait,) = rendered.meta["playwright_page_methods"]
     assert wait.method == "wait_for_function"
     assert wait.kwargs["arg"] == "div.entry-product-details, table.product-certificates-table"
+    assert wait.kwargs["timeout"] == 15_000  # RENDERING_WAIT_TIMEOUT, in milliseconds
     assert crawler.stats.get_value("render/requested/detail") == 1
     assert render_or_explain(crawler, rendered, reason) == f"{reason}, even rendered in the browser"
 
     assert "retry_policies" not in request.meta  # a page to render keeps its content policy
 
-    plain = get_crawler()
+    plain = rendering_crawler()
     plain.stats.open_spider()
     assert render_or_explain(plain, request, reason) == f"{reason}; {NO_BROWSER}"
     # nothing can render it: the content policy is capped, the retry gives up at once
@@ -413,7 +451,7 @@ def test_render_or_explain(tmp_path):
     tuned = Request(request.url, meta={"retry_policies": {"content": {"base": 0.5}}})
     render_or_explain(plain, tuned, reason)
     assert tuned.meta["retry_policies"] == {"content": {"base": 0.5, "attempts": 1}}
-    off = get_crawler(settings_dict={"RENDERING_ENABLED": False})
+    off = rendering_crawler(RENDERING_ENABLED=False)
     off.stats.open_spider()
     assert render_or_explain(off, request, reason).endswith(
         "rendering is off (RENDERING_ENABLED=False)"
@@ -422,7 +460,7 @@ def test_render_or_explain(tmp_path):
 
 def test_a_rendered_request_survives_a_pause_in_jobdir():
     """JOBDIR's disk queue pickles requests: the page methods must come back intact."""
-    crawler = get_crawler(settings_dict={"DOWNLOAD_HANDLERS": {"http": HANDLER_PATH}})
+    crawler = rendering_crawler(DOWNLOAD_HANDLERS={"http": HANDLER_PATH})
     crawler.stats.open_spider()
     spider = MatterProductsSpider()
     request = Request(
@@ -466,4 +504,3 @@ def test_skipped_resources():
     assert skip_resource(FakeRequest("image"))
     assert not skip_resource(FakeRequest("script"))  # scripts build the page
     assert not skip_resource(FakeRequest("document"))
-    assert LazyPlaywrightDownloadHandler.lazy

@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Error as PlaywrightError
 from scrapy import Request
 from scrapy.http import HtmlResponse, Response
+from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 
@@ -27,6 +28,7 @@ from matter_crawler.middlewares.retry import (
     RetryPolicy,
     build_policies,
     parse_retry_after,
+    warn_replaced_stock_settings,
 )
 from matter_crawler.scheduler import NOT_BEFORE
 from matter_crawler.signals import circuit_state_changed, request_dead_lettered, request_retrying
@@ -347,3 +349,65 @@ class TestBreaker:
             middleware.process_request(request)
             middleware.process_response(request, response(status, body=body, request=request))
         assert middleware.states()["csa-iot.org"] is CircuitState.CLOSED
+
+
+class TestStockRetryConventions:
+    """Scrapy's stock retry stats keys and settings: dashboards and users of the stock
+    RetryMiddleware find what they know, or are told what replaces it."""
+
+    def test_the_stock_stats_keys_as_get_retry_request_names_them(self, retry, crawler):
+        stats = crawler.stats
+        request = Request(
+            URL, meta={"stage": "detail", "retry_policies": {"server": {"attempts": 2}}}
+        )
+        request = retry.process_response(request, response(503, request=request))
+        request = retry.process_exception(request, ConnectionRefusedError())
+        request = retry.process_response(request, response(200, body=b"", request=request))
+        assert stats.get_value("retry/count") == 3
+        assert stats.get_value("retry/reason_count/503 Service Unavailable") == 1
+        assert (
+            stats.get_value("retry/reason_count/twisted.internet.error.ConnectionRefusedError") == 1
+        )
+        (content_key,) = [
+            k
+            for k in stats.get_stats()
+            if k.startswith("retry/reason_count/") and "Service" not in k and "twisted" not in k
+        ]
+        assert content_key == "retry/reason_count/empty body"  # the content problem's label
+        assert stats.get_value("retry/max_reached") is None
+        with pytest.raises(DeadLettered):  # the server class's 2 attempts are spent
+            retry.process_response(request, response(503, request=request))
+        assert stats.get_value("retry/max_reached") == 1
+        assert stats.get_value("retry/count") == 3  # a give-up is not a retry
+
+    def test_a_class_never_retried_does_not_reach_the_maximum(self, retry, crawler):
+        request = Request(URL, meta={"stage": "detail"})
+        with pytest.raises(DeadLettered):
+            retry.process_response(request, response(404, request=request))
+        assert crawler.stats.get_value("retry/max_reached") is None  # stock ignores 404 too
+        capped = Request(URL, meta={"stage": "detail", "max_retry_times": 0})
+        with pytest.raises(DeadLettered):  # a retried class, capped at no retry: as stock
+            retry.process_response(capped, response(500, request=capped))
+        assert crawler.stats.get_value("retry/max_reached") == 1
+
+    def test_a_stock_setting_given_explicitly_is_named_with_its_replacement(self, caplog):
+        crawler = get_crawler(settings_dict={"RETRY_TIMES": 5, "RETRY_HTTP_CODES": [500]})
+        with caplog.at_level("WARNING", logger="matter_crawler.middlewares.retry"):
+            ClassifiedRetryMiddleware.from_crawler(crawler)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert warnings == [
+            "RETRY_TIMES=5 is ignored: ClassifiedRetryMiddleware replaces Scrapy's "
+            'RetryMiddleware; use RETRY_POLICIES (attempts per failure class, e.g. {"server": '
+            '{"attempts": 3}}) and RETRY_MAX_TOTAL_ATTEMPTS',
+            "RETRY_HTTP_CODES=[500] is ignored: ClassifiedRetryMiddleware replaces Scrapy's "
+            "RetryMiddleware; use RETRY_POLICIES: statuses are classified "
+            "(matter_crawler.middlewares.classify), and each class has its attempts and backoff",
+        ]
+
+    def test_the_project_settings_alone_warn_about_nothing(self):
+        settings = Settings()  # Scrapy's defaults, at their priority, as a crawl has them
+        settings.setmodule("matter_crawler.settings", priority="project")
+        assert warn_replaced_stock_settings(settings) == []
+        # Scrapy's default value, given explicitly, still warns: it is ignored all the same
+        settings.set("RETRY_TIMES", 2, priority="cmdline")
+        assert warn_replaced_stock_settings(settings) == ["RETRY_TIMES"]

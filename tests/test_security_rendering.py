@@ -26,14 +26,13 @@ from pathlib import Path
 import pytest
 from scrapy.settings import Settings
 
-from matter_crawler.rendering import (
+from matter_crawler.rendering.browser import (
     browser_environment,
     find_browser,
-    origin_of,
     proxy_args,
-    rendering_origins,
     sandbox_wanted,
 )
+from matter_crawler.rendering.confine import origin_of, rendering_origins
 
 from .conftest import IN_CI
 from .helpers import crawl_runs, database_differences, query, run_crawl

@@ -20,17 +20,20 @@ and events name the class.
                 empty shell that JavaScript fills in
 ``config``      errors of our own making: unsupported scheme, bad URL,
                 missing download handler, a browser that does not start
-                (:class:`~matter_crawler.rendering.BrowserLaunchError`)
+                (:class:`~matter_crawler.rendering.browser.BrowserLaunchError`)
 ==============  ===========================================================
+
+Every crawl loads this module, rendering or not, so it does not import
+Playwright: its errors are recognised once the rendering handler has loaded
+Playwright (:func:`playwright_errors`), and before that no download can raise one.
 """
 
 from __future__ import annotations
 
 import builtins
+import sys
 from enum import StrEnum
 
-from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from scrapy.core.downloader.handlers.http11 import TunnelError
 from scrapy.exceptions import (
     CannotResolveHostError,
@@ -56,7 +59,7 @@ from twisted.internet.error import (
 )
 from twisted.web.client import ResponseFailed, ResponseNeverReceived
 
-from ..rendering import BrowserLaunchError
+from ..rendering.browser import BrowserLaunchError
 
 
 class FailureClass(StrEnum):
@@ -102,10 +105,18 @@ SERVER_STATUSES = frozenset({500, 502, 503, 504, 522, 524})
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 410})
 
 
-# Other Playwright errors and timeouts of a render (a page that crashed, a navigation
-# that failed or timed out) can go away: network trouble too. A browser that does
-# not start is not among them: the download handler raises BrowserLaunchError instead.
-_TRANSIENT = (*TRANSIENT_EXCEPTIONS, PlaywrightError)
+#: The module holding Playwright's public errors, loaded by the rendering handler.
+PLAYWRIGHT_API = "playwright.async_api"
+
+
+def playwright_errors() -> tuple[type[BaseException], type[BaseException]] | None:
+    """Playwright's ``Error`` and ``TimeoutError``, or None while Playwright is not loaded.
+
+    Read from ``sys.modules``, never imported: an exception of Playwright's exists
+    only once the rendering handler has imported it.
+    """
+    api = sys.modules.get(PLAYWRIGHT_API)
+    return None if api is None else (api.Error, api.TimeoutError)
 
 
 #: ``kind`` of a failure that is an answer (a status, or a page's content).
@@ -118,13 +129,15 @@ TIMEOUT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     builtins.TimeoutError,  # asyncio's
     TCPTimedOutError,
     defer.TimeoutError,
-    PlaywrightTimeoutError,
 )
 
 
 def exception_kind(exception: BaseException) -> str:
     """The ``kind`` a download exception is signalled with: timeout, connection or other."""
-    if isinstance(exception, TIMEOUT_EXCEPTIONS):
+    playwright = playwright_errors()
+    if isinstance(exception, TIMEOUT_EXCEPTIONS) or (
+        playwright is not None and isinstance(exception, playwright[1])
+    ):
         return "timeout"
     if isinstance(exception, TRANSIENT_EXCEPTIONS):
         return "connection"
@@ -135,7 +148,14 @@ def classify_exception(exception: BaseException) -> FailureClass:
     """Class of a download exception; unknown exceptions count as transient (retry, then report)."""
     if isinstance(exception, DownloadCancelledError):
         return FailureClass.PERMANENT  # DOWNLOAD_MAXSIZE: the same page is as big next time
-    if isinstance(exception, CONFIG_EXCEPTIONS) and not isinstance(exception, _TRANSIENT):
+    # Playwright's errors and timeouts of a render (a page that crashed, a navigation that
+    # failed or timed out) can go away: network trouble too. A browser that does not
+    # start is not among them: the browser provider raises BrowserLaunchError instead.
+    playwright = playwright_errors()
+    transient = (
+        TRANSIENT_EXCEPTIONS if playwright is None else (*TRANSIENT_EXCEPTIONS, playwright[0])
+    )
+    if isinstance(exception, CONFIG_EXCEPTIONS) and not isinstance(exception, transient):
         return FailureClass.CONFIG
     return FailureClass.TRANSIENT
 

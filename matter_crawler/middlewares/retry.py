@@ -14,7 +14,7 @@ classes, or fails permanently, is sent to the dead-letter queue
 Successful (2xx) responses pass ``RETRY_CONTENT_CHECK`` (a callable
 ``(request, response) -> ContentProblem | None``); a problem is a ``content``
 failure. A page only JavaScript fills in (``problem.needs_javascript``) is first
-re-issued once through the browser (:func:`matter_crawler.rendering.render_or_explain`:
+re-issued once through the browser (:func:`matter_crawler.rendering.request_meta.render_or_explain`:
 ``meta["playwright"]``, no backoff, stats ``render/...``); without a browser, or
 when the rendered page is still empty, it is an ordinary content failure whose
 dead letter says why.
@@ -42,7 +42,20 @@ costs no concurrency while it waits.
 
 Stats: ``retry/count``, ``retry/class/<class>``, ``retry/reason/<reason>``,
 ``retry/gave_up/<class>``, ``retry/retry_after_honoured``, ``retry/retry_after_invalid`` (a
-header that is neither delay-seconds nor an HTTP-date: ignored).
+header that is neither delay-seconds nor an HTTP-date: ignored). And Scrapy's stock keys,
+named as ``get_retry_request`` names them, so dashboards made for the stock middleware
+keep working: ``retry/count``, ``retry/reason_count/<reason>`` (``<reason>`` as stock: the
+status line, e.g. ``503 Service Unavailable``, or the exception's dotted class name, e.g.
+``twisted.internet.error.TimeoutError``; for a content problem its label, e.g. ``empty
+shell``) and ``retry/max_reached`` (a request of a class that is retried gave up because
+its attempts ran out; a class that is never retried, ``permanent`` or ``config``, is not
+counted, as stock does not count a status it does not retry).
+
+Replaced stock settings: ``RETRY_TIMES``, ``RETRY_HTTP_CODES``, ``RETRY_EXCEPTIONS`` and
+``RETRY_GIVE_UP_LOG_LEVEL`` do nothing here; one given explicitly (any priority above
+Scrapy's default) gets a warning at start naming the setting to use instead
+(:data:`REPLACED_STOCK_SETTINGS`). ``RETRY_ENABLED`` and ``RETRY_PRIORITY_ADJUST`` work as
+with the stock middleware.
 
 Signals: ``request_retrying`` and ``request_dead_lettered`` (:mod:`matter_crawler.signals`)
 carry the failure class and its ``kind``: ``response`` for an answer (a status or a
@@ -61,15 +74,18 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from time import time
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
+from scrapy.settings import SETTINGS_PRIORITIES
 from scrapy.utils.misc import build_from_crawler, load_object
+from scrapy.utils.python import global_object_name
+from scrapy.utils.response import response_status_message
 
 from ..exceptions import DeadLettered
-from ..rendering import render_or_explain
+from ..rendering.request_meta import render_or_explain
 from ..request_url import requested_url
 from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
@@ -81,7 +97,44 @@ from .classify import (
     exception_kind,
 )
 
+if TYPE_CHECKING:
+    from scrapy.settings import BaseSettings
+
 logger = logging.getLogger(__name__)
+
+#: Scrapy's RetryMiddleware settings this middleware does not read, and what to use instead.
+REPLACED_STOCK_SETTINGS = {
+    "RETRY_TIMES": "RETRY_POLICIES (attempts per failure class, e.g. "
+    '{"server": {"attempts": 3}}) and RETRY_MAX_TOTAL_ATTEMPTS',
+    "RETRY_HTTP_CODES": "RETRY_POLICIES: statuses are classified "
+    "(matter_crawler.middlewares.classify), and each class has its attempts and backoff",
+    "RETRY_EXCEPTIONS": "RETRY_POLICIES: exceptions are classified "
+    "(matter_crawler.middlewares.classify), and each class has its attempts and backoff",
+    "RETRY_GIVE_UP_LOG_LEVEL": "the dead letters: a request that gives up is dead-lettered "
+    "and logged as a warning by DeadLetterStore",
+}
+
+
+def warn_replaced_stock_settings(settings: BaseSettings) -> list[str]:
+    """Warn about each stock retry setting given explicitly (above Scrapy's default priority).
+
+    The classified retry replaces Scrapy's RetryMiddleware, so these would be
+    silently ignored. Returns the names warned about.
+    """
+    default = SETTINGS_PRIORITIES["default"]
+    warned = []
+    for name, instead in REPLACED_STOCK_SETTINGS.items():
+        priority = settings.getpriority(name)
+        if priority is None or priority <= default:
+            continue
+        warned.append(name)
+        logger.warning(
+            "%s=%r is ignored: ClassifiedRetryMiddleware replaces Scrapy's RetryMiddleware; use %s",
+            name,
+            settings.get(name),
+            instead,
+        )
+    return warned
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +244,7 @@ class ClassifiedRetryMiddleware:
         settings = crawler.settings
         if not settings.getbool("RETRY_ENABLED"):
             raise NotConfigured
+        warn_replaced_stock_settings(settings)
         check_path = settings.get("RETRY_CONTENT_CHECK")
         check = load_object(check_path) if check_path else None
         if isinstance(check, type):  # a class reads its own settings: built with from_crawler
@@ -222,7 +276,13 @@ class ClassifiedRetryMiddleware:
                 if isinstance(rendered, Request):
                     return rendered
                 reason = rendered
-            return self.retry_or_give_up(request, FailureClass.CONTENT, reason, kind=RESPONSE_KIND)
+            return self.retry_or_give_up(
+                request,
+                FailureClass.CONTENT,
+                reason,
+                kind=RESPONSE_KIND,
+                stock_reason=problem.reason.split(":", 1)[0],
+            )
         if self._handled_by_callback(request, response.status):
             return response
         reason = f"HTTP {response.status}"
@@ -239,7 +299,12 @@ class ClassifiedRetryMiddleware:
                 request.url,
             )
         return self.retry_or_give_up(
-            request, failure_class, reason, kind=RESPONSE_KIND, retry_after=retry_after
+            request,
+            failure_class,
+            reason,
+            kind=RESPONSE_KIND,
+            stock_reason=response_status_message(response.status),
+            retry_after=retry_after,
         )
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
@@ -247,7 +312,11 @@ class ClassifiedRetryMiddleware:
             return None
         reason = f"{type(exception).__name__}: {exception}".rstrip(": ")
         return self.retry_or_give_up(
-            request, classify_exception(exception), reason, kind=exception_kind(exception)
+            request,
+            classify_exception(exception),
+            reason,
+            kind=exception_kind(exception),
+            stock_reason=global_object_name(type(exception)),
         )
 
     # -- the policy ------------------------------------------------------------------
@@ -269,9 +338,13 @@ class ClassifiedRetryMiddleware:
         reason: str,
         *,
         kind: str,
+        stock_reason: str,
         retry_after: float | None = None,
     ) -> Request:
-        """A delayed retry of ``request``, or raise DeadLettered once its attempts are spent."""
+        """A delayed retry of ``request``, or raise DeadLettered once its attempts are spent.
+
+        ``stock_reason`` names the failure in the stock ``retry/reason_count/`` stat.
+        """
         meta = request.meta
         failures: dict[str, int] = dict(meta.get("retry_failures") or {})
         failures[failure_class.value] = failures.get(failure_class.value, 0) + 1
@@ -299,7 +372,8 @@ class ClassifiedRetryMiddleware:
                     NOT_BEFORE: now + delay,
                 }
             )
-            stats.inc_value("retry/count")
+            stats.inc_value("retry/count")  # ours and stock's
+            stats.inc_value(f"retry/reason_count/{stock_reason}")  # stock's
             stats.inc_value(f"retry/class/{failure_class.value}")
             stats.inc_value(f"retry/reason/{reason_key}")
             logger.debug(
@@ -324,6 +398,8 @@ class ClassifiedRetryMiddleware:
             return retry
 
         stats.inc_value(f"retry/gave_up/{failure_class.value}")
+        if self.policies[failure_class].attempts > 1 or total >= self.max_total_attempts:
+            stats.inc_value("retry/max_reached")  # stock's: a retried class ran out of attempts
         if policy.attempts > 1:
             reason = f"{reason} (after {total} attempts)"
         self.crawler.signals.send_catch_log(
