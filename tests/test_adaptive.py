@@ -7,8 +7,10 @@ import json
 import random
 import re
 import time
+from dataclasses import replace
 from datetime import datetime
 from itertools import pairwise
+from pathlib import Path
 from time import monotonic
 from typing import Any
 
@@ -27,23 +29,13 @@ from twisted.internet.error import (
 from twisted.internet.error import TimeoutError as TwistedTimeoutError
 
 import matter_crawler.settings as project_settings
-from matter_crawler.adaptive_controller import (
-    Change,
-    DomainController,
-    Limits,
-    MemoryAction,
-    MemoryCeiling,
-    Mode,
-    Trouble,
-    Tuning,
-)
+from matter_crawler.adaptive.extension import AdaptiveConcurrency, adaptive_state
+from matter_crawler.adaptive.law import DomainController
+from matter_crawler.adaptive.limits import Limits, limits_from_settings, tuning_from_settings
+from matter_crawler.adaptive.memory import MemoryAction, MemoryCeiling, memory_ceiling_mb
+from matter_crawler.adaptive.states import Change, Mode, Trouble
 from matter_crawler.downloader import CeilingSlot, domain_ceiling
 from matter_crawler.exceptions import DeadLettered
-from matter_crawler.extensions.adaptive import (
-    AdaptiveConcurrency,
-    adaptive_state,
-    memory_ceiling_mb,
-)
 from matter_crawler.middlewares.retry import ClassifiedRetryMiddleware
 from matter_crawler.profiles import PROFILES, CrawlProfile
 from matter_crawler.signals import request_dead_lettered, request_retrying
@@ -53,8 +45,30 @@ from .helpers import crawl_runs, run_crawl, start_crawl, stop_process, wait_for
 LATENCY = 0.2
 
 
-def controller(**limits: Any) -> DomainController:
-    return DomainController(Limits(**{"max_concurrency": 32, **limits}), Tuning())
+def project_settings_with(**overrides: Any) -> Settings:
+    """The project's settings, ``overrides`` as if given with -s, and the crawl profile."""
+    settings = Settings()
+    settings.setmodule(project_settings, priority="project")
+    for name, value in overrides.items():
+        settings.set(name, value, priority="cmdline")
+    CrawlProfile().update_settings(settings)
+    return settings
+
+
+#: The tuning of settings.py under the fast profile (the test crawls' profile).
+TUNING = tuning_from_settings(project_settings_with(CRAWL_PROFILE="fast"))
+
+
+def limits(**bounds: Any) -> Limits:
+    """Bounds for a scripted controller: 1-32 at a time, 0-60 s apart, unless given."""
+    return Limits(
+        **{"min_concurrency": 1, "max_concurrency": 32, "min_delay": 0.0, "max_delay": 60.0}
+        | bounds
+    )
+
+
+def controller(**bounds: Any) -> DomainController:
+    return DomainController(limits(**bounds), TUNING)
 
 
 def clean_round(ctl: DomainController, now: float, latency: float = LATENCY) -> Change | None:
@@ -128,7 +142,7 @@ def test_a_latency_rise_stops_growth_and_cuts():
 
 
 def test_latency_under_the_target_is_never_a_rise():
-    ctl = DomainController(Limits(max_concurrency=32), Tuning(target_latency=1.0))
+    ctl = DomainController(limits(), replace(TUNING, target_latency=1.0))
     now = ramp(ctl, 4, start=0.0)  # baseline 0.2 s
     level = ctl.concurrency
     clean_round(ctl, now + 1, latency=0.9)  # 4.5x the baseline, under the 1 s target
@@ -289,8 +303,8 @@ def test_the_open_breaker_overrides_everything_until_it_closes():
 
 
 def test_bounds_hold_whatever_happens():
-    limits = Limits(min_concurrency=2, max_concurrency=5, min_delay=0.5, max_delay=4.0)
-    ctl = DomainController(limits, Tuning())
+    bounds = Limits(min_concurrency=2, max_concurrency=5, min_delay=0.5, max_delay=4.0)
+    ctl = DomainController(bounds, TUNING)
     now = 0.0
     for step in range(200):
         now += 0.3
@@ -303,7 +317,7 @@ def test_bounds_hold_whatever_happens():
 
 
 def test_a_rate_limit_at_minimum_concurrency_stretches_the_delay_and_clean_rounds_undo_it():
-    ctl = DomainController(Limits(max_concurrency=4, max_delay=8.0), Tuning())
+    ctl = DomainController(limits(max_concurrency=4, max_delay=8.0), TUNING)
     ctl.success(0.2, LATENCY, in_flight=1, sent_at=0.0)  # a clean round: 2 at a time
     ctl.trouble(0.5, Trouble.THROTTLED, sent_at=0.3)  # 2 was too many: back to 1
     assert (ctl.concurrency, ctl.delay) == (1, 0.0)
@@ -334,7 +348,7 @@ def test_a_domain_ceiling_only_narrows_the_profile():
     narrowed = fast.narrowed(max_concurrency=3, min_delay=1.0)
     assert narrowed == Limits(1, 3, 1.0, 10.0)
     assert fast.narrowed(max_concurrency=100, min_delay=0.0) == fast  # never widens
-    ctl = DomainController(narrowed, Tuning())
+    ctl = DomainController(narrowed, TUNING)
     ramp(ctl, 10)
     assert ctl.concurrency == 3
     assert ctl.delay == 1.0
@@ -446,7 +460,7 @@ def test_state_survives_json():
     assert restored.ceiling == 17
     assert restored.mode is Mode.CLIMB
     # restored into narrower limits (another profile), it stays inside them
-    tight = DomainController.from_state(Limits(max_concurrency=4, min_delay=1.0), Tuning(), saved)
+    tight = DomainController.from_state(limits(max_concurrency=4, min_delay=1.0), TUNING, saved)
     assert (tight.concurrency, tight.delay) == (4, 1.0)
 
 
@@ -522,8 +536,22 @@ def test_when_capacity_drops_and_recovers_the_law_follows_within_30_seconds():
 # -- the extension's settings ------------------------------------------------------------
 
 
+#: What of settings.py the extension reads (the rest would start the project's other
+#: components): ADAPTIVE_*, RETRY_AFTER_MAX, the downloader and the profile add-on.
+EXTENSION_SETTINGS = {
+    **{name: getattr(project_settings, name) for name in dir(project_settings)
+       if name.startswith("ADAPTIVE_")},
+    "RETRY_AFTER_MAX": project_settings.RETRY_AFTER_MAX,
+    "DOWNLOADER": project_settings.DOWNLOADER,
+    "ADDONS": {CrawlProfile: 0},
+    "CRAWL_PROFILE": "fast",
+}  # fmt: skip
+
+
 def crawler_with(**settings: Any):
-    return get_crawler(settings_dict={"ADAPTIVE_CONCURRENCY_ENABLED": True, **settings})
+    """A crawler with the extension's settings at project priority, the profile's at
+    add-on priority, and ``settings`` at project priority (set on purpose)."""
+    return get_crawler(settings_dict={**EXTENSION_SETTINGS, **settings})
 
 
 def test_off_means_not_configured_and_refuses_to_fight_autothrottle():
@@ -545,9 +573,56 @@ def test_bounds_come_from_settings_capped_by_concurrent_requests():
         )
     )
     assert extension.limits.max_concurrency == 12
-    assert extension.limits_for("csa-iot.org") == Limits(1, 3, 1.0, 60.0)
+    assert extension.limits_for("csa-iot.org") == Limits(1, 3, 1.0, 10.0)  # fast: 10 s
     assert extension.limits_for("127.0.0.1").max_concurrency == 12
     assert extension.memory_limit_mb == 400  # before MemoryUsage's 500 MB stop
+
+
+def test_explicit_per_domain_concurrency_and_delay_bound_the_controller_as_under_autothrottle():
+    # a profile's own CONCURRENT_REQUESTS_PER_DOMAIN and DOWNLOAD_DELAY (add-on priority)
+    # are its fixed values for a crawl without the controller: they do not bound it
+    polite = project_settings_with()
+    assert (polite.getint("CONCURRENT_REQUESTS_PER_DOMAIN"), polite["DOWNLOAD_DELAY"]) == (2, 1)
+    assert limits_from_settings(polite) == Limits(1, 3, 1.0, 60.0)
+    assert limits_from_settings(project_settings_with(CRAWL_PROFILE="fast")) == Limits(
+        1, 32, 0.0, 10.0
+    )
+    # set on purpose (-s, settings.py, custom_settings): the ceiling and the floor
+    explicit = project_settings_with(
+        CRAWL_PROFILE="fast", CONCURRENT_REQUESTS_PER_DOMAIN=2, DOWNLOAD_DELAY=0.3
+    )
+    assert limits_from_settings(explicit) == Limits(1, 2, 0.3, 10.0)
+    spider = project_settings_with(CRAWL_PROFILE="fast")
+    spider.set("CONCURRENT_REQUESTS_PER_DOMAIN", 4, priority="spider")
+    spider.set("DOWNLOAD_DELAY", 20, priority="spider")
+    assert limits_from_settings(spider) == Limits(1, 4, 20.0, 20.0)  # the floor lifts the top
+    # they only narrow the profile's bounds, like CONCURRENT_REQUESTS
+    wider = project_settings_with(CONCURRENT_REQUESTS_PER_DOMAIN=16, DOWNLOAD_DELAY=0.1)
+    assert limits_from_settings(wider) == Limits(1, 3, 1.0, 60.0)
+    extension = AdaptiveConcurrency.from_crawler(crawler_with(CONCURRENT_REQUESTS_PER_DOMAIN=2))
+    assert extension.limits.max_concurrency == 2
+
+
+def test_no_setting_the_controller_reads_has_a_second_default():
+    # without the profile add-on, its bounds are missing: refused, not silently defaulted
+    bare = Settings()
+    bare.setmodule(project_settings, priority="project")
+    with pytest.raises(ValueError, match=r"ADAPTIVE_MIN_CONCURRENCY.*CRAWL_PROFILE add-on"):
+        limits_from_settings(bare)
+    with pytest.raises(ValueError, match="ADAPTIVE_TARGET_LATENCY"):
+        tuning_from_settings(bare)
+    # every ADAPTIVE_* setting lives in settings.py or in every profile, never in both
+    profile_names = set.intersection(*(set(profile) for profile in PROFILES.values()))
+    module_names = {name for name in dir(project_settings) if name.startswith("ADAPTIVE_")}
+    assert not profile_names & module_names
+    source = "".join(
+        path.read_text()
+        for path in (Path(project_settings.__file__).parent / "adaptive").glob("*.py")
+    )
+    read = set(re.findall(r'"(ADAPTIVE_[A-Z_]+)"', source))
+    assert read <= profile_names | module_names, read - profile_names - module_names
+    # and is read without a fallback value
+    assert not re.search(r'\.get(int|float|bool|list|dict)?\("[A-Z_]+", ', source)
 
 
 def test_decisions_are_readable_by_other_components():
@@ -627,15 +702,6 @@ def test_failures_are_told_apart_by_exception_type_not_by_message():
     # a refused connection is now: trouble at a level that was fine, one step down
     retry.process_exception(request(), ConnectionRefusedError())
     assert controller.concurrency == 12
-
-
-def project_settings_with(**overrides: Any) -> Settings:
-    settings = Settings()
-    settings.setmodule(project_settings, priority="project")
-    for name, value in overrides.items():
-        settings.set(name, value, priority="cmdline")
-    CrawlProfile().update_settings(settings)
-    return settings
 
 
 def test_profiles_set_the_bounds_and_command_line_settings_win():
