@@ -939,6 +939,41 @@ def test_with_the_extension_off_stock_autothrottle_runs_under_the_ceiling(
     assert site.stats()["max_concurrency"] == 2
 
 
+# -- Scrapy's own settings under the controller, at the server ---------------------------------
+
+
+@pytest.mark.slow
+def test_an_explicit_per_domain_concurrency_is_the_controllers_ceiling_at_the_server(
+    simulated_site, database_url
+):
+    # the fast profile lets the controller climb to 32 at once; -s says 2
+    site = simulated_site(products=120, seed=3, latency_ms=100)
+    settings = {"CONCURRENT_REQUESTS_PER_DOMAIN": 2}
+    result = run_crawl(site.base_url, database_url, settings=settings).check()
+    assert "AdaptiveConcurrency" in enabled_extensions(result.output)
+    stats = crawl_runs(database_url)[-1]["stats"]
+    assert stats["item_scraped_count"] == 120
+    assert site.stats()["max_concurrency"] == 2  # seen by the server
+    assert stats["adaptive/127.0.0.1/concurrency"] == 2  # the controller climbed to it
+
+
+@pytest.mark.slow
+def test_an_explicit_download_delay_is_the_controllers_floor_at_the_server(
+    simulated_site, database_url
+):
+    # the fast profile has no delay floor; -s says 0.3 s (jitter off, as AutoThrottle's
+    # floor is the slot's delay before Scrapy's jitter too)
+    site = simulated_site(products=24, seed=3, latency_ms=20)
+    settings = {"DOWNLOAD_DELAY": 0.3, "DOWNLOAD_DELAY_JITTER": 0}
+    run_crawl(site.base_url, database_url, settings=settings).check()
+    stats = crawl_runs(database_url)[-1]["stats"]
+    assert stats["item_scraped_count"] == 24
+    gaps = arrival_gaps(site.requests_log())
+    assert len(gaps) >= 24
+    assert min(gaps) >= 0.3 - SPACING_SLACK  # seen by the server
+    assert stats["adaptive/127.0.0.1/delay"] == 0.3
+
+
 # -- Retry-After pauses, at the server ------------------------------------------------------
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d [%(name)s] %(levelname)s: %(message)s"
