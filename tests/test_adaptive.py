@@ -721,6 +721,56 @@ def test_profiles_set_the_bounds_and_command_line_settings_win():
             assert not hasattr(project_settings, name), name
 
 
+ROOT = Path(project_settings.__file__).parents[1]
+#: The README's compact profile table: each column's settings, in the order of its numbers.
+README_PROFILE_COLUMNS = [
+    ("ADAPTIVE_MIN_CONCURRENCY", "ADAPTIVE_MAX_CONCURRENCY"),
+    ("ADAPTIVE_MIN_DELAY", "ADAPTIVE_MAX_DELAY"),
+    ("ADAPTIVE_TARGET_LATENCY",),
+    ("ADAPTIVE_MEMORY_LIMIT_MB", "MEMUSAGE_LIMIT_MB"),
+    ("CONCURRENT_REQUESTS",),
+    ("CONCURRENT_REQUESTS_PER_DOMAIN", "DOWNLOAD_DELAY"),
+]
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of the markdown table whose header row starts with ``header``."""
+    lines = text[text.index(header) :].splitlines()
+    rows = []
+    for line in lines[2:]:  # past the header and the |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(number) for number in re.findall(r"\d+(?:\.\d+)?", cell)]
+
+
+def test_the_profile_tables_of_the_docs_are_profiles_py():
+    # profiles.py is the one home of the profiles; README and docs/adaptive.md restate them
+    docs = (ROOT / "docs" / "adaptive.md").read_text(encoding="utf-8")
+    header = "| setting | `polite` (default) | `balanced` | `fast` |"
+    assert header in docs
+    assert list(PROFILES) == ["polite", "balanced", "fast"]
+    documented = {
+        re.match(r"`(\w+)`", row[0]).group(1): [numbers(cell) for cell in row[1:]]
+        for row in table_rows(docs, header)
+    }
+    assert documented == {
+        name: [[float(profile[name])] for profile in PROFILES.values()]
+        for name in PROFILES["polite"]
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = table_rows(readme, "| profile | adaptive concurrency |")
+    assert [re.match(r"`(\w+)`", row[0]).group(1) for row in rows] == list(PROFILES)
+    for row, profile in zip(rows, PROFILES.values(), strict=True):
+        for cell, names in zip(row[1:], README_PROFILE_COLUMNS, strict=True):
+            assert numbers(cell) == [float(profile[name]) for name in names], (row[0], cell)
+    assert {name for names in README_PROFILE_COLUMNS for name in names} == set(PROFILES["polite"])
+
+
 # -- real crawls of a site with a capacity -------------------------------------------------
 
 CAPACITY = 6
