@@ -210,7 +210,8 @@ RENDERING_BROWSER_ENV = [
 
 # -- adaptive concurrency (see matter_crawler.adaptive, docs/adaptive.md) ---------------------
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
-# ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles).
+# ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles); with the
+# extension on, an explicit CONCURRENT_REQUESTS_PER_DOMAIN / DOWNLOAD_DELAY narrows them.
 ADAPTIVE_CONCURRENCY_ENABLED = True  # False: fixed concurrency, or AUTOTHROTTLE_ENABLED=True
 # politeness ceiling per domain (and its subdomains), whatever the profile and whatever
 # sets the slots (this extension, AutoThrottle, fixed settings): SlotConcurrencyDownloader

@@ -771,6 +771,26 @@ def test_the_profile_tables_of_the_docs_are_profiles_py():
     assert {name for names in README_PROFILE_COLUMNS for name in names} == set(PROFILES["polite"])
 
 
+def test_the_readme_states_the_adaptive_defaults_of_settings_py():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    defaults = {name: getattr(project_settings, name) for name in dir(project_settings)}
+    seen: list[str] = []
+    for row in table_rows(readme, "| setting | default | meaning |"):
+        names = re.findall(r"`(ADAPTIVE_\w+)`", row[0])
+        if not names or row[0].startswith("`ADAPTIVE_MIN/MAX"):  # the profile's
+            continue
+        seen += names
+        values, cell = [defaults[name] for name in names], row[1]
+        if isinstance(values[0], bool):
+            assert cell == f"`{values[0]}`", names
+        elif isinstance(values[0], dict):
+            assert json.loads(cell.strip("`")) == values[0], names
+        else:  # numbers, or a list of numbers
+            flat = [v for value in values for v in (value if isinstance(value, list) else [value])]
+            assert numbers(cell) == [float(v) for v in flat], names
+    assert sorted(seen) == sorted(name for name in defaults if name.startswith("ADAPTIVE_"))
+
+
 # -- real crawls of a site with a capacity -------------------------------------------------
 
 CAPACITY = 6
