@@ -33,7 +33,7 @@ from matter_crawler.adaptive.extension import AdaptiveConcurrency, adaptive_stat
 from matter_crawler.adaptive.law import DomainController
 from matter_crawler.adaptive.limits import Limits, limits_from_settings, tuning_from_settings
 from matter_crawler.adaptive.memory import MemoryAction, MemoryCeiling, memory_ceiling_mb
-from matter_crawler.adaptive.states import Change, Mode, Trouble
+from matter_crawler.adaptive.states import Change, Mode, Reaction, StepBack, Trouble
 from matter_crawler.downloader import CeilingSlot, domain_ceiling
 from matter_crawler.exceptions import DeadLettered
 from matter_crawler.middlewares.retry import ClassifiedRetryMiddleware
@@ -245,6 +245,7 @@ def test_trouble_from_requests_sent_before_the_cut_is_not_counted_twice():
     now = ramp(ctl, 8)  # 21 (1..17 clean)
     ctl.trouble(now, Trouble.OVERLOAD, sent_at=now - 0.1)  # 21 overshoots: back to 17
     assert ctl.concurrency == 17
+    assert (ctl.reaction, ctl.step_back) == (Reaction.OVERSHOOT, StepBack(excess=4))
     for _ in range(4):  # the rest of the overshoot, already on its way: expected
         assert ctl.trouble(now + 0.05, Trouble.OVERLOAD, sent_at=now - 0.05) is None
     # exceptions carry no send time: within one smoothed latency of the cut they are old too
@@ -256,6 +257,7 @@ def test_trouble_from_requests_sent_before_the_cut_is_not_counted_twice():
     assert change is not None
     assert change.concurrency == 8
     assert "burst" in change.reason
+    assert (ctl.reaction, ctl.step_back) == (Reaction.WORSE, None)  # a Retry-After would pause
     # trouble from a request sent after that cut is news again
     assert ctl.trouble(now + 1.0, Trouble.TIMEOUT) is not None
     assert ctl.concurrency == 4

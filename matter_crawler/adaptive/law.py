@@ -17,6 +17,7 @@ Its state, explicitly (the types are in :mod:`matter_crawler.adaptive.states`):
   meant (an overshoot, or the server got worse), and ``strikes`` how often;
 - ``step_back`` (``StepBack`` or None): after a step back, how many refusals
   from the abandoned level may still come back before they count as a burst;
+- ``round`` (``Round``): the round in progress;
 - the latency and background-trouble windows (:mod:`matter_crawler.adaptive.windows`).
 
 The law, briefly (docs/adaptive.md has the reasoning):
@@ -63,7 +64,7 @@ from dataclasses import replace
 from typing import Any
 
 from .limits import Limits, Tuning
-from .states import Change, Mode, Probe, Reaction, StepBack, Trouble
+from .states import Change, Mode, Probe, Reaction, Round, StepBack, Trouble
 from .windows import LatencyWindow, TroubleWindows
 
 #: Multiplicative growth per clean round while no ceiling is known.
@@ -107,10 +108,7 @@ class DomainController:
         # what it remembers of the answers
         self.latency_window = LatencyWindow(tuning.baseline_window, now=now)
         self.trouble_windows = TroubleWindows(now=now)
-        # the round in progress
-        self._round_count = 0
-        self._round_latency = 0.0
-        self._round_troubles = 0
+        self.round = Round()  # in progress
         # counters for the stats
         self.increases = 0
         self.decreases = 0
@@ -168,12 +166,12 @@ class DomainController:
         delay_limited = self.delay > self.limits.min_delay
         if in_flight < self.concurrency and not delay_limited:
             return None  # the level was not filled: no evidence either way
-        self._round_count += 1
-        self._round_latency += latency
-        if self._round_count < self.concurrency:
+        self.round.count += 1
+        self.round.latency += latency
+        if self.round.count < self.concurrency:
             return None
-        mean = self._round_latency / self._round_count
-        self._reset_round()
+        mean = self.round.latency / self.round.count
+        self.round = Round()
         limit = self.latency_limit()
         if limit is not None and mean > limit:
             return self._trouble(now, Trouble.LATENCY, f"latency {mean:.3f}s > {limit:.3f}s")
@@ -216,7 +214,7 @@ class DomainController:
                 if step_back.late > step_back.excess + 1:
                     change = self._halve(now, f"{kind.value}: a burst after a step back")
         else:
-            self._round_troubles += 1
+            self.round.troubles += 1
             if self._within_background():
                 self.tolerated += 1
                 return None
@@ -247,7 +245,7 @@ class DomainController:
             self.clean = self.concurrency
             self.mode = Mode.START if self.ceiling is None else Mode.CLIMB
             self.next_probe_at = now + self.probe_interval
-            self._reset_round()
+            self.round = Round()
         return None
 
     def memory(self, now: float, pressure: bool) -> Change | None:
@@ -377,13 +375,8 @@ class DomainController:
             self.decreases += 1
         self.concurrency = concurrency
         self.delay = delay
-        self._reset_round()
+        self.round = Round()
         return change
-
-    def _reset_round(self) -> None:
-        self._round_count = 0
-        self._round_latency = 0.0
-        self._round_troubles = 0
 
     def _observe(self, now: float, *, troubled: bool) -> None:
         """Count one outcome toward the site's background trouble."""
@@ -406,10 +399,10 @@ class DomainController:
         # judged against a whole round's worth of outcomes, not the few seen so far: checking
         # a growing count after every outcome would cross a tight early bound by chance
         outcomes = max(
-            self._round_count + self._round_troubles, self.concurrency / max(1e-9, 1 - rate)
+            self.round.count + self.round.troubles, self.concurrency / max(1e-9, 1 - rate)
         )
         allowed = rate * outcomes + BACKGROUND_SIGMAS * math.sqrt(rate * (1 - rate) * outcomes)
-        return self._round_troubles <= allowed
+        return self.round.troubles <= allowed
 
     # -- persistence ---------------------------------------------------------
 

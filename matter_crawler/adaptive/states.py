@@ -1,8 +1,8 @@
 """The controller's vocabulary: what went wrong, its sub-states, and its decisions.
 
 :class:`~matter_crawler.adaptive.law.DomainController` holds one :class:`Mode`, an
-optional :class:`Probe`, a :class:`Reaction` and an optional :class:`StepBack`; each
-outcome it is fed may return a :class:`Change`.
+optional :class:`Probe`, a :class:`Reaction`, an optional :class:`StepBack` and the
+:class:`Round` in progress; each outcome it is fed may return a :class:`Change`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,15 @@ class Probe:
     """One level above the last clean one, below a known ceiling, on trial."""
 
     rounds: int = 0  # clean rounds it has passed
+
+
+@dataclass(slots=True)
+class Round:
+    """The round in progress at the current level."""
+
+    count: int = 0  # good answers
+    latency: float = 0.0  # their summed latency
+    troubles: int = 0  # trouble counted against the level
 
 
 @dataclass(frozen=True, slots=True)
