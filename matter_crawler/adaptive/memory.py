@@ -29,19 +29,24 @@ MEMUSAGE_SHARE = 0.8
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+def resident_memory_bytes() -> int:
+    """This process's resident memory now (its peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
 def resident_memory_mb() -> float:
-    """The process's resident memory now.
+    """The process's resident memory now, in MB.
 
     Where ``/proc`` is missing (macOS), only the peak is known (``ru_maxrss``, what
     Scrapy's MemoryUsage reads anyway): it never falls, so memory pressure, once on,
     lasts to the end of the crawl there.
     """
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE / 2**20
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+    return resident_memory_bytes() / 2**20
 
 
 def memory_ceiling_mb(settings: BaseSettings) -> float:
