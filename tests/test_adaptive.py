@@ -252,6 +252,7 @@ def test_an_explicit_per_domain_concurrency_is_the_controllers_ceiling_at_the_se
     settings = {"CONCURRENT_REQUESTS_PER_DOMAIN": 2}
     result = run_crawl(site.base_url, database_url, settings=settings).check()
     assert "AdaptiveConcurrency" in enabled_extensions(result.output)
+    assert "Adaptive concurrency: 1-2 requests at a time, 0.00-10.00 s apart" in result.output
     stats = crawl_runs(database_url)[-1]["stats"]
     assert stats["item_scraped_count"] == 120
     assert site.stats()["max_concurrency"] == 2  # seen by the server
