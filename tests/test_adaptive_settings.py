@@ -141,6 +141,11 @@ def test_off_means_not_configured_and_refuses_to_fight_autothrottle():
         AdaptiveConcurrency.from_crawler(crawler_with(ADAPTIVE_CONCURRENCY_ENABLED=False))
     with pytest.raises(ValueError, match="AUTOTHROTTLE_ENABLED are both on"):
         AdaptiveConcurrency.from_crawler(crawler_with(AUTOTHROTTLE_ENABLED=True))
+    # Scrapy's own downloader lets a slot exceed its concurrency, and has no process_slot
+    with pytest.raises(ValueError, match="needs DOWNLOADER"):
+        AdaptiveConcurrency.from_crawler(
+            crawler_with(DOWNLOADER="scrapy.core.downloader.Downloader")
+        )
 
 
 def test_bounds_come_from_settings_capped_by_concurrent_requests():
