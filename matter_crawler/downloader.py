@@ -142,6 +142,16 @@ class SlotConcurrencyDownloader(Downloader):
             )
         return key, slot
 
+    def process_slot(self, slot: Slot) -> None:
+        """Send what the slot's queue holds, as far as its concurrency and delay allow now.
+
+        Scrapy looks at a slot's queue only when a request enters or leaves the slot; a
+        component that raised a slot's concurrency or ended a pause (the adaptive
+        controller) calls this to use the room at once. The one public door to Scrapy's
+        private ``_process_queue`` (overridden below), so no other component calls it.
+        """
+        self._process_queue(slot)
+
     def _process_queue(self, slot: Slot) -> None:
         if slot.latercall:
             return  # a delayed call will process the queue

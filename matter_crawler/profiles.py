@@ -1,25 +1,10 @@
 """Operating profiles: one switch (``CRAWL_PROFILE``) for the whole speed envelope.
 
-Each profile is a documented set of bounds for the adaptive-concurrency
-extension (:mod:`matter_crawler.extensions.adaptive`) plus the fixed values a
-crawl falls back on when that extension is off:
-
-=========================  ==========  ==========  ==========
-setting                    polite      balanced    fast
-=========================  ==========  ==========  ==========
-ADAPTIVE_MIN_CONCURRENCY   1           1           1
-ADAPTIVE_MAX_CONCURRENCY   3           8           32
-ADAPTIVE_MIN_DELAY         1.0 s       0.25 s      0
-ADAPTIVE_MAX_DELAY         60 s        30 s        10 s
-ADAPTIVE_TARGET_LATENCY    2.0 s       1.0 s       0.5 s
-ADAPTIVE_MEMORY_LIMIT_MB   400         400         800
-MEMUSAGE_LIMIT_MB          500         500         1000
-CONCURRENT_REQUESTS        8           16          32
-CONCURRENT_REQUESTS_PER_   2           8           32
-DOMAIN (adaptive off)
-DOWNLOAD_DELAY             1.0 s       0.25 s      0
-(adaptive off)
-=========================  ==========  ==========  ==========
+Each profile (:data:`PROFILES`, the one home of these values: the tables in
+README.md and docs/adaptive.md restate them, and ``tests/test_adaptive_settings.py`` checks
+that they agree) is a set of bounds for the adaptive-concurrency extension
+(:mod:`matter_crawler.adaptive`) plus the fixed values a crawl falls back on when
+that extension is off:
 
 - ``polite`` (the default; for the real site): what the predecessor crawler
   used, at most 3 requests at once and at least one second between requests,
@@ -45,6 +30,9 @@ A profile is a Scrapy add-on: it sets its values at add-on priority, above
 Scrapy's defaults and below the project's ``settings.py``, ``-s`` on the
 command line and a spider's ``custom_settings``, so anything set explicitly
 still wins. ``settings.py`` therefore leaves the values a profile sets alone.
+With the adaptive extension on, an explicit ``CONCURRENT_REQUESTS_PER_DOMAIN``
+is the ceiling of its concurrency and an explicit ``DOWNLOAD_DELAY`` the floor of
+its delay, as under AutoThrottle (:mod:`matter_crawler.adaptive.limits`).
 """
 
 from __future__ import annotations
@@ -97,7 +85,7 @@ class CrawlProfile:
     """Scrapy add-on applying the ``CRAWL_PROFILE`` named in the settings."""
 
     def update_settings(self, settings: BaseSettings) -> None:
-        name = settings.get("CRAWL_PROFILE") or "polite"
+        name = settings.get("CRAWL_PROFILE")  # its default is in settings.py
         profile = PROFILES.get(name)
         if profile is None:
             raise ValueError(f"CRAWL_PROFILE must be one of {', '.join(PROFILES)}, not {name!r}")

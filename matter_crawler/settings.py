@@ -91,7 +91,7 @@ EXTENSIONS = {
     # stops the crawl when the site's markup no longer matches the parsers
     "matter_crawler.extensions.drift.MarkupDriftMonitor": 250,
     # replaces AutoThrottle; refuses to start if AUTOTHROTTLE_ENABLED is on too
-    "matter_crawler.extensions.adaptive.AdaptiveConcurrency": 300,
+    "matter_crawler.adaptive.extension.AdaptiveConcurrency": 300,
     # monitoring (docs/monitoring.md): metrics, then live progress; both share one HTTP server
     "matter_crawler.extensions.prometheus.PrometheusExporter": 400,
     "matter_crawler.extensions.progress.ProgressMonitor": 410,
@@ -208,9 +208,10 @@ RENDERING_BROWSER_ENV = [
     "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "XDG_*", "FONTCONFIG_*",
 ]  # fmt: skip
 
-# -- adaptive concurrency (see matter_crawler.extensions.adaptive, docs/adaptive.md) ---------
+# -- adaptive concurrency (see matter_crawler.adaptive, docs/adaptive.md) ---------------------
 # Bounds (ADAPTIVE_MIN/MAX_CONCURRENCY, ADAPTIVE_MIN/MAX_DELAY, ADAPTIVE_TARGET_LATENCY,
-# ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles).
+# ADAPTIVE_MEMORY_LIMIT_MB) come from CRAWL_PROFILE (matter_crawler.profiles); with the
+# extension on, an explicit CONCURRENT_REQUESTS_PER_DOMAIN / DOWNLOAD_DELAY narrows them.
 ADAPTIVE_CONCURRENCY_ENABLED = True  # False: fixed concurrency, or AUTOTHROTTLE_ENABLED=True
 # politeness ceiling per domain (and its subdomains), whatever the profile and whatever
 # sets the slots (this extension, AutoThrottle, fixed settings): SlotConcurrencyDownloader

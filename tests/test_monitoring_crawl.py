@@ -26,7 +26,7 @@ from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from twisted.internet.defer import DeferredList
 from twisted.internet.threads import deferToThread
 
-from matter_crawler.extensions.adaptive import adaptive_state
+from matter_crawler.adaptive.extension import adaptive_state
 from matter_crawler.extensions.progress import ProgressMonitor
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring.discovery import read_groups

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..extensions.adaptive import adaptive_state
+from ..adaptive.extension import adaptive_state
 from ..middlewares.breaker import CircuitState
 from ..middlewares.classify import FailureClass
 from .crawlstate import (

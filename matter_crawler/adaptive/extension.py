@@ -4,7 +4,7 @@ Scrapy's AutoThrottle only stretches a delay from latency: it never changes
 concurrency, ignores timeouts and connection errors, cannot react to a quick
 429, and forgets what it learned when an idle slot is garbage-collected. This
 extension replaces it. Per download slot (domain) a
-:class:`~matter_crawler.adaptive_controller.DomainController` sets both the
+:class:`~matter_crawler.adaptive.law.DomainController` sets both the
 slot's concurrency and its delay from what comes back:
 
 - good answers and their latency (``response_downloaded``);
@@ -22,10 +22,12 @@ slot's concurrency and its delay from what comes back:
   ``MEMUSAGE_LIMIT_MB`` when ``MEMUSAGE_ENABLED``) every domain's concurrency is
   halved and held, halved again if memory keeps climbing, and free to grow once
   memory is below 90% of the ceiling
-  (:class:`~matter_crawler.adaptive_controller.MemoryCeiling`).
+  (:mod:`matter_crawler.adaptive.memory`).
 
 Bounds come from the profile (``ADAPTIVE_MIN/MAX_CONCURRENCY``,
-``ADAPTIVE_MIN/MAX_DELAY``, capped by ``CONCURRENT_REQUESTS``) and from
+``ADAPTIVE_MIN/MAX_DELAY``), capped by ``CONCURRENT_REQUESTS`` and, as under
+AutoThrottle, by an explicit ``CONCURRENT_REQUESTS_PER_DOMAIN`` (ceiling) and
+``DOWNLOAD_DELAY`` (floor) (:mod:`matter_crawler.adaptive.limits`), and from
 ``ADAPTIVE_DOMAIN_LIMITS``, a politeness ceiling per domain (matching the domain
 and its subdomains). The downloader enforces that ceiling on the slots itself
 (:class:`~matter_crawler.downloader.CeilingSlot`), with or without this
@@ -39,7 +41,9 @@ and ``DOWNLOAD_DELAY``), the learned values go back on it at its first request
 the last one left off.
 
 The slot's concurrency really holds thanks to
-:class:`~matter_crawler.downloader.SlotConcurrencyDownloader`.
+:class:`~matter_crawler.downloader.SlotConcurrencyDownloader`, which the extension
+requires (it also lets it send a slot's queue when it raised the slot's concurrency:
+``process_slot``).
 
 It is enabled by ``ADAPTIVE_CONCURRENCY_ENABLED`` (on by default) and refuses to
 start together with ``AUTOTHROTTLE_ENABLED``: two controllers writing the same
@@ -66,21 +70,16 @@ from scrapy import Request, signals
 from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.utils.asyncio import call_later, create_looping_call
+from scrapy.utils.misc import load_object
 
-from ..adaptive_controller import (
-    Change,
-    DomainController,
-    Limits,
-    MemoryAction,
-    MemoryCeiling,
-    Trouble,
-    Tuning,
-)
-from ..downloader import domain_ceiling
+from ..downloader import SlotConcurrencyDownloader, domain_ceiling
 from ..middlewares.retry import parse_retry_after
-from ..monitoring.crawlstate import resident_memory_bytes
 from ..session import CrawlSession
 from ..signals import circuit_state_changed, request_dead_lettered, request_retrying
+from .law import DomainController
+from .limits import Limits, Tuning, limits_from_settings, require, tuning_from_settings
+from .memory import MemoryAction, MemoryCeiling, memory_ceiling_mb, resident_memory_mb
+from .states import Change, Trouble
 
 if TYPE_CHECKING:
     from scrapy.core.downloader import Slot
@@ -91,35 +90,8 @@ logger = logging.getLogger(__name__)
 STATE_NAME = "adaptive_concurrency"
 #: Request meta key: leave this request's outcome out of the controller's decisions.
 DONT_ADJUST = "adaptive_dont_adjust"
-#: The memory ceiling is at most this share of Scrapy's MEMUSAGE_LIMIT_MB.
-MEMUSAGE_SHARE = 0.8
 #: ``kind`` of a retry-middleware signal -> the trouble it means (other kinds mean none).
 FAILURE_TROUBLE = {"timeout": Trouble.TIMEOUT, "connection": Trouble.CONNECTION}
-
-
-def resident_memory_mb() -> float:
-    """The process's resident memory now.
-
-    Where ``/proc`` is missing (macOS), only the peak is known (``ru_maxrss``, what
-    Scrapy's MemoryUsage reads anyway): it never falls, so memory pressure, once on,
-    lasts to the end of the crawl there.
-    """
-    return resident_memory_bytes() / 2**20
-
-
-def memory_ceiling_mb(settings: Any) -> float:
-    """``ADAPTIVE_MEMORY_LIMIT_MB``, lowered to 80% of ``MEMUSAGE_LIMIT_MB`` when Scrapy's
-    MemoryUsage would stop the crawl sooner; 0 (no ceiling) when neither is set.
-
-    MemoryUsage stops on peak memory; the ceiling is checked against current memory,
-    which the peak only follows upward: reaching 80% of the limit comes first.
-    """
-    limit = settings.getfloat("ADAPTIVE_MEMORY_LIMIT_MB", 0.0)
-    scrapy_limit = settings.getfloat("MEMUSAGE_LIMIT_MB", 0.0)
-    if settings.getbool("MEMUSAGE_ENABLED") and scrapy_limit > 0:
-        share = MEMUSAGE_SHARE * scrapy_limit
-        limit = min(limit, share) if limit > 0 else share
-    return max(0.0, limit)
 
 
 class AdaptiveConcurrency:
@@ -144,9 +116,10 @@ class AdaptiveConcurrency:
         self.memory_ceiling = MemoryCeiling(memory_limit_mb)
         self.memory_check_interval = memory_check_interval
         self.log_level = logging.INFO if debug else logging.DEBUG
-        self.download_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT", 180.0)
+        self.download_timeout = crawler.settings.getfloat("DOWNLOAD_TIMEOUT")
         self.controllers: dict[str, DomainController] = {}
-        # the downloader's own dict of live slots (key -> slot), once the spider is open
+        # the downloader, and its own dict of live slots (key -> slot), once the spider is open
+        self._downloader: SlotConcurrencyDownloader | None = None
         self._live_slots: dict[str, Slot] = {}
         # the slot object each key's learned values were last put on: a live slot that is
         # not this one is new (first request, or the old one was garbage-collected)
@@ -170,7 +143,7 @@ class AdaptiveConcurrency:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("ADAPTIVE_CONCURRENCY_ENABLED", True):
+        if not settings.getbool("ADAPTIVE_CONCURRENCY_ENABLED"):
             raise NotConfigured
         if settings.getbool("AUTOTHROTTLE_ENABLED"):
             raise ValueError(
@@ -178,35 +151,23 @@ class AdaptiveConcurrency:
                 "controllers would fight over the same download slots. Set "
                 "ADAPTIVE_CONCURRENCY_ENABLED=False to crawl with stock AutoThrottle."
             )
-        total = settings.getint("CONCURRENT_REQUESTS")
-        top = settings.getint("ADAPTIVE_MAX_CONCURRENCY", 32)
-        if total > 0:
-            top = min(top, total)
-        limits = Limits(
-            min_concurrency=min(settings.getint("ADAPTIVE_MIN_CONCURRENCY", 1), top),
-            max_concurrency=top,
-            min_delay=settings.getfloat("ADAPTIVE_MIN_DELAY", 0.0),
-            max_delay=settings.getfloat("ADAPTIVE_MAX_DELAY", 60.0),
-        )
-        tuning = Tuning(
-            target_latency=settings.getfloat("ADAPTIVE_TARGET_LATENCY", 0.5),
-            latency_tolerance=settings.getfloat("ADAPTIVE_LATENCY_TOLERANCE", 2.0),
-            decrease_factor=settings.getfloat("ADAPTIVE_DECREASE_FACTOR", 0.5),
-            probe_interval=settings.getfloat("ADAPTIVE_PROBE_INTERVAL", 5.0),
-            probe_interval_max=settings.getfloat("ADAPTIVE_PROBE_INTERVAL_MAX", 15.0),
-            baseline_window=settings.getfloat("ADAPTIVE_BASELINE_WINDOW", 60.0),
-            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
-        )
+        if not issubclass(load_object(settings["DOWNLOADER"]), SlotConcurrencyDownloader):
+            # Scrapy's own lets a slot exceed its concurrency (scrapy#6982)
+            raise ValueError(
+                "ADAPTIVE_CONCURRENCY_ENABLED needs DOWNLOADER = "
+                '"matter_crawler.downloader.SlotConcurrencyDownloader" (or a subclass)'
+            )
+        require(settings, "ADAPTIVE_MEMORY_CHECK_INTERVAL", "ADAPTIVE_TROUBLE_STATUSES")
         extension = cls(
             crawler,
-            limits,
-            tuning,
+            limits_from_settings(settings),
+            tuning_from_settings(settings),
             domain_limits=settings.getdict("ADAPTIVE_DOMAIN_LIMITS"),
             trouble_statuses=frozenset(
                 int(status) for status in settings.getlist("ADAPTIVE_TROUBLE_STATUSES")
             ),
             memory_limit_mb=memory_ceiling_mb(settings),
-            memory_check_interval=settings.getfloat("ADAPTIVE_MEMORY_CHECK_INTERVAL", 2.0),
+            memory_check_interval=settings.getfloat("ADAPTIVE_MEMORY_CHECK_INTERVAL"),
             debug=settings.getbool("ADAPTIVE_DEBUG"),
         )
         connect = crawler.signals.connect
@@ -265,7 +226,7 @@ class AdaptiveConcurrency:
         self._apply(key, controller, slot)  # a pause extended meanwhile sets the next wake-up
         if key not in self._resumers:
             logger.log(self.log_level, "Adaptive %s: Retry-After pause over", key)
-            self.crawler.engine.downloader._process_queue(slot)  # its queue waited on us
+            self._downloader.process_slot(slot)  # its queue waited on us
 
     def _decided(self, key: str, controller: DomainController, change: Change | None) -> None:
         if change is None:
@@ -283,7 +244,7 @@ class AdaptiveConcurrency:
         slot = self._slot(key)
         self._apply(key, controller, slot)
         if slot is not None and change.concurrency > change.old_concurrency:
-            self.crawler.engine.downloader._process_queue(slot)  # use the room now
+            self._downloader.process_slot(slot)  # use the room now
         self._record(key, controller)
         logger.log(
             self.log_level,
@@ -385,7 +346,15 @@ class AdaptiveConcurrency:
             self._apply(domain, controller, self._slot(domain))
 
     def spider_opened(self) -> None:
-        self._live_slots = self.crawler.engine.downloader.slots
+        self._downloader = self.crawler.engine.downloader
+        self._live_slots = self._downloader.slots
+        logger.info(
+            "Adaptive concurrency: %d-%d requests at a time, %.2f-%.2f s apart per domain",
+            self.limits.min_concurrency,
+            self.limits.max_concurrency,
+            self.limits.min_delay,
+            self.limits.max_delay,
+        )
         for key, controller in self.controllers.items():  # restored from JOBDIR
             self._record(key, controller)
         if self.memory_limit_mb > 0 and self.memory_check_interval > 0:

@@ -5,8 +5,20 @@ latency, an overload answer, a timeout, a reset, a Retry-After, the circuit
 breaker's state, memory pressure) into the concurrency and the delay the
 domain's download slot should use. It never reads a clock: every call carries
 ``now`` (monotonic seconds), so tests drive it with scripted sequences. The
-extension (:mod:`matter_crawler.extensions.adaptive`) feeds it and applies its
+extension (:mod:`matter_crawler.adaptive.extension`) feeds it and applies its
 decisions to Scrapy's slots.
+
+Its state, explicitly (the types are in :mod:`matter_crawler.adaptive.states`):
+
+- ``mode`` (``Mode``): how it grows: no ceiling known, climbing to a known
+  ceiling, or growing past a ceiling a probe lifted;
+- ``probe`` (``Probe`` or None): a probe of the known ceiling in progress;
+- ``reaction`` (``Reaction``): what the trouble since the last clean round
+  meant (an overshoot, or the server got worse), and ``strikes`` how often;
+- ``step_back`` (``StepBack`` or None): after a step back, how many refusals
+  from the abandoned level may still come back before they count as a burst;
+- ``round`` (``Round``): the round in progress;
+- the latency and background-trouble windows (:mod:`matter_crawler.adaptive.windows`).
 
 The law, briefly (docs/adaptive.md has the reasoning):
 
@@ -42,172 +54,30 @@ The law, briefly (docs/adaptive.md has the reasoning):
   domain until it has passed (on a probe's refusal, the step back removes the
   excess and the refused request alone waits). An open breaker drops the
   domain to its minimum until it closes. Memory pressure halves every domain's
-  concurrency and blocks increases (:class:`MemoryCeiling` decides when).
+  concurrency and blocks increases (:mod:`matter_crawler.adaptive.memory` decides when).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any
+
+from .limits import Limits, Tuning
+from .states import Change, Mode, Probe, Reaction, Round, StepBack, Trouble
+from .windows import LatencyWindow, TroubleWindows
 
 #: Multiplicative growth per clean round while no ceiling is known.
 GROWTH_FACTOR = 1.5
 #: Largest increase in one round. Everything an increase overshoots by comes back as a
 #: run of refusals, and 10 in a row open the circuit breaker (CIRCUIT_FAILURE_THRESHOLD).
 GROWTH_STEP_MAX = 4
-#: Weight of a new latency sample in the smoothed latency.
-SMOOTHING = 0.125
 #: Smallest delay worth setting when trouble persists at minimum concurrency.
 DELAY_FLOOR_STEP = 0.1
-#: The background trouble rate is the lower share of trouble of the last two such windows (s).
-BACKGROUND_WINDOW = 5.0
-#: Outcomes a window needs before its share counts toward the background.
-BACKGROUND_WARMUP = 20
 #: Clean rounds a probe of the ceiling must pass before the ceiling is dropped.
 PROBE_ROUNDS = 2
-#: A background share from which a ceiling found before it was known is forgotten.
-FORGET_CEILING_AT = 0.05
 #: How far (in standard deviations) a round's trouble may exceed the background unnoticed.
 BACKGROUND_SIGMAS = 3.0
-#: Memory pressure ends below this share of the memory ceiling (hysteresis against flapping).
-MEMORY_RELEASE = 0.9
-#: Under memory pressure, concurrency is halved again each time memory climbs another such
-#: share of the ceiling above the reading of the last cut.
-MEMORY_STEP = 0.05
-
-
-class Trouble(StrEnum):
-    """What went wrong, as far as the controller cares."""
-
-    THROTTLED = "throttled"  # 429, or any answer with a Retry-After: a rate limit
-    OVERLOAD = "overload"  # 503 and the other "too busy" statuses
-    TIMEOUT = "timeout"  # no answer in time (or a 408)
-    CONNECTION = "connection"  # reset, refused, lost connection
-    LATENCY = "latency"  # a round's latency rose above the allowed band
-
-
-class Mode(StrEnum):
-    START = "start"  # no ceiling known: multiplicative growth
-    CLIMB = "climb"  # a ceiling is known: climb to it, probe it now and then
-    GROW = "grow"  # a probe above the old ceiling succeeded: accelerating growth
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds of one domain's concurrency and delay (seconds)."""
-
-    min_concurrency: int = 1
-    max_concurrency: int = 32
-    min_delay: float = 0.0
-    max_delay: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_concurrency <= self.max_concurrency:
-            raise ValueError(
-                f"concurrency bounds need 1 <= min <= max, got "
-                f"{self.min_concurrency}..{self.max_concurrency}"
-            )
-        if not 0 <= self.min_delay <= self.max_delay:
-            raise ValueError(
-                f"delay bounds need 0 <= min <= max, got {self.min_delay}..{self.max_delay}"
-            )
-
-    def narrowed(
-        self, *, max_concurrency: int | None = None, min_delay: float | None = None
-    ) -> Limits:
-        """These limits inside a politeness ceiling (it can only make them stricter)."""
-        top = self.max_concurrency if max_concurrency is None else int(max_concurrency)
-        top = max(1, min(self.max_concurrency, top))
-        floor = self.min_delay if min_delay is None else max(self.min_delay, float(min_delay))
-        return replace(
-            self,
-            min_concurrency=min(self.min_concurrency, top),
-            max_concurrency=top,
-            min_delay=floor,
-            max_delay=max(self.max_delay, floor),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Tuning:
-    """How the controller reacts (the same for every domain)."""
-
-    target_latency: float = 0.5
-    latency_tolerance: float = 2.0
-    decrease_factor: float = 0.5
-    probe_interval: float = 5.0
-    probe_interval_max: float = 15.0
-    baseline_window: float = 60.0
-    retry_after_max: float = 300.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.decrease_factor < 1:
-            raise ValueError(f"decrease_factor must be in (0, 1), got {self.decrease_factor}")
-        if self.latency_tolerance < 1:
-            raise ValueError(f"latency_tolerance must be >= 1, got {self.latency_tolerance}")
-        if self.probe_interval <= 0 or self.probe_interval_max < self.probe_interval:
-            raise ValueError("probe intervals need 0 < probe_interval <= probe_interval_max")
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A decision: the new concurrency and delay, and why."""
-
-    concurrency: int
-    delay: float
-    old_concurrency: int
-    old_delay: float
-    reason: str
-    paused_until: float | None = None  # set when a Retry-After pauses the domain
-
-    @property
-    def direction(self) -> int:
-        """+1 faster, -1 slower, 0 neither (a pause counts as slower)."""
-        if self.paused_until is not None:
-            return -1
-        if self.concurrency != self.old_concurrency:
-            return 1 if self.concurrency > self.old_concurrency else -1
-        if self.delay != self.old_delay:
-            return 1 if self.delay < self.old_delay else -1
-        return 0
-
-
-class MemoryAction(StrEnum):
-    LOWER = "lower"  # halve every domain's concurrency, and hold it
-    RELEASE = "release"  # memory is back down: concurrency may grow again
-
-
-class MemoryCeiling:
-    """When memory lowers concurrency, from a sequence of resident-memory readings (MB).
-
-    At the ceiling, pressure starts: every domain is halved once and held (no
-    increase). It is halved again only if memory keeps climbing, each time by
-    another ``MEMORY_STEP`` of the ceiling above the reading of the last cut: a
-    reading that stays high but flat has been dealt with (Python rarely returns
-    freed memory to the system, so waiting for it to fall would cut to the minimum
-    for nothing). Pressure ends once memory is below ``MEMORY_RELEASE`` of the
-    ceiling. A reading that never falls (peak memory, where the current one is
-    unknown) therefore holds the pressure to the end of the crawl.
-    """
-
-    def __init__(self, limit_mb: float) -> None:
-        self.limit_mb = limit_mb
-        self.pressure = False
-        self._cut_at = 0.0  # the reading when concurrency was last lowered
-
-    def observe(self, rss_mb: float) -> MemoryAction | None:
-        if rss_mb >= self.limit_mb:
-            if self.pressure and rss_mb < self._cut_at + MEMORY_STEP * self.limit_mb:
-                return None  # held: already lowered for this much memory
-            self.pressure = True
-            self._cut_at = rss_mb
-            return MemoryAction.LOWER
-        if self.pressure and rss_mb < MEMORY_RELEASE * self.limit_mb:
-            self.pressure = False
-            return MemoryAction.RELEASE
-        return None
 
 
 class DomainController:
@@ -218,37 +88,27 @@ class DomainController:
         self.tuning = tuning
         self.concurrency = limits.min_concurrency
         self.delay = limits.min_delay
+        # how it grows
         self.mode = Mode.START
         self.ceiling: int | None = None  # lowest level known to bring trouble
         self.clean = 0  # highest level that completed a clean round (0: none yet)
         self.step = 1  # growth step in GROW mode
+        self.probe: Probe | None = None
         self.probe_interval = tuning.probe_interval
         self.next_probe_at = now
-        self.probing = False
-        self.probe_rounds = 0  # clean rounds the probe has passed
+        # how it last slowed down
+        self.reaction = Reaction.NONE
         self.strikes = 0  # trouble at clean levels since the last clean round
-        self._stepped = False  # the last reaction was a step back, not a cut
-        self._server_worse = False  # the last reaction was to trouble at a clean level
-        self._step_excess = 0  # ... by this many requests
-        self._late_troubles = 0  # troubles from before it that came back since
+        self.step_back: StepBack | None = None
         self.last_cut_at = -math.inf
+        # overrides
         self.paused_until = -math.inf
         self.breaker_open = False
         self.memory_pressure = False
-        # latency: smoothed, and a windowed minimum of round means as the baseline
-        self.latency: float | None = None
-        self._baseline_now: float | None = None
-        self._baseline_before: float | None = None
-        self._baseline_since = now
-        # trouble: the share of the window in progress, and of the last two complete ones
-        self._window_outcomes = 0
-        self._window_troubles = 0
-        self._window_shares: list[float] = []
-        self._window_since = now
-        # the round in progress
-        self._round_count = 0
-        self._round_latency = 0.0
-        self._round_troubles = 0
+        # what it remembers of the answers
+        self.latency_window = LatencyWindow(tuning.baseline_window, now=now)
+        self.trouble_windows = TroubleWindows(now=now)
+        self.round = Round()  # in progress
         # counters for the stats
         self.increases = 0
         self.decreases = 0
@@ -258,17 +118,23 @@ class DomainController:
     # -- reading -------------------------------------------------------------
 
     @property
+    def latency(self) -> float | None:
+        """The smoothed latency of good answers."""
+        return self.latency_window.smoothed
+
+    @property
     def baseline(self) -> float | None:
         """The lowest round-mean latency of the last one to two baseline windows."""
-        values = [v for v in (self._baseline_now, self._baseline_before) if v is not None]
-        return min(values) if values else None
+        return self.latency_window.baseline
 
     @property
     def background(self) -> float:
-        """The share of trouble the site shows whatever we do: the lowest smoothed trouble
-        share of the last two complete windows (0 for a site that only fails under load,
-        and until two windows have passed: early trouble always counts)."""
-        return min(self._window_shares) if len(self._window_shares) == 2 else 0.0
+        """The share of trouble the site shows whatever we do (0 until known)."""
+        return self.trouble_windows.background
+
+    @property
+    def probing(self) -> bool:
+        return self.probe is not None
 
     def latency_limit(self) -> float | None:
         """Round-mean latency above which a round counts as a latency rise."""
@@ -293,25 +159,23 @@ class DomainController:
 
         ``in_flight``: the slot's requests out when it came back, itself included.
         """
-        self.latency = (
-            latency if self.latency is None else self.latency + SMOOTHING * (latency - self.latency)
-        )
+        self.latency_window.sample(latency)
         self._observe(now, troubled=False)
         if sent_at is not None and sent_at < self.last_cut_at:
             return None  # sent before the last cut, at a level now known to be too high
         delay_limited = self.delay > self.limits.min_delay
         if in_flight < self.concurrency and not delay_limited:
             return None  # the level was not filled: no evidence either way
-        self._round_count += 1
-        self._round_latency += latency
-        if self._round_count < self.concurrency:
+        self.round.count += 1
+        self.round.latency += latency
+        if self.round.count < self.concurrency:
             return None
-        mean = self._round_latency / self._round_count
-        self._reset_round()
+        mean = self.round.latency / self.round.count
+        self.round = Round()
         limit = self.latency_limit()
         if limit is not None and mean > limit:
             return self._trouble(now, Trouble.LATENCY, f"latency {mean:.3f}s > {limit:.3f}s")
-        self._update_baseline(now, mean)
+        self.latency_window.round_mean(now, mean)
         return self._clean_round(now)
 
     def trouble(
@@ -342,19 +206,20 @@ class DomainController:
         change = None
         if stale:
             self.ignored += 1
-            if self._stepped:
+            step_back = self.step_back
+            if step_back is not None:
                 # a step back expects at most its own excess to come back refused; a
                 # burst beyond that says the server got worse at once: cut now
-                self._late_troubles += 1
-                if self._late_troubles > self._step_excess + 1:
+                step_back.late += 1
+                if step_back.late > step_back.excess + 1:
                     change = self._halve(now, f"{kind.value}: a burst after a step back")
         else:
-            self._round_troubles += 1
+            self.round.troubles += 1
             if self._within_background():
                 self.tolerated += 1
                 return None
             change = self._trouble(now, kind, kind.value)
-        if retry_after is None or retry_after <= 0 or not self._server_worse:
+        if retry_after is None or retry_after <= 0 or self.reaction is not Reaction.WORSE:
             # a probe's refusal: the step back already removed the excess, and the
             # refused request waits its Retry-After in the retry middleware
             return change
@@ -380,7 +245,7 @@ class DomainController:
             self.clean = self.concurrency
             self.mode = Mode.START if self.ceiling is None else Mode.CLIMB
             self.next_probe_at = now + self.probe_interval
-            self._reset_round()
+            self.round = Round()
         return None
 
     def memory(self, now: float, pressure: bool) -> Change | None:
@@ -399,20 +264,20 @@ class DomainController:
     def _clean_round(self, now: float) -> Change | None:
         level = self.concurrency
         limits = self.limits
-        if self.probing:
-            self.probe_rounds += 1
-            if self.probe_rounds < PROBE_ROUNDS:
+        if self.probe is not None:
+            self.probe.rounds += 1
+            if self.probe.rounds < PROBE_ROUNDS:
                 return None  # one round can pass by luck: hold the probe a little longer
             # the ceiling held: capacity is higher than we knew
-            self.probing = False
+            self.probe = None
             self.ceiling = None
             self.mode = Mode.GROW
             self.step = 1
             self.probe_interval = self.tuning.probe_interval
         self.clean = max(self.clean, level)
         self.strikes = 0
-        self._stepped = False
-        self._server_worse = False
+        self.reaction = Reaction.NONE
+        self.step_back = None
         if self.delay > limits.min_delay:
             delay = self.delay / 2
             if delay < max(DELAY_FLOOR_STEP, limits.min_delay):
@@ -434,8 +299,7 @@ class DomainController:
                 reason = f"clean round, climbing toward {self.ceiling}"
             elif now >= self.next_probe_at:
                 target = level + 1
-                self.probing = True
-                self.probe_rounds = 0
+                self.probe = Probe()
                 reason = f"probing {target}"
             else:
                 return None
@@ -446,20 +310,20 @@ class DomainController:
         level = self.concurrency
         limits = self.limits
         self.last_cut_at = now
-        if self.probing or level > self.clean >= limits.min_concurrency:
+        if self.probe is not None or level > self.clean >= limits.min_concurrency:
             # an overshoot: step back to the highest level known to be clean
-            if self.probing:
-                self.probing = False
+            if self.probe is not None:
+                self.probe = None
                 self.probe_interval = min(self.probe_interval * 2, self.tuning.probe_interval_max)
             self.ceiling = level if self.ceiling is None else min(self.ceiling, level)
             self.mode = Mode.CLIMB
             self.next_probe_at = now + self.probe_interval
             lower = max(limits.min_concurrency, min(self.clean, level - 1))
-            self._stepped_back(level - lower)
-            self._server_worse = False
+            self.reaction = Reaction.OVERSHOOT
+            self.step_back = StepBack(excess=level - lower)
             return self._set(lower, self.delay, f"{reason} above clean level, step back")
         # trouble at a level that was fine: the server got worse
-        self._server_worse = True
+        self.reaction = Reaction.WORSE
         self.mode = Mode.CLIMB
         self.ceiling = level
         self.probe_interval = self.tuning.probe_interval
@@ -470,7 +334,7 @@ class DomainController:
                 # once may be the level's bad luck (the crawler counts a request as out a
                 # little longer than the server does): one step down, and see
                 self.clean = level - 1
-                self._stepped_back(1)
+                self.step_back = StepBack(excess=1)
                 return self._set(level - 1, self.delay, f"{reason}, one step down")
             # again before a clean round: it is the server, cut sharply
             return self._halve(now, f"{reason} again")
@@ -491,16 +355,11 @@ class DomainController:
         self.mode = Mode.CLIMB
         self.ceiling = level
         self.strikes = max(self.strikes, 1)
-        self._stepped = False
-        self._server_worse = True
+        self.reaction = Reaction.WORSE
+        self.step_back = None
         lower = max(self.limits.min_concurrency, int(level * self.tuning.decrease_factor))
         self.clean = lower
         return self._set(lower, self.delay, f"{reason}, cut")
-
-    def _stepped_back(self, excess: int) -> None:
-        self._stepped = True
-        self._step_excess = excess
-        self._late_troubles = 0
 
     def _set(self, concurrency: int, delay: float, reason: str) -> Change | None:
         concurrency = min(
@@ -516,30 +375,16 @@ class DomainController:
             self.decreases += 1
         self.concurrency = concurrency
         self.delay = delay
-        self._reset_round()
+        self.round = Round()
         return change
 
-    def _reset_round(self) -> None:
-        self._round_count = 0
-        self._round_latency = 0.0
-        self._round_troubles = 0
-
     def _observe(self, now: float, *, troubled: bool) -> None:
-        """Count one outcome in the window in progress; close the window when it is over."""
-        if now - self._window_since >= BACKGROUND_WINDOW:
-            if self._window_outcomes >= BACKGROUND_WARMUP:
-                share = self._window_troubles / self._window_outcomes
-                before = self.background
-                self._window_shares = [*self._window_shares[-1:], share]
-                if before == 0 and self.background >= FORGET_CEILING_AT and not self.probing:
-                    # the ceiling was found while every trouble counted: it may be nothing
-                    # but the site's background failures, so look for the real one again
-                    self.ceiling = None
-                    self.mode = Mode.START
-            self._window_outcomes = self._window_troubles = 0
-            self._window_since = now
-        self._window_outcomes += 1
-        self._window_troubles += troubled
+        """Count one outcome toward the site's background trouble."""
+        if self.trouble_windows.observe(now, troubled=troubled) and self.probe is None:
+            # the ceiling was found while every trouble counted: it may be nothing
+            # but the site's background failures, so look for the real one again
+            self.ceiling = None
+            self.mode = Mode.START
 
     def _within_background(self) -> bool:
         """Whether the round's trouble so far is what the site's background rate explains.
@@ -554,18 +399,10 @@ class DomainController:
         # judged against a whole round's worth of outcomes, not the few seen so far: checking
         # a growing count after every outcome would cross a tight early bound by chance
         outcomes = max(
-            self._round_count + self._round_troubles, self.concurrency / max(1e-9, 1 - rate)
+            self.round.count + self.round.troubles, self.concurrency / max(1e-9, 1 - rate)
         )
         allowed = rate * outcomes + BACKGROUND_SIGMAS * math.sqrt(rate * (1 - rate) * outcomes)
-        return self._round_troubles <= allowed
-
-    def _update_baseline(self, now: float, mean: float) -> None:
-        if now - self._baseline_since >= self.tuning.baseline_window:
-            self._baseline_before = self._baseline_now
-            self._baseline_now = None
-            self._baseline_since = now
-        if self._baseline_now is None or mean < self._baseline_now:
-            self._baseline_now = mean
+        return self.round.troubles <= allowed
 
     # -- persistence ---------------------------------------------------------
 
@@ -607,8 +444,7 @@ class DomainController:
             tuning.probe_interval_max,
         )
         controller.next_probe_at = now + controller.probe_interval
-        controller.latency = state.get("latency")
-        controller._baseline_now = state.get("baseline")
+        controller.latency_window.restore(state.get("latency"), state.get("baseline"))
         controller.increases = int(state.get("increases", 0))
         controller.decreases = int(state.get("decreases", 0))
         return controller
