@@ -41,6 +41,7 @@ from ..signals import (
     request_dead_lettered,
     request_retrying,
 )
+from .adaptive import adaptive_state
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,11 @@ class PrometheusExporter:
         self.metrics = CrawlMetrics(**self.labels)
         self.registry = self.metrics.registry
         self.aggregator = ProgressAggregator.from_crawler(crawler)
-        self.registry.register(CrawlStateCollector(crawler, self.aggregator, self.labels))
+        self.registry.register(
+            CrawlStateCollector(
+                crawler, self.aggregator, self.labels, lambda: adaptive_state(crawler)
+            )
+        )
         self.server = MonitoringServer.from_crawler(crawler)
         self.server.put("metrics", MetricsResource(self.registry))
         self.sd_file = Path(sd_file) if sd_file else None
