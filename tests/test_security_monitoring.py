@@ -40,7 +40,7 @@ def project_settings(**overrides) -> dict:
     settings = Settings()
     settings.setmodule("matter_crawler.settings")
     values = {name: settings[name] for name in settings if name.startswith("MONITORING_")}
-    return {**values, "PROMETHEUS_PORT": 0, **overrides}
+    return {**values, "MONITORING_PORT": 0, **overrides}
 
 
 def silent_socket(port: int, request: bytes | None = None) -> socket.socket:

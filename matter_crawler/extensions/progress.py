@@ -33,7 +33,9 @@ from twisted.python.failure import Failure
 
 from ..monitoring.events import EventHub
 from ..monitoring.progress import ProgressAggregator, Snapshot, job_label
-from ..monitoring.server import EventsResource, JsonResource, MonitoringServer, PackageFileResource
+from ..monitoring.resources import JsonResource, PackageFileResource
+from ..monitoring.server import MonitoringServer
+from ..monitoring.stream import EventsResource
 from ..monitoring.terminal import ProgressBar, progress_line
 from ..signals import request_dead_lettered, request_retrying
 
