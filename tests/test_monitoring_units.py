@@ -49,6 +49,8 @@ from .helpers import PROJECT_ROOT
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "matter-crawler.json"
 PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy" / "prometheus.yml"
+#: The settings of the monitoring server and extensions.
+MONITORING_PREFIXES = ("MONITORING_", "PROMETHEUS_", "PROGRESS_")
 
 
 # -- rates and ETA ---------------------------------------------------------------------------
@@ -271,6 +273,15 @@ def test_event_hub_encodes_nothing_without_listeners_and_replays_recent_tasks(
     assert received[-1][0] == "closed"
 
 
+def project_crawler(**overrides: object) -> Crawler:
+    """A crawler with the project's monitoring settings (their defaults live there) and
+    ``overrides``, all at the project's priority, as if written in the project's settings.py."""
+    settings = Settings()
+    settings.setmodule("matter_crawler.settings")
+    defaults = {name: settings[name] for name in settings if name.startswith(MONITORING_PREFIXES)}
+    return get_crawler(Spider, {**defaults, **overrides})
+
+
 # -- HTTP server -------------------------------------------------------------------------------
 
 
@@ -281,15 +292,6 @@ def test_port_specs():
     for bad in ("nine", "9430-9410", "70000", "0-5"):
         with pytest.raises(ValueError, match="MONITORING_PORT"):
             parse_ports(bad)
-
-
-def project_crawler(**overrides: object) -> Crawler:
-    """A crawler with the project's server settings (their defaults live there) and
-    ``overrides``, all at the project's priority, as if written in the project's settings.py."""
-    settings = Settings()
-    settings.setmodule("matter_crawler.settings")
-    defaults = {name: settings[name] for name in settings if name.startswith("MONITORING_")}
-    return get_crawler(Spider, {**defaults, **overrides})
 
 
 def _free_port_pair() -> int:
@@ -521,8 +523,10 @@ def test_each_crawl_has_its_own_registry():
 
 def _exported_metric_names() -> set[str]:
     metrics = CrawlMetrics("s", "j")
-    crawler = get_crawler(Spider)
-    collector = CrawlStateCollector(crawler, ProgressAggregator(crawler), metrics.labels)
+    crawler = project_crawler()
+    collector = CrawlStateCollector(
+        crawler, ProgressAggregator.from_crawler(crawler), metrics.labels
+    )
     metrics.registry.register(collector)
     names = set()
     for family in metrics.registry.collect():
@@ -608,17 +612,17 @@ def test_prometheus_accepts_the_shipped_configuration(tmp_path):
 def test_exporter_is_off_when_disabled():
     from scrapy.exceptions import NotConfigured
 
-    crawler = get_crawler(Spider, {"PROMETHEUS_ENABLED": False})
+    assert PrometheusExporter.from_crawler(project_crawler()).registry is not None
     with pytest.raises(NotConfigured):
-        PrometheusExporter.from_crawler(crawler)
+        PrometheusExporter.from_crawler(project_crawler(PROMETHEUS_ENABLED=False))
 
 
 def test_snapshot_of_a_spider_without_progress_counts_responses():
-    crawler = get_crawler(Spider)
+    crawler = project_crawler()
     crawler.spider = Spider("plain")
     crawler.stats.open_spider()
     crawler.stats.set_value("response_received_count", 7)
-    snapshot = ProgressAggregator(crawler).take_snapshot()
+    snapshot = ProgressAggregator.from_crawler(crawler).take_snapshot()
     assert snapshot["stages"] == {
         "pages": {
             "total": 7,

@@ -80,15 +80,15 @@ class ProgressMonitor:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("PROGRESS_ENABLED", True):
+        if not settings.getbool("PROGRESS_ENABLED"):
             raise NotConfigured
-        bar_setting = settings.get("PROGRESS_BAR", "auto")
+        bar_setting = settings.get("PROGRESS_BAR")
         monitor = cls(
             crawler,
-            log_interval=settings.getfloat("PROGRESS_LOG_INTERVAL", 10.0),
+            log_interval=settings.getfloat("PROGRESS_LOG_INTERVAL"),
             bar=ProgressBar() if ProgressBar.wanted(bar_setting) else None,
             events_path=settings.get("PROGRESS_EVENTS_FILE") or None,
-            recent_tasks=settings.getint("PROGRESS_RECENT_TASKS", 100),
+            recent_tasks=settings.getint("PROGRESS_RECENT_TASKS"),
         )
         connect = crawler.signals.connect
         connect(monitor.spider_opened, signal=signals.spider_opened)

@@ -80,7 +80,7 @@ class PrometheusExporter:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("PROMETHEUS_ENABLED", True):
+        if not settings.getbool("PROMETHEUS_ENABLED"):
             raise NotConfigured
         exporter = cls(
             crawler,
