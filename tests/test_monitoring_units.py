@@ -28,6 +28,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
 from twisted.internet.threads import deferToThread
 
+from matter_crawler.commands._text import duration
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring import events as events_module
 from matter_crawler.monitoring.discovery import (
@@ -36,13 +37,13 @@ from matter_crawler.monitoring.discovery import (
     read_groups,
     update_groups,
 )
-from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate, format_duration
+from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate
 from matter_crawler.monitoring.events import EventHub
 from matter_crawler.monitoring.metrics import CrawlMetrics, CrawlStateCollector
 from matter_crawler.monitoring.progress import ProgressAggregator, matter_stages
 from matter_crawler.monitoring.resources import JsonResource
 from matter_crawler.monitoring.server import MonitoringServer, parse_ports, renamed_setting
-from matter_crawler.monitoring.terminal import ProgressBar, progress_line
+from matter_crawler.monitoring.terminal import ProgressBar, format_duration, progress_line
 
 from .conftest import require_executable
 from .helpers import PROJECT_ROOT
@@ -128,6 +129,23 @@ def test_matter_stages_extrapolate_product_pages_while_listing():
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0.04, "0.0s"),
+        (12.34, "12.3s"),
+        (59.96, "1m00s"),
+        (245, "4m05s"),
+        (7380, "2h03m"),
+        (float("nan"), "-"),
+    ],
+)
+def test_the_commands_show_durations_in_the_same_format_with_tenths(seconds, text):
+    """``scrapy runs`` formats a run's duration with the ETA's formatter, tenths below a minute."""
+    assert duration(seconds) == text
 
 
 def _snapshot(**changes):
