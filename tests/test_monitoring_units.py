@@ -438,6 +438,41 @@ async def test_the_old_server_setting_names_still_work_and_warn():
         await deferred_from_coro(server.stop())
 
 
+IDLE_SPIDER = """
+import scrapy
+
+
+class Idle(scrapy.Spider):
+    name = "idle"
+
+    async def start(self):
+        return
+        yield
+"""
+
+
+def test_scrapy_s_with_the_old_port_name_places_the_server_and_warns(tmp_path):
+    """``-s PROMETHEUS_PORT=...`` (command line) over the project's MONITORING_PORT default."""
+    spider = tmp_path / "idle.py"
+    spider.write_text(IDLE_SPIDER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "runspider", str(spider),
+         "-s", f"PROMETHEUS_PORT={port}", "-s", "PROGRESS_BAR=false",
+         "-s", f"DATABASE_URL=sqlite:///{tmp_path / 'idle.sqlite3'}", "-s", "LOG_LEVEL=INFO"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Monitoring server on http://127.0.0.1:{port}/ " in output
+    assert re.search(
+        r"ScrapyDeprecationWarning: The PROMETHEUS_PORT setting is deprecated: use MONITORING_PORT",
+        output,
+    )
+
+
 def _port_setting(**given: tuple[object, str]) -> tuple[object, list[str]]:
     """MONITORING_PORT as the server reads it: the project's settings, then ``given``
     (name=(value, priority)); and the warnings it gave."""
