@@ -75,7 +75,7 @@ def crawl(site: SimulatedSite, scratch: Path, name: str, options, slow_down: boo
         "-s", f"CONCURRENT_REQUESTS={options.concurrency}",
         "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={options.concurrency}",
         "-s", "ADAPTIVE_CONCURRENCY_ENABLED=False",
-        "-s", "PROMETHEUS_PORT=0",
+        "-s", "MONITORING_PORT=0",
         "-s", "PROGRESS_BAR=false",
         "-s", f"PROGRESS_EVENTS_FILE={events.path}",
         "-s", "LOG_LEVEL=WARNING",

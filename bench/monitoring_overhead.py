@@ -56,14 +56,25 @@ def per_request_cost(requests: int = 20000) -> list[list[object]]:
     """Microseconds per product page of the monitoring's signal handlers, dispatch included."""
     from scrapy import Request, Spider, signals
     from scrapy.http import HtmlResponse
+    from scrapy.settings import Settings
     from scrapy.utils.test import get_crawler
 
     from matter_crawler.extensions.progress import ProgressMonitor
     from matter_crawler.extensions.prometheus import PrometheusExporter
     from matter_crawler.items import ProductItem
 
+    project = Settings()
+    project.setmodule("matter_crawler.settings")
+    # the monitoring's own settings, with the project's defaults (the crawl's other parts are
+    # not built here)
+    defaults = {
+        name: project[name]
+        for name in project
+        if name.startswith(("MONITORING_", "PROMETHEUS_", "PROGRESS_"))
+    }
+
     def run(connect: str) -> float:
-        crawler = get_crawler(Spider, {"PROGRESS_BAR": False, "PROMETHEUS_PORT": 0})
+        crawler = get_crawler(Spider, {**defaults, "PROGRESS_BAR": False, "MONITORING_PORT": 0})
         crawler.spider = Spider("bench")
         keep = []
         if connect != "nothing":
@@ -131,7 +142,7 @@ def main() -> int:
                     "-s", f"DATABASE_URL=sqlite:///{database}",
                     "-s", "CRAWL_PROFILE=fast",
                     "-s", "LOG_LEVEL=WARNING",
-                    "-s", f"PROMETHEUS_PORT={port}",
+                    "-s", f"MONITORING_PORT={port}",
                     "-s", "PROGRESS_BAR=false",
                 ]  # fmt: skip
                 if name == "off":

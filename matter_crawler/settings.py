@@ -229,9 +229,10 @@ ADAPTIVE_DEBUG = False  # log every decision at INFO
 # -- monitoring (see docs/monitoring.md) ---------------------------------------------------
 # One local HTTP server per crawl: /metrics, /status, /events (SSE) and / (the live page).
 MONITORING_SERVER_ENABLED = True
-PROMETHEUS_HOST = "127.0.0.1"
-PROMETHEUS_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs), or 0 (any)
-# Host names the server answers to besides 127.0.0.1, localhost, [::1] and PROMETHEUS_HOST
+# Where it listens (the old names PROMETHEUS_HOST/PROMETHEUS_PORT still work, with a warning)
+MONITORING_HOST = "127.0.0.1"
+MONITORING_PORT = "9410-9430"  # a port, a range (first free one; parallel jobs), or 0 (any)
+# Host names the server answers to besides 127.0.0.1, localhost, [::1] and MONITORING_HOST
 # (any other Host header gets 421: DNS rebinding), e.g. ["crawler-1.internal"]
 MONITORING_ALLOWED_HOSTS: list[str] = []
 PROMETHEUS_ENABLED = True  # the /metrics exporter, SD registration and push

@@ -149,7 +149,7 @@ async def test_two_crawls_in_one_process_export_their_own_stats_and_clean_up(
         {
             "CRAWL_PROFILE": "fast",
             "LOG_LEVEL": "WARNING",
-            "PROMETHEUS_PORT": 0,
+            "MONITORING_PORT": 0,
             "PROMETHEUS_SD_FILE": str(sd_file),
             "PROGRESS_BAR": False,
         },
@@ -277,7 +277,7 @@ def test_a_forced_shutdown_still_leaves_the_discovery_file(simulated_site, tmp_p
     crawl = start_crawl(
         site.base_url,
         sqlite_url(tmp_path / "forced.sqlite3"),
-        settings={"PROMETHEUS_PORT": 0, "PROMETHEUS_SD_FILE": str(sd_file)},
+        settings={"MONITORING_PORT": 0, "PROMETHEUS_SD_FILE": str(sd_file)},
         log_path=log_path,
     )
     try:

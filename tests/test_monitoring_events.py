@@ -144,7 +144,7 @@ def test_status_metrics_and_the_events_file_of_a_real_crawl(simulated_site, tmp_
         site.base_url,
         database_url,
         settings={
-            "PROMETHEUS_PORT": 0,
+            "MONITORING_PORT": 0,
             "PROGRESS_BAR": False,
             "PROGRESS_EVENTS_FILE": str(tmp_path / "events" / "%(name)s-%(job)s.jsonl"),
             "CONCURRENT_REQUESTS": 2,

@@ -129,7 +129,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         site.base_url,
         sqlite_url(tmp_path / "live.sqlite3"),
         settings={
-            "PROMETHEUS_PORT": 0,
+            "MONITORING_PORT": 0,
             "CONCURRENT_REQUESTS": 2,
             "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
             "ADAPTIVE_CONCURRENCY_ENABLED": False,

@@ -146,7 +146,7 @@ def test_prometheus_discovers_and_scrapes_two_crawls_and_the_dashboard_has_data(
     settings = {
         "PROMETHEUS_SD_FILE": str(prometheus.sd_file),
         # a range: the two crawls take the first two free ports of it
-        "PROMETHEUS_PORT": f"{first_port}-{first_port + 20}",
+        "MONITORING_PORT": f"{first_port}-{first_port + 20}",
         # at most 4 at a time (this caps the adaptive controller too): the crawls outlast
         # the checks; the site's 5xx answers give the controller a ceiling to learn
         "CONCURRENT_REQUESTS": 4,

@@ -45,7 +45,7 @@ def test_final_metrics_are_pushed_at_close(pushgateway, simulated_site, database
         database_url,
         settings={
             "PROMETHEUS_PUSHGATEWAY_URL": pushgateway,
-            "PROMETHEUS_PORT": 0,
+            "MONITORING_PORT": 0,
             "PROGRESS_LOG_INTERVAL": 0.5,
         },
         args={"_job": "push-test"},

@@ -64,7 +64,7 @@ def test_progress_bar_on_a_terminal_only(simulated_site, tmp_path):
         site.base_url,
         sqlite_url(tmp_path / "tty.sqlite3"),
         settings={
-            "PROMETHEUS_PORT": 0,
+            "MONITORING_PORT": 0,
             "CONCURRENT_REQUESTS": 2,
             "CONCURRENT_REQUESTS_PER_DOMAIN": 2,
             "ADAPTIVE_CONCURRENCY_ENABLED": False,

@@ -14,16 +14,21 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import pytest_twisted
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from scrapy import Spider
+from scrapy.crawler import Crawler
+from scrapy.exceptions import ScrapyDeprecationWarning
+from scrapy.settings import Settings
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
 from twisted.internet.threads import deferToThread
 
+from matter_crawler.commands._text import duration
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring import events as events_module
 from matter_crawler.monitoring.discovery import (
@@ -32,18 +37,21 @@ from matter_crawler.monitoring.discovery import (
     read_groups,
     update_groups,
 )
-from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate, format_duration
+from matter_crawler.monitoring.eta import EtaEstimator, SmoothedRate
 from matter_crawler.monitoring.events import EventHub
 from matter_crawler.monitoring.metrics import CrawlMetrics, CrawlStateCollector
 from matter_crawler.monitoring.progress import ProgressAggregator, matter_stages
-from matter_crawler.monitoring.server import JsonResource, MonitoringServer, parse_ports
-from matter_crawler.monitoring.terminal import ProgressBar, progress_line
+from matter_crawler.monitoring.resources import JsonResource
+from matter_crawler.monitoring.server import MonitoringServer, parse_ports, renamed_setting
+from matter_crawler.monitoring.terminal import ProgressBar, format_duration, progress_line
 
 from .conftest import require_executable
 from .helpers import PROJECT_ROOT
 
 DASHBOARD = PROJECT_ROOT / "deploy" / "grafana" / "matter-crawler.json"
 PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy" / "prometheus.yml"
+#: The settings of the monitoring server and extensions.
+MONITORING_PREFIXES = ("MONITORING_", "PROMETHEUS_", "PROGRESS_")
 
 
 # -- rates and ETA ---------------------------------------------------------------------------
@@ -121,6 +129,23 @@ def test_matter_stages_extrapolate_product_pages_while_listing():
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0.04, "0.0s"),
+        (12.34, "12.3s"),
+        (59.96, "1m00s"),
+        (245, "4m05s"),
+        (7380, "2h03m"),
+        (float("nan"), "-"),
+    ],
+)
+def test_the_commands_show_durations_in_the_same_format_with_tenths(seconds, text):
+    """``scrapy runs`` formats a run's duration with the ETA's formatter, tenths below a minute."""
+    assert duration(seconds) == text
 
 
 def _snapshot(**changes):
@@ -266,6 +291,15 @@ def test_event_hub_encodes_nothing_without_listeners_and_replays_recent_tasks(
     assert received[-1][0] == "closed"
 
 
+def project_crawler(**overrides: object) -> Crawler:
+    """A crawler with the project's monitoring settings (their defaults live there) and
+    ``overrides``, all at the project's priority, as if written in the project's settings.py."""
+    settings = Settings()
+    settings.setmodule("matter_crawler.settings")
+    defaults = {name: settings[name] for name in settings if name.startswith(MONITORING_PREFIXES)}
+    return get_crawler(Spider, {**defaults, **overrides})
+
+
 # -- HTTP server -------------------------------------------------------------------------------
 
 
@@ -274,7 +308,7 @@ def test_port_specs():
     assert parse_ports("9410-9430") == list(range(9410, 9431))
     assert parse_ports(0) == [0]
     for bad in ("nine", "9430-9410", "70000", "0-5"):
-        with pytest.raises(ValueError, match="PROMETHEUS_PORT"):
+        with pytest.raises(ValueError, match="MONITORING_PORT"):
             parse_ports(bad)
 
 
@@ -300,13 +334,13 @@ async def test_server_takes_the_first_free_port_of_its_range_and_frees_it():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        crawler = get_crawler(Spider, {"PROMETHEUS_PORT": f"{port}-{port + 1}"})
+        crawler = project_crawler(MONITORING_PORT=f"{port}-{port + 1}")
         server = MonitoringServer.from_crawler(crawler)
         assert MonitoringServer.from_crawler(crawler) is server  # one per crawl
         assert server.start() == f"http://127.0.0.1:{port + 1}/"
         assert server.port == port + 1
         # a second crawl finds the whole range taken: it runs without a server
-        other = MonitoringServer.from_crawler(get_crawler(Spider, {"PROMETHEUS_PORT": port + 1}))
+        other = MonitoringServer.from_crawler(project_crawler(MONITORING_PORT=port + 1))
         assert other.start() is None
         await deferred_from_coro(server.stop())
     with socket.socket() as again:
@@ -336,9 +370,7 @@ def _status_by_host(port: int, hosts: list[str | None], path: str = "/status") -
 @pytest_twisted.ensureDeferred
 async def test_server_refuses_host_headers_that_name_another_server():
     """DNS rebinding: a page on attacker.example resolved to 127.0.0.1 sends its own Host."""
-    crawler = get_crawler(
-        Spider, {"PROMETHEUS_PORT": 0, "MONITORING_ALLOWED_HOSTS": ["Crawler-1.internal"]}
-    )
+    crawler = project_crawler(MONITORING_PORT=0, MONITORING_ALLOWED_HOSTS=["Crawler-1.internal"])
     server = MonitoringServer.from_crawler(crawler)
     server.put("status", JsonResource(lambda: {"ok": True}))
     assert server.start()
@@ -363,8 +395,11 @@ async def test_server_refuses_host_headers_that_name_another_server():
 
 @pytest_twisted.ensureDeferred
 async def test_server_answers_to_its_configured_host():
-    crawler = get_crawler(Spider, {"PROMETHEUS_PORT": 0, "PROMETHEUS_HOST": "127.0.0.2"})
-    server = MonitoringServer.from_crawler(crawler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new names: no deprecation warning
+        server = MonitoringServer.from_crawler(
+            project_crawler(MONITORING_PORT=0, MONITORING_HOST="127.0.0.2")
+        )
     server.put("status", JsonResource(lambda: {"ok": True}))
     assert server.start() == f"http://127.0.0.2:{server.port}/"
     port = server.port
@@ -384,6 +419,99 @@ async def test_server_answers_to_its_configured_host():
         assert await deferToThread(statuses) == [200, 200, 421]
     finally:
         await deferred_from_coro(server.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_old_server_setting_names_still_work_and_warn():
+    """PROMETHEUS_HOST/PORT, as a project written for 0.1.0 sets them, for one more release."""
+    with pytest.warns(ScrapyDeprecationWarning) as caught:
+        server = MonitoringServer.from_crawler(
+            project_crawler(PROMETHEUS_PORT=0, PROMETHEUS_HOST="127.0.0.2")
+        )
+    messages = sorted(str(warning.message) for warning in caught)
+    assert len(messages) == 2
+    assert messages[0].startswith("The PROMETHEUS_HOST setting is deprecated: use MONITORING_HOST")
+    assert messages[1].startswith("The PROMETHEUS_PORT setting is deprecated: use MONITORING_PORT")
+    try:
+        assert server.start() == f"http://127.0.0.2:{server.port}/"
+    finally:
+        await deferred_from_coro(server.stop())
+
+
+IDLE_SPIDER = """
+import scrapy
+
+
+class Idle(scrapy.Spider):
+    name = "idle"
+
+    async def start(self):
+        return
+        yield
+"""
+
+
+def test_scrapy_s_with_the_old_port_name_places_the_server_and_warns(tmp_path):
+    """``-s PROMETHEUS_PORT=...`` (command line) over the project's MONITORING_PORT default."""
+    spider = tmp_path / "idle.py"
+    spider.write_text(IDLE_SPIDER)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "runspider", str(spider),
+         "-s", f"PROMETHEUS_PORT={port}", "-s", "PROGRESS_BAR=false",
+         "-s", f"DATABASE_URL=sqlite:///{tmp_path / 'idle.sqlite3'}", "-s", "LOG_LEVEL=INFO"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Monitoring server on http://127.0.0.1:{port}/ " in output
+    assert re.search(
+        r"ScrapyDeprecationWarning: The PROMETHEUS_PORT setting is deprecated: use MONITORING_PORT",
+        output,
+    )
+
+
+def _port_setting(**given: tuple[object, str]) -> tuple[object, list[str]]:
+    """MONITORING_PORT as the server reads it: the project's settings, then ``given``
+    (name=(value, priority)); and the warnings it gave."""
+    settings = Settings()
+    settings.setmodule("matter_crawler.settings", priority="project")
+    for name, (value, priority) in given.items():
+        settings.set(name, value, priority=priority)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = renamed_setting(settings, "MONITORING_PORT")
+    return value, [str(warning.message) for warning in caught]
+
+
+def test_an_explicit_new_setting_name_wins_over_the_old_one():
+    # the new name alone (the project's default, or given): no warning
+    assert _port_setting() == ("9410-9430", [])
+    assert _port_setting(MONITORING_PORT=(0, "cmdline")) == (0, [])
+    # the old one over the project's default (-s, or in the project's settings.py)
+    for priority in ("cmdline", "spider", "project"):
+        value, messages = _port_setting(PROMETHEUS_PORT=("9500", priority))
+        assert value == "9500", priority
+        assert messages == [
+            "The PROMETHEUS_PORT setting is deprecated: use MONITORING_PORT (it configures the "
+            "whole monitoring server, not only Prometheus); using PROMETHEUS_PORT='9500'"
+        ]
+    # both given: the new name wins, at the same priority or a higher one; the old still warns
+    for old, new in (("cmdline", "cmdline"), ("project", "project"), ("project", "cmdline")):
+        value, messages = _port_setting(
+            PROMETHEUS_PORT=("9500", old), MONITORING_PORT=("9600", new)
+        )
+        assert value == "9600", (old, new)
+        assert len(messages) == 1
+        assert "use MONITORING_PORT" in messages[0]
+        assert "using MONITORING_PORT='9600'" in messages[0]
+    # an old name given more explicitly than the new one (-s over a settings.py value) wins
+    value, _ = _port_setting(
+        PROMETHEUS_PORT=("9500", "cmdline"), MONITORING_PORT=("9600", "project")
+    )
+    assert value == "9500"
 
 
 # -- metrics registry ------------------------------------------------------------------------------
@@ -448,8 +576,10 @@ def test_each_crawl_has_its_own_registry():
 
 def _exported_metric_names() -> set[str]:
     metrics = CrawlMetrics("s", "j")
-    crawler = get_crawler(Spider)
-    collector = CrawlStateCollector(crawler, ProgressAggregator(crawler), metrics.labels)
+    crawler = project_crawler()
+    collector = CrawlStateCollector(
+        crawler, ProgressAggregator.from_crawler(crawler), metrics.labels
+    )
     metrics.registry.register(collector)
     names = set()
     for family in metrics.registry.collect():
@@ -535,17 +665,17 @@ def test_prometheus_accepts_the_shipped_configuration(tmp_path):
 def test_exporter_is_off_when_disabled():
     from scrapy.exceptions import NotConfigured
 
-    crawler = get_crawler(Spider, {"PROMETHEUS_ENABLED": False})
+    assert PrometheusExporter.from_crawler(project_crawler()).registry is not None
     with pytest.raises(NotConfigured):
-        PrometheusExporter.from_crawler(crawler)
+        PrometheusExporter.from_crawler(project_crawler(PROMETHEUS_ENABLED=False))
 
 
 def test_snapshot_of_a_spider_without_progress_counts_responses():
-    crawler = get_crawler(Spider)
+    crawler = project_crawler()
     crawler.spider = Spider("plain")
     crawler.stats.open_spider()
     crawler.stats.set_value("response_received_count", 7)
-    snapshot = ProgressAggregator(crawler).take_snapshot()
+    snapshot = ProgressAggregator.from_crawler(crawler).take_snapshot()
     assert snapshot["stages"] == {
         "pages": {
             "total": 7,

@@ -30,7 +30,9 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from matter_crawler.monitoring.events import EventHub
-from matter_crawler.monitoring.server import EventsResource, JsonResource, MonitoringServer
+from matter_crawler.monitoring.resources import JsonResource
+from matter_crawler.monitoring.server import MonitoringServer
+from matter_crawler.monitoring.stream import EventsResource
 
 from .helpers import monitoring_address, sqlite_url, start_crawl, stop_process, wait_for
 
@@ -40,7 +42,7 @@ def project_settings(**overrides) -> dict:
     settings = Settings()
     settings.setmodule("matter_crawler.settings")
     values = {name: settings[name] for name in settings if name.startswith("MONITORING_")}
-    return {**values, "PROMETHEUS_PORT": 0, **overrides}
+    return {**values, "MONITORING_PORT": 0, **overrides}
 
 
 def silent_socket(port: int, request: bytes | None = None) -> socket.socket:

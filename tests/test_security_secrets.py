@@ -106,7 +106,7 @@ def crawl_and_watch(site, tmp_path: Path, settings: dict) -> dict:
         site.base_url,
         settings.pop("DATABASE_URL", ""),
         log_path=log,
-        settings={"PROGRESS_EVENTS_FILE": str(events), "PROMETHEUS_PORT": 0, **settings},
+        settings={"PROGRESS_EVENTS_FILE": str(events), "MONITORING_PORT": 0, **settings},
         args={"_job": "secrets"},
     )
     seen: dict = {"status": [], "metrics": [], "cmdline": ""}

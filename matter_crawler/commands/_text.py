@@ -14,6 +14,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ..monitoring.terminal import format_duration
 from ..safe_text import terminal_safe
 
 # What json.dumps(ensure_ascii=False) leaves raw that a terminal would obey: DEL, the C1
@@ -29,16 +30,9 @@ def utc_time(value: datetime | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``12.3s``, ``4m05s``, ``2h03m`` or ``-``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    """``12.3s``, ``4m05s``, ``2h03m`` or ``-``: the crawler's one duration format
+    (:func:`~matter_crawler.monitoring.terminal.format_duration`), tenths below a minute."""
+    return format_duration(seconds, unknown="-", decimals=1)
 
 
 def one_line(text: str | None, width: int) -> str:

@@ -33,7 +33,9 @@ from twisted.python.failure import Failure
 
 from ..monitoring.events import EventHub
 from ..monitoring.progress import ProgressAggregator, Snapshot, job_label
-from ..monitoring.server import EventsResource, JsonResource, MonitoringServer, PackageFileResource
+from ..monitoring.resources import JsonResource, PackageFileResource
+from ..monitoring.server import MonitoringServer
+from ..monitoring.stream import EventsResource
 from ..monitoring.terminal import ProgressBar, progress_line
 from ..signals import request_dead_lettered, request_retrying
 
@@ -78,15 +80,15 @@ class ProgressMonitor:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("PROGRESS_ENABLED", True):
+        if not settings.getbool("PROGRESS_ENABLED"):
             raise NotConfigured
-        bar_setting = settings.get("PROGRESS_BAR", "auto")
+        bar_setting = settings.get("PROGRESS_BAR")
         monitor = cls(
             crawler,
-            log_interval=settings.getfloat("PROGRESS_LOG_INTERVAL", 10.0),
+            log_interval=settings.getfloat("PROGRESS_LOG_INTERVAL"),
             bar=ProgressBar() if ProgressBar.wanted(bar_setting) else None,
             events_path=settings.get("PROGRESS_EVENTS_FILE") or None,
-            recent_tasks=settings.getint("PROGRESS_RECENT_TASKS", 100),
+            recent_tasks=settings.getint("PROGRESS_RECENT_TASKS"),
         )
         connect = crawler.signals.connect
         connect(monitor.spider_opened, signal=signals.spider_opened)

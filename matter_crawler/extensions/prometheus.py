@@ -2,11 +2,12 @@
 
 Metrics (see :mod:`matter_crawler.monitoring.metrics`) live in a registry of
 this crawl's own and are served at ``/metrics`` by the crawl's HTTP server
-(``PROMETHEUS_HOST``, ``PROMETHEUS_PORT``: one port, a range such as
-``9410-9430``, or 0). With ``PROMETHEUS_SD_FILE`` the crawl adds itself to
-that Prometheus file-based service-discovery file when it opens and removes
-itself when it closes, so Prometheus finds every running job without a change
-to its configuration (see ``deploy/prometheus.yml``). With
+(``MONITORING_HOST``, ``MONITORING_PORT``: one port, a range such as
+``9410-9430``, or 0; see :mod:`matter_crawler.monitoring.server`). With
+``PROMETHEUS_SD_FILE`` the crawl adds itself to that Prometheus file-based
+service-discovery file when it opens and removes itself when it closes, so
+Prometheus finds every running job without a change to its configuration (see
+``deploy/prometheus.yml``). With
 ``PROMETHEUS_PUSHGATEWAY_URL`` (or ``$MATTER_PUSHGATEWAY_URL``) the final values
 are pushed there at close, for jobs too short to be scraped (basic auth: see
 :mod:`matter_crawler.monitoring.push`).
@@ -30,10 +31,12 @@ from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
 from ..monitoring.discovery import ServiceDiscoveryEntry
+from ..monitoring.hosts import WILDCARD_HOSTS, host_name
 from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
 from ..monitoring.progress import ProgressAggregator, job_label
 from ..monitoring.push import Pushgateway, push_metrics, pushgateway_from
-from ..monitoring.server import WILDCARD_HOSTS, MetricsResource, MonitoringServer, host_name
+from ..monitoring.resources import MetricsResource
+from ..monitoring.server import MonitoringServer
 from ..signals import (
     batch_stored,
     circuit_state_changed,
@@ -41,6 +44,7 @@ from ..signals import (
     request_dead_lettered,
     request_retrying,
 )
+from ..adaptive.extension import adaptive_state
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,11 @@ class PrometheusExporter:
         self.metrics = CrawlMetrics(**self.labels)
         self.registry = self.metrics.registry
         self.aggregator = ProgressAggregator.from_crawler(crawler)
-        self.registry.register(CrawlStateCollector(crawler, self.aggregator, self.labels))
+        self.registry.register(
+            CrawlStateCollector(
+                crawler, self.aggregator, self.labels, lambda: adaptive_state(crawler)
+            )
+        )
         self.server = MonitoringServer.from_crawler(crawler)
         self.server.put("metrics", MetricsResource(self.registry))
         self.sd_file = Path(sd_file) if sd_file else None
@@ -72,7 +80,7 @@ class PrometheusExporter:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("PROMETHEUS_ENABLED", True):
+        if not settings.getbool("PROMETHEUS_ENABLED"):
             raise NotConfigured
         exporter = cls(
             crawler,

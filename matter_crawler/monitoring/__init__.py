@@ -10,7 +10,9 @@ The parts, one concern per module, wired into Scrapy by two extensions
 - :mod:`.metrics`: the per-crawl Prometheus registry and its metrics.
 - :mod:`.discovery`: the Prometheus file-based service-discovery file shared by jobs.
 - :mod:`.push`: the push to a Pushgateway at close.
-- :mod:`.server`: the crawl's one local HTTP server (``/metrics``, ``/status``, ``/events``, ``/``).
+- :mod:`.server`: the crawl's one local HTTP server (``/metrics``, ``/status``, ``/events``, ``/``),
+  made of :mod:`.resources` (plain answers, security headers), :mod:`.stream` (``/events``),
+  :mod:`.connections` (connection limits) and :mod:`.hosts` (the Host-header check).
 - :mod:`.terminal`: the progress log line and the terminal progress bar.
 
 Everything per request is O(1) and allocation-light: gauges are read when

@@ -128,17 +128,3 @@ class EtaEstimator:
         work = math.sqrt(extrapolated) / remaining if extrapolated > 0 else 0.0
         relative = math.sqrt(noise * noise + drift * drift + work * work)
         return Estimate(seconds, BAND_SIGMAS * relative * seconds, rate)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``2m10s``, ``45s``, ``1h02m``; ``?`` when unknown."""
-    if seconds is None or math.isnan(seconds) or math.isinf(seconds):
-        return "?"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"

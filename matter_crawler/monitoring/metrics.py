@@ -7,8 +7,10 @@ carries ``spider`` and ``job`` (scrapyd's ``_job``, else ``local-<pid>``).
 Counters and histograms are updated from signals, O(1) each: a label child is
 looked up once per (domain, stage, ...) combination and cached. Gauges are not
 updated at all: :class:`CrawlStateCollector` reads them from the engine, the
-breakers, the adaptive controller (:func:`~matter_crawler.extensions.adaptive.adaptive_state`)
-and the progress aggregator when Prometheus scrapes.
+breakers, the adaptive controller and the progress aggregator when Prometheus
+scrapes. The adaptive controller's state comes through a callable its caller
+passes (the exporter extension passes the controller's ``adaptive_state``): this
+package imports no extension, so the extensions can import it.
 
 Counters with a closed set of label values (retries and dead letters by stage
 and failure class) start at zero for every combination as soon as the domain is
@@ -23,15 +25,14 @@ a user's exporter).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from time import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..adaptive.extension import adaptive_state
 from ..middlewares.breaker import CircuitState
 from ..middlewares.classify import FailureClass
 from .crawlstate import (
@@ -54,6 +55,8 @@ FAILURE_CLASSES = (*(member.value for member in FailureClass), "invalid", "offsi
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 OTHER_STAGE = "other"
+#: Domain -> the adaptive controller's decisions for it ({} without the controller).
+AdaptiveState = Callable[[], Mapping[str, Mapping[str, Any]]]
 #: Metric types whose client-side children export a ``_created`` sample.
 _WITH_CREATED = frozenset({"counter", "histogram", "summary"})
 
@@ -217,10 +220,15 @@ class CrawlStateCollector(Collector):
     """Gauges read at scrape time: engine, breakers, adaptive controller, progress."""
 
     def __init__(
-        self, crawler: Crawler, progress: ProgressAggregator, labels: dict[str, str]
+        self,
+        crawler: Crawler,
+        progress: ProgressAggregator,
+        labels: dict[str, str],
+        adaptive_state: AdaptiveState = dict,
     ) -> None:
         self.crawler = crawler
         self.progress = progress
+        self.adaptive_state = adaptive_state
         self.names = list(labels)
         self.values = list(labels.values())
         self.started = time()
@@ -366,7 +374,7 @@ class CrawlStateCollector(Collector):
         adjustments: CounterMetricFamily,
     ) -> Iterator[Metric]:
         values = self.values
-        for domain, state in adaptive_state(self.crawler).items():
+        for domain, state in self.adaptive_state().items():
             labels = [*values, domain]
             concurrency.add_metric(labels, state["concurrency"])
             if state["ceiling"] is not None:

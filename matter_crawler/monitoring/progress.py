@@ -106,7 +106,7 @@ def generic_stages(crawler: Crawler) -> dict[str, StageProgress]:
 class ProgressAggregator:
     """Counts, rates and ETA of one crawl; the latest snapshot for everyone to read."""
 
-    def __init__(self, crawler: Crawler, interval: float = 1.0, window: float = 10.0) -> None:
+    def __init__(self, crawler: Crawler, interval: float, window: float) -> None:
         self.crawler = crawler
         self.interval = interval
         self.eta = EtaEstimator(window, tick=interval)
@@ -129,8 +129,8 @@ class ProgressAggregator:
             settings = crawler.settings
             aggregator = cls(
                 crawler,
-                interval=max(0.1, settings.getfloat("PROGRESS_INTERVAL", 1.0)),
-                window=max(1.0, settings.getfloat("PROGRESS_RATE_WINDOW", 10.0)),
+                interval=max(0.1, settings.getfloat("PROGRESS_INTERVAL")),
+                window=max(1.0, settings.getfloat("PROGRESS_RATE_WINDOW")),
             )
             _per_crawler[crawler] = aggregator
         return aggregator

@@ -13,14 +13,31 @@ handlers erases the bar first; the next snapshot redraws it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
 from typing import IO, Any
 
-from .eta import format_duration
-
 ERASE_LINE = "\r\x1b[K"
+
+
+def format_duration(seconds: float | None, *, unknown: str = "?", decimals: int = 0) -> str:
+    """``45s``, ``2m10s``, ``1h02m``; ``unknown`` when not known (None, NaN, infinite).
+
+    The crawler's one duration format: the ETA here, a run's duration in ``scrapy runs``
+    (:func:`matter_crawler.commands._text.duration`, with ``decimals=1``: ``0.4s``).
+    ``decimals`` applies below a minute only.
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return unknown
+    if round(seconds, decimals) < 60:
+        return f"{seconds:.{decimals}f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def _count(value: float | None) -> str:
