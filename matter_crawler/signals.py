@@ -32,6 +32,12 @@ item_invalid = object()
 #: written item by item stores fewer than it held: the others are dead letters).
 batch_stored = object()
 
+#: A listing page showed stored products (or products whose page is not fetched):
+#: ``sightings`` (a list of :class:`~matter_crawler.items.ListingSighting`), ``page``.
+#: The store pipeline records them (``last_seen_at``) in its next batch; they are
+#: not items, so Scrapy's item counts and feed exports hold products only.
+listing_sighted = object()
+
 #: A domain's circuit breaker changed state: ``domain``, ``old``, ``new``, ``reason``.
 circuit_state_changed = object()
 

@@ -468,8 +468,8 @@ async def _full_disk_then_room(tmp_path: Path) -> None:
     store.fill_up()
     for n in range(39):
         await store.pipeline.process_item(product(n))
-    await store.pipeline.process_item(ListingSighting(product(0).url, None, None, None, 1))
-    # the 40th item handed the batch to the writer: it is refused, retried meanwhile
+    store.pipeline.sighted([ListingSighting(product(0).url, None, None, None, 1)])
+    # the sighting filled the batch: handed to the writer, refused, retried meanwhile
     for _ in range(50):
         if store.stat("store/batch_retries") >= 2:
             break

@@ -157,7 +157,7 @@ async def _a_partial_batch_is_written_after_the_flush_interval(database_url):
     store = Store(database_url, STORE_BATCH_SIZE=500, STORE_FLUSH_INTERVAL=0.2)
     store.pipeline.open_spider()
     await store.pipeline.process_item(product(1))
-    await store.pipeline.process_item(ListingSighting(product(1).url, None, None, None, 1))
+    store.pipeline.sighted([ListingSighting(product(1).url, None, None, None, 1)])
     for _ in range(50):  # up to 5 s on a busy machine; normally 0.2-0.4 s
         if store.stat("store/batches"):  # counted once the write is done
             break

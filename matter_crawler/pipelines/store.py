@@ -1,9 +1,11 @@
 """Store products in the database in batches, and lose none of them.
 
-Items are buffered and written in one transaction per batch: new products
-inserted, known ones updated with a ``product_changes`` row per changed field,
-sightings (cards seen without fetching their page) refreshing ``last_seen_at``.
-A batch is written when it reaches ``STORE_BATCH_SIZE`` items, when
+Products (the items) and sightings (cards a listing page showed, which the
+spider sends with the ``listing_sighted`` signal: they are not items) are
+buffered and written in one transaction per batch: new products inserted, known
+ones updated with a ``product_changes`` row per changed field, sightings
+refreshing ``last_seen_at``. A batch is written when it reaches
+``STORE_BATCH_SIZE`` products and sightings, when
 ``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. Writes run on
 the database's own thread (:class:`~matter_crawler.storage.Database`), so the
 reactor keeps downloading meanwhile, and a batch is written while the next one
@@ -66,7 +68,7 @@ from sqlalchemy import Engine
 
 from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
-from ..signals import batch_stored, request_dead_lettered
+from ..signals import batch_stored, listing_sighted, request_dead_lettered
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
@@ -178,11 +180,12 @@ class BatchStorePipeline:
         self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._last_flush = monotonic()
         self._timer = None
+        self._flush_pending = False  # a flush the sightings asked for has not started yet
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        return cls(
+        pipeline = cls(
             crawler,
             Database.from_crawler(crawler),
             settings.getint("STORE_BATCH_SIZE", 1000),
@@ -191,6 +194,8 @@ class BatchStorePipeline:
             retry_backoff=settings.getfloat("STORE_RETRY_BACKOFF"),
             dead_letters=settings.getbool("DEAD_LETTERS_ENABLED"),
         )
+        crawler.signals.connect(pipeline.sighted, signal=listing_sighted)
+        return pipeline
 
     def open_spider(self) -> None:
         if self.flush_interval > 0:
@@ -198,23 +203,37 @@ class BatchStorePipeline:
             self._timer.start(self.flush_interval, now=False)
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, ProductItem):
-            self._products.append(item)
-        elif isinstance(item, ListingSighting):
-            self._sightings.append(item)
-        else:
+        if not isinstance(item, ProductItem):
             return item
-        if len(self._products) + len(self._sightings) >= self.batch_size:
+        self._products.append(item)
+        if self._full():
             await self.flush()
         return item
+
+    def sighted(self, sightings: Sequence[ListingSighting], **_: Any) -> None:
+        """``listing_sighted``: buffer the sightings with the products of the next batch.
+
+        A signal handler cannot wait, so a full batch is flushed in the background;
+        the products that follow wait for it as usual (see :meth:`flush`).
+        """
+        self._sightings.extend(sightings)
+        if self._full() and not self._flush_pending:
+            self._flush_pending = True
+            self._flush_in_background()
+
+    def _full(self) -> bool:
+        return len(self._products) + len(self._sightings) >= self.batch_size
 
     def _flush_if_due(self) -> None:
         if monotonic() - self._last_flush >= self.flush_interval and (
             self._products or self._sightings
         ):
-            deferred_from_coro(self.flush()).addErrback(
-                lambda failure: logger.error("Batch write failed: %s", failure.getTraceback())
-            )
+            self._flush_in_background()
+
+    def _flush_in_background(self) -> None:
+        deferred_from_coro(self.flush()).addErrback(
+            lambda failure: logger.error("Batch write failed: %s", failure.getTraceback())
+        )
 
     async def flush(self) -> None:
         """Hand what is buffered to the writer thread, once the batch before it is written.
@@ -225,6 +244,7 @@ class BatchStorePipeline:
         """
         async with self._lock:
             await self._wait_for_write()
+            self._flush_pending = False
             products, self._products = self._products, []
             sightings, self._sightings = self._sightings, []
             self._last_flush = monotonic()
