@@ -15,33 +15,12 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, select
 
+from .items import RECORD_FIELDS
 from .storage.models import Product
 
-#: The fields of a ground-truth record (the record of docs/site-markup.md).
-TRUTH_FIELDS: tuple[str, ...] = (
-    "url",
-    "manufacturer",
-    "model",
-    "device_type",
-    "certificate_id",
-    "certification_date",
-    "software_version",
-    "hardware_version",
-    "firmware_version",
-    "vid",
-    "pid",
-    "family_id",
-    "family_sku",
-    "family_variant_sku",
-    "tis_trp_tested",
-    "specification_version",
-    "transport_interface",
-    "primary_device_type_id",
-    "application_categories",
-    "description",
-    "compliance_document_url",
-    "extra_fields",
-)
+#: The fields of a ground-truth record: the catalogue record's (docs/site-markup.md),
+#: read from ``ProductItem`` (the simulated site keeps its own list, on purpose).
+TRUTH_FIELDS: tuple[str, ...] = RECORD_FIELDS
 
 
 def _path(url: str | None) -> str | None:
