@@ -68,7 +68,7 @@ from sqlalchemy import Engine
 
 from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
-from ..signals import batch_stored, listing_sighted, request_dead_lettered
+from ..signals import batch_stored, listing_sighted, send_dead_letter
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
@@ -382,8 +382,8 @@ class BatchStorePipeline:
             else:
                 self.crawler.stats.inc_value("store/products_failed", len(letters))
                 for letter in letters:
-                    self.crawler.signals.send_catch_log(
-                        signal=request_dead_lettered,
+                    send_dead_letter(
+                        self.crawler,
                         request=None,
                         url=letter.url,
                         stage=letter.stage,
@@ -431,15 +431,14 @@ class BatchStorePipeline:
         for url, reason in rejected:
             self.crawler.stats.inc_value("store/products_rejected")
             logger.warning("Not stored, a value does not fit its column: %s: %s", url, reason)
-            self.crawler.signals.send_catch_log(
-                signal=request_dead_lettered,
+            send_dead_letter(
+                self.crawler,
                 request=None,
                 url=url,
                 stage="detail",
                 failure_class="invalid",
                 reason=reason,
                 attempts=1,
-                first_failed_at=datetime.now(UTC),
             )
 
     async def close_spider(self) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlparse
 
@@ -30,7 +29,7 @@ from sqlalchemy import String
 
 from ..items import PRODUCT_FIELDS, ProductItem
 from ..safe_text import quoted, terminal_safe
-from ..signals import item_invalid, request_dead_lettered
+from ..signals import item_invalid, send_dead_letter
 from ..storage.models import Product
 
 DEFAULT_REQUIRED_FIELDS = ("url", "manufacturer", "model", "certificate_id")
@@ -160,16 +159,14 @@ class ValidationPipeline:
             stats.inc_value(f"validation/invalid/{reason.split(' ', 1)[0].rstrip(':')}")
         message = "; ".join(reasons)
         url = ItemAdapter(item).get("url")
-        signals = self.crawler.signals
-        signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
-        signals.send_catch_log(
-            signal=request_dead_lettered,
+        self.crawler.signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
+        send_dead_letter(
+            self.crawler,
             request=None,
             url=url,
             stage="detail",
             failure_class="invalid",
             reason=message,
             attempts=1,
-            first_failed_at=datetime.now(UTC),
         )
         raise DropItem(f"invalid product {url}: {terminal_safe(message)}")

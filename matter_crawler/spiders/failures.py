@@ -13,7 +13,6 @@ as failed in the plan, so the listing is never taken as complete.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from scrapy import Request, signals
@@ -27,7 +26,7 @@ from ..parsing.listing import ListingCard, ListingPage
 from ..parsing.markup import listing_not_found
 from ..request_url import requested_url
 from ..safe_text import shortened, terminal_safe
-from ..signals import dead_letter_resolved, request_dead_lettered
+from ..signals import dead_letter_resolved, request_dead_lettered, send_dead_letter
 
 if TYPE_CHECKING:
     from .matter_products import MatterProductsSpider
@@ -67,15 +66,14 @@ class PageFailures:
         reason: str,
         attempts: int,
     ) -> None:
-        self.spider.crawler.signals.send_catch_log(
-            signal=request_dead_lettered,
+        send_dead_letter(
+            self.spider.crawler,
             request=request,
             url=url,
             stage=stage,
             failure_class=failure_class,
             reason=reason,
             attempts=attempts,
-            first_failed_at=datetime.now(UTC),
         )
 
     # -- failures Scrapy reports -------------------------------------------------------------
