@@ -25,6 +25,7 @@ def spider(tmp_path):
         MatterProductsSpider,
         settings_dict={
             "DATABASE_URL": f"sqlite:///{tmp_path}/s.sqlite3",
+            "CSA_BASE_URL": project_settings.CSA_BASE_URL,
             "CSA_LISTING_QUERY": project_settings.CSA_LISTING_QUERY,
             "LISTING_MAX_PAGES": project_settings.LISTING_MAX_PAGES,
             "DELIST_MAX_SHARE": project_settings.DELIST_MAX_SHARE,

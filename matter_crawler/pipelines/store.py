@@ -188,8 +188,8 @@ class BatchStorePipeline:
         pipeline = cls(
             crawler,
             Database.from_crawler(crawler),
-            settings.getint("STORE_BATCH_SIZE", 1000),
-            settings.getfloat("STORE_FLUSH_INTERVAL", 2.0),
+            settings.getint("STORE_BATCH_SIZE"),
+            settings.getfloat("STORE_FLUSH_INTERVAL"),
             retry_attempts=settings.getint("STORE_RETRY_ATTEMPTS"),
             retry_backoff=settings.getfloat("STORE_RETRY_BACKOFF"),
             dead_letters=settings.getbool("DEAD_LETTERS_ENABLED"),

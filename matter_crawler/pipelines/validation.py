@@ -32,9 +32,6 @@ from ..safe_text import quoted, terminal_safe
 from ..signals import item_invalid, send_dead_letter
 from ..storage.models import Product
 
-DEFAULT_REQUIRED_FIELDS = ("url", "manufacturer", "model", "certificate_id")
-DEFAULT_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,32}-[0-9]{2}$"
-
 
 def column_sizes() -> dict[str, int]:
     """The size of every ``products`` column that has one (``String(n)``)."""
@@ -108,8 +105,8 @@ class ValidationPipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        required = tuple(settings.getlist("VALIDATION_REQUIRED_FIELDS", DEFAULT_REQUIRED_FIELDS))
-        pattern = settings.get("VALIDATION_CERTIFICATE_PATTERN", DEFAULT_CERTIFICATE_PATTERN)
+        required = tuple(settings.getlist("VALIDATION_REQUIRED_FIELDS"))
+        pattern = settings.get("VALIDATION_CERTIFICATE_PATTERN")
         bounds = settings.getwithbase("VALIDATION_MAX_LENGTHS")
         # without any bounds configured (a bare crawler), lengths are not checked
         max_lengths = checked_max_lengths(dict(bounds)) if bounds else {}

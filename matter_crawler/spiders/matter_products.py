@@ -135,8 +135,8 @@ class MatterProductsSpider(Spider):
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> MatterProductsSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
         settings = crawler.settings
-        spider.base_url = settings.get("CSA_BASE_URL", "https://csa-iot.org").rstrip("/")
-        spider.listing_query = settings.get("CSA_LISTING_QUERY", "").lstrip("?")
+        spider.base_url = settings.get("CSA_BASE_URL").rstrip("/")
+        spider.listing_query = settings.get("CSA_LISTING_QUERY").lstrip("?")
         spider.site_host = urlparse(spider.base_url).hostname or ""
         spider.allowed_domains = [spider.site_host]
         # a link longer than a stored URL may be is not a product link (None: no bound)
