@@ -7,7 +7,8 @@ ones updated with a ``product_changes`` row per changed field, sightings
 refreshing ``last_seen_at``. A batch is written when it reaches
 ``STORE_BATCH_SIZE`` products and sightings, when
 ``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. Writes run on
-the database's own thread (:class:`~matter_crawler.storage.Database`), so the
+the database's own thread (:class:`~matter_crawler.storage.Database`,
+the functions of :mod:`matter_crawler.pipelines.writes`), so the
 reactor keeps downloading meanwhile, and a batch is written while the next one
 fills; the item that fills a batch waits until the one before it is written,
 which holds the crawl back if the database falls behind instead of letting
@@ -56,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any, Self
@@ -64,7 +64,6 @@ from typing import Any, Self
 from scrapy.crawler import Crawler
 from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
-from sqlalchemy import Engine
 
 from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
@@ -72,86 +71,12 @@ from ..signals import batch_stored, listing_sighted, send_dead_letter
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
-from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
+from ..storage.products import UpsertResult
+from .writes import IsolatedBatch, delist_proven, write_batch, write_item_by_item
+
+__all__ = ["BatchStorePipeline", "delist_proven", "write_batch"]
 
 logger = logging.getLogger(__name__)
-
-
-def write_batch(
-    engine: Engine,
-    products: Sequence[ProductItem],
-    sightings: Sequence[ListingSighting],
-    run_id: int | None,
-    now: datetime,
-) -> UpsertResult:
-    """One transaction: upsert the products, then record the sightings."""
-    with engine.begin() as conn:
-        result = upsert_products(conn, products, run_id, now)
-        record_sightings(conn, sightings, run_id, now)
-    return result
-
-
-def delist_proven(engine: Engine, urls: Sequence[str], run_id: int, now: datetime) -> int:
-    """Mark delisted the products a run proved gone (one transaction)."""
-    with engine.begin() as conn:
-        return mark_delisted(conn, urls, run_id, now)
-
-
-@dataclass(slots=True)
-class IsolatedBatch:
-    """What writing a batch item by item stored, and what the database refused."""
-
-    result: UpsertResult = field(default_factory=UpsertResult)
-    stored: list[str] = field(default_factory=list)  # product URLs
-    refused: list[tuple[ProductItem, str]] = field(default_factory=list)  # and the reason
-    sightings_refused: str | None = None  # why the sightings could not be written
-
-
-def write_item_by_item(
-    engine: Engine,
-    products: Sequence[ProductItem],
-    sightings: Sequence[ListingSighting],
-    run_id: int | None,
-    now: datetime,
-) -> IsolatedBatch:
-    """Each product in its own transaction, then the sightings: the refused rows isolated.
-
-    A refusal that may pass (the database locked or full, not this row) ends the
-    isolation: trying every other row would wait out the busy timeout once per
-    row for the same answer, so the rest are refused with the same reason.
-    """
-    batch = IsolatedBatch()
-    latest = {item.url: item for item in products}  # as in a batch: the last of a URL wins
-    down: str | None = None
-    for item in latest.values():
-        if down is not None:
-            batch.refused.append((item, down))
-            continue
-        try:
-            result = write_batch(engine, [item], [], run_id, now)
-        except Exception as error:
-            reason = database_reason(error)
-            batch.refused.append((item, reason))
-            if may_pass(error):
-                down = reason
-            continue
-        batch.result.new += result.new
-        batch.result.changed += result.changed
-        batch.result.unchanged += result.unchanged
-        batch.result.changes.extend(result.changes)
-        if result.rejected:  # left out by the storage layer, not written
-            batch.result.rejected.extend(result.rejected)
-            continue
-        batch.stored.append(item.url)
-    if sightings:
-        if down is not None:
-            batch.sightings_refused = down
-        else:
-            try:
-                write_batch(engine, [], sightings, run_id, now)
-            except Exception as error:
-                batch.sightings_refused = database_reason(error)
-    return batch
 
 
 class BatchStorePipeline:
