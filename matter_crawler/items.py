@@ -1,42 +1,23 @@
-"""Items the spider yields. Plain dataclasses: itemadapter-compatible, cheap to build.
+"""The spider's items, and the sightings it sends beside them. Plain dataclasses.
 
 ``ProductItem`` carries the fields of the catalogue record (field names as in
-docs/site-markup.md); ``ListingSighting`` says a product card was seen on a
-listing page, so the store can keep ``last_seen_at`` current without fetching
-the detail page again.
+docs/site-markup.md); its field list is read from the class with
+:class:`itemadapter.ItemAdapter` (:data:`PRODUCT_FIELDS`, :data:`RECORD_FIELDS`),
+never restated. ``ListingSighting`` says a product card was seen on a listing
+page, so the store can keep ``last_seen_at`` current without fetching the detail
+page again: it is not an item but the payload of the ``listing_sighted`` signal.
+
+Field metadata (``dataclasses.field(metadata=...)``, read with
+``ItemAdapter.get_field_meta_from_class``): ``stored=False``, not a column of
+``products``; ``derived=True``, a column computed from another field, not part of
+the catalogue record.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Product fields stored as columns, in the order of the catalogue record.
-PRODUCT_FIELDS: tuple[str, ...] = (
-    "url",
-    "manufacturer",
-    "model",
-    "device_type",
-    "certificate_id",
-    "certification_date",
-    "software_version",
-    "hardware_version",
-    "firmware_version",
-    "vid",
-    "vid_int",
-    "pid",
-    "pid_int",
-    "family_id",
-    "family_sku",
-    "family_variant_sku",
-    "tis_trp_tested",
-    "specification_version",
-    "transport_interface",
-    "primary_device_type_id",
-    "application_categories",
-    "description",
-    "compliance_document_url",
-    "extra_fields",
-)
+from itemadapter import ItemAdapter
 
 
 @dataclass(slots=True)
@@ -53,9 +34,9 @@ class ProductItem:
     hardware_version: str | None = None
     firmware_version: str | None = None
     vid: str | None = None  # "0x1552"
-    vid_int: int | None = None
+    vid_int: int | None = field(default=None, metadata={"derived": True})  # from vid
     pid: str | None = None
-    pid_int: int | None = None
+    pid_int: int | None = field(default=None, metadata={"derived": True})  # from pid
     family_id: str | None = None
     family_sku: str | None = None
     family_variant_sku: str | None = None
@@ -68,12 +49,28 @@ class ProductItem:
     compliance_document_url: str | None = None
     extra_fields: dict[str, str | None] = field(default_factory=dict)
     #: Values the normaliser could not read; a non-empty list makes the item invalid.
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list, metadata={"stored": False})
+
+
+def _stored_fields(*, with_derived: bool) -> tuple[str, ...]:
+    """ProductItem's column fields, in order (``with_derived``: the computed ones too)."""
+    names = []
+    for name in ItemAdapter.get_field_names_from_class(ProductItem) or ():
+        meta = ItemAdapter.get_field_meta_from_class(ProductItem, name)
+        if meta.get("stored", True) and (with_derived or not meta.get("derived", False)):
+            names.append(name)
+    return tuple(names)
+
+
+#: Product fields stored as columns, in the order of the catalogue record.
+PRODUCT_FIELDS: tuple[str, ...] = _stored_fields(with_derived=True)
+#: The catalogue record's fields (a ground-truth record's, see :mod:`matter_crawler.verify`).
+RECORD_FIELDS: tuple[str, ...] = _stored_fields(with_derived=False)
 
 
 @dataclass(slots=True)
 class ListingSighting:
-    """A product card seen on a listing page."""
+    """A product card seen on a listing page (sent with ``listing_sighted``, not an item)."""
 
     url: str
     manufacturer: str | None

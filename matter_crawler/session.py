@@ -69,6 +69,7 @@ COUNTERS_STATE = "counters"
 COUNTER_PREFIXES = (
     "matter/",
     "store/",
+    "sightings/",
     "delist/",
     "refresh/",
     "retry/",

@@ -1,8 +1,18 @@
 """Signals matter-crawler components send, beside Scrapy's own.
 
 Connect with ``crawler.signals.connect(handler, signal=...)`` like any Scrapy
-signal; handlers receive the keyword arguments listed.
+signal; handlers receive the keyword arguments listed. :func:`send_dead_letter` sends
+``request_dead_lettered`` with every argument it documents.
 """
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scrapy import Request
+    from scrapy.crawler import Crawler
 
 #: A request is retried: ``request``, ``failure_class``, ``kind``, ``reason``, ``attempt``,
 #: ``delay``, ``retry_after``. ``kind`` says what the failure was: ``response`` (an
@@ -32,6 +42,12 @@ item_invalid = object()
 #: written item by item stores fewer than it held: the others are dead letters).
 batch_stored = object()
 
+#: A listing page showed stored products (or products whose page is not fetched):
+#: ``sightings`` (a list of :class:`~matter_crawler.items.ListingSighting`), ``page``.
+#: The store pipeline records them (``last_seen_at``) in its next batch; they are
+#: not items, so Scrapy's item counts and feed exports hold products only.
+listing_sighted = object()
+
 #: A domain's circuit breaker changed state: ``domain``, ``old``, ``new``, ``reason``.
 circuit_state_changed = object()
 
@@ -39,3 +55,30 @@ circuit_state_changed = object()
 #: parser did not find; empty when the page is fine). Product pages are judged by
 #: validation instead (``item_scraped`` / ``item_invalid``).
 markup_checked = object()
+
+
+def send_dead_letter(
+    crawler: Crawler,
+    *,
+    request: Request | None,
+    url: str,
+    stage: str | None,
+    failure_class: str,
+    reason: str,
+    attempts: int,
+    first_failed_at: datetime | None = None,
+    **extra: Any,
+) -> None:
+    """Send ``request_dead_lettered`` (``first_failed_at``: now unless given; ``extra``:
+    ``kind``, ``recorded``)."""
+    crawler.signals.send_catch_log(
+        signal=request_dead_lettered,
+        request=request,
+        url=url,
+        stage=stage,
+        failure_class=failure_class,
+        reason=reason,
+        attempts=attempts,
+        first_failed_at=first_failed_at or datetime.now(UTC),
+        **extra,
+    )

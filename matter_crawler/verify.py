@@ -14,34 +14,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from .items import RECORD_FIELDS
 from .parsing.urls import url_path
 from .storage.models import Product
 
-#: The fields of a ground-truth record (the record of docs/site-markup.md).
-TRUTH_FIELDS: tuple[str, ...] = (
-    "url",
-    "manufacturer",
-    "model",
-    "device_type",
-    "certificate_id",
-    "certification_date",
-    "software_version",
-    "hardware_version",
-    "firmware_version",
-    "vid",
-    "pid",
-    "family_id",
-    "family_sku",
-    "family_variant_sku",
-    "tis_trp_tested",
-    "specification_version",
-    "transport_interface",
-    "primary_device_type_id",
-    "application_categories",
-    "description",
-    "compliance_document_url",
-    "extra_fields",
-)
+#: The fields of a ground-truth record: the catalogue record's (docs/site-markup.md),
+#: read from ``ProductItem`` (the simulated site keeps its own list, on purpose).
+TRUTH_FIELDS: tuple[str, ...] = RECORD_FIELDS
 
 
 def stored_records(engine: Engine, *, include_delisted: bool = False) -> list[dict[str, Any]]:

@@ -50,6 +50,7 @@ from scrapy.utils.test import get_crawler
 from sqlalchemy import create_engine, event, text
 from twisted.python.failure import Failure
 
+from matter_crawler import settings as project_settings
 from matter_crawler.items import ListingSighting, ProductItem
 from matter_crawler.liveness import ProcessIdentity, is_running
 from matter_crawler.parsing import ListingCard
@@ -417,6 +418,7 @@ class Store:
             {
                 "DATABASE_URL": sqlite_url(tmp_path / "store.sqlite3"),
                 "DATABASE_BUSY_TIMEOUT": 1.0,
+                "STORE_BATCH_SIZE": project_settings.STORE_BATCH_SIZE,
                 "STORE_FLUSH_INTERVAL": 0,
                 "STORE_RETRY_ATTEMPTS": 6,
                 "STORE_RETRY_BACKOFF": 0.1,
@@ -468,8 +470,8 @@ async def _full_disk_then_room(tmp_path: Path) -> None:
     store.fill_up()
     for n in range(39):
         await store.pipeline.process_item(product(n))
-    await store.pipeline.process_item(ListingSighting(product(0).url, None, None, None, 1))
-    # the 40th item handed the batch to the writer: it is refused, retried meanwhile
+    store.pipeline.sighted([ListingSighting(product(0).url, None, None, None, 1)])
+    # the sighting filled the batch: handed to the writer, refused, retried meanwhile
     for _ in range(50):
         if store.stat("store/batch_retries") >= 2:
             break

@@ -18,6 +18,7 @@ from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
 from sqlalchemy import event, text
 
+from matter_crawler import settings as project_settings
 from matter_crawler.items import ListingSighting
 from matter_crawler.pipelines.store import BatchStorePipeline
 from matter_crawler.pipelines.validation import ValidationPipeline
@@ -41,7 +42,11 @@ class LetterCatcher:
 
 
 def validation(**settings) -> tuple[ValidationPipeline, object, LetterCatcher]:
-    crawler = get_crawler(Spider, settings)
+    defaults = {
+        name: getattr(project_settings, name)
+        for name in ("VALIDATION_REQUIRED_FIELDS", "VALIDATION_CERTIFICATE_PATTERN")
+    }
+    crawler = get_crawler(Spider, {**defaults, **settings})
     return ValidationPipeline.from_crawler(crawler), crawler, LetterCatcher(crawler)
 
 
@@ -106,7 +111,15 @@ class Store:
     """A BatchStorePipeline on a real crawler and database, with its commits counted."""
 
     def __init__(self, database_url: str, **settings) -> None:
-        self.crawler = get_crawler(Spider, {"DATABASE_URL": database_url, **settings})
+        self.crawler = get_crawler(
+            Spider,
+            {
+                "DATABASE_URL": database_url,
+                "STORE_BATCH_SIZE": project_settings.STORE_BATCH_SIZE,
+                "STORE_FLUSH_INTERVAL": project_settings.STORE_FLUSH_INTERVAL,
+                **settings,
+            },
+        )
         self.pipeline = BatchStorePipeline.from_crawler(self.crawler)
         self.database = Database.from_crawler(self.crawler)
         self.commits = 0
@@ -157,7 +170,7 @@ async def _a_partial_batch_is_written_after_the_flush_interval(database_url):
     store = Store(database_url, STORE_BATCH_SIZE=500, STORE_FLUSH_INTERVAL=0.2)
     store.pipeline.open_spider()
     await store.pipeline.process_item(product(1))
-    await store.pipeline.process_item(ListingSighting(product(1).url, None, None, None, 1))
+    store.pipeline.sighted([ListingSighting(product(1).url, None, None, None, 1)])
     for _ in range(50):  # up to 5 s on a busy machine; normally 0.2-0.4 s
         if store.stat("store/batches"):  # counted once the write is done
             break

@@ -10,6 +10,7 @@ import pytest
 from scrapy.utils.test import get_crawler
 from sqlalchemy import update
 
+from matter_crawler import settings as project_settings
 from matter_crawler.extensions.run_record import stage_reached
 from matter_crawler.items import ListingSighting, ProductItem
 from matter_crawler.pipelines.store import delist_proven, write_batch
@@ -83,7 +84,14 @@ def test_product_counts_come_from_the_database(database_url):
 
 @pytest.fixture
 def spider(tmp_path):
-    crawler = get_crawler(MatterProductsSpider, {"DATABASE_URL": f"sqlite:///{tmp_path}/s.db"})
+    crawler = get_crawler(
+        MatterProductsSpider,
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path}/s.db",
+            "CSA_BASE_URL": project_settings.CSA_BASE_URL,
+            "CSA_LISTING_QUERY": project_settings.CSA_LISTING_QUERY,
+        },
+    )
     return MatterProductsSpider.from_crawler(crawler)
 
 

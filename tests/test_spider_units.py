@@ -10,8 +10,8 @@ from scrapy.http import HtmlResponse
 from scrapy.utils.test import get_crawler
 
 from matter_crawler import settings as project_settings
-from matter_crawler.items import ListingSighting
 from matter_crawler.planner import CrawlPlan
+from matter_crawler.signals import listing_sighted
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage.products import KnownProduct
 
@@ -25,6 +25,7 @@ def spider(tmp_path):
         MatterProductsSpider,
         settings_dict={
             "DATABASE_URL": f"sqlite:///{tmp_path}/s.sqlite3",
+            "CSA_BASE_URL": project_settings.CSA_BASE_URL,
             "CSA_LISTING_QUERY": project_settings.CSA_LISTING_QUERY,
             "LISTING_MAX_PAGES": project_settings.LISTING_MAX_PAGES,
             "DELIST_MAX_SHARE": project_settings.DELIST_MAX_SHARE,
@@ -112,13 +113,21 @@ def test_known_cards_become_sightings_and_changed_ones_are_fetched(spider):
             "WiZ Connected", "WiZ LED Lamp (old name)", "CSA244D4MAT43911-00", 1, False
         ),
     }
+    sighted = []
+
+    def received(sightings, page, **_):
+        sighted.extend((sighting.url, page) for sighting in sightings)
+
+    spider.crawler.signals.connect(received, signal=listing_sighted)
     requests, items = split(spider.parse_listing(listing_response(spider, 1, "listing_page1.html")))
+    assert items == []  # sightings are sent with a signal: they are not items
     fetched = {r.url for r in requests if r.meta["stage"] == "detail"}
     assert f"{BASE}/csa_product/wi-fi-plug-27/" not in fetched  # known, unchanged
     assert f"{BASE}/csa_product/wiz-led-lamp-dimmable-20/" in fetched  # its card changed
     # both stored products are seen, the changed one too: if its fetch fails for good,
     # or the run stops before it is stored, it must not count as delisted
-    assert [i.url for i in items if isinstance(i, ListingSighting)] == [
-        f"{BASE}/csa_product/wi-fi-plug-27/",
-        f"{BASE}/csa_product/wiz-led-lamp-dimmable-20/",
+    assert sighted == [
+        (f"{BASE}/csa_product/wi-fi-plug-27/", 1),
+        (f"{BASE}/csa_product/wiz-led-lamp-dimmable-20/", 1),
     ]
+    assert spider.crawler.stats.get_value("sightings/count") == 2

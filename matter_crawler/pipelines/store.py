@@ -1,11 +1,14 @@
 """Store products in the database in batches, and lose none of them.
 
-Items are buffered and written in one transaction per batch: new products
-inserted, known ones updated with a ``product_changes`` row per changed field,
-sightings (cards seen without fetching their page) refreshing ``last_seen_at``.
-A batch is written when it reaches ``STORE_BATCH_SIZE`` items, when
+Products (the items) and sightings (cards a listing page showed, which the
+spider sends with the ``listing_sighted`` signal: they are not items) are
+buffered and written in one transaction per batch: new products inserted, known
+ones updated with a ``product_changes`` row per changed field, sightings
+refreshing ``last_seen_at``. A batch is written when it reaches
+``STORE_BATCH_SIZE`` products and sightings, when
 ``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. Writes run on
-the database's own thread (:class:`~matter_crawler.storage.Database`), so the
+the database's own thread (:class:`~matter_crawler.storage.Database`,
+the functions of :mod:`matter_crawler.pipelines.writes`), so the
 reactor keeps downloading meanwhile, and a batch is written while the next one
 fills; the item that fills a batch waits until the one before it is written,
 which holds the crawl back if the database falls behind instead of letting
@@ -54,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import monotonic
 from typing import Any, Self
@@ -62,94 +64,19 @@ from typing import Any, Self
 from scrapy.crawler import Crawler
 from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
-from sqlalchemy import Engine
 
 from ..items import ListingSighting, ProductItem
 from ..session import CrawlSession
-from ..signals import batch_stored, request_dead_lettered
+from ..signals import batch_stored, listing_sighted, send_dead_letter
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
-from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
+from ..storage.products import UpsertResult
+from .writes import IsolatedBatch, delist_proven, write_batch, write_item_by_item
+
+__all__ = ["BatchStorePipeline", "delist_proven", "write_batch"]
 
 logger = logging.getLogger(__name__)
-
-
-def write_batch(
-    engine: Engine,
-    products: Sequence[ProductItem],
-    sightings: Sequence[ListingSighting],
-    run_id: int | None,
-    now: datetime,
-) -> UpsertResult:
-    """One transaction: upsert the products, then record the sightings."""
-    with engine.begin() as conn:
-        result = upsert_products(conn, products, run_id, now)
-        record_sightings(conn, sightings, run_id, now)
-    return result
-
-
-def delist_proven(engine: Engine, urls: Sequence[str], run_id: int, now: datetime) -> int:
-    """Mark delisted the products a run proved gone (one transaction)."""
-    with engine.begin() as conn:
-        return mark_delisted(conn, urls, run_id, now)
-
-
-@dataclass(slots=True)
-class IsolatedBatch:
-    """What writing a batch item by item stored, and what the database refused."""
-
-    result: UpsertResult = field(default_factory=UpsertResult)
-    stored: list[str] = field(default_factory=list)  # product URLs
-    refused: list[tuple[ProductItem, str]] = field(default_factory=list)  # and the reason
-    sightings_refused: str | None = None  # why the sightings could not be written
-
-
-def write_item_by_item(
-    engine: Engine,
-    products: Sequence[ProductItem],
-    sightings: Sequence[ListingSighting],
-    run_id: int | None,
-    now: datetime,
-) -> IsolatedBatch:
-    """Each product in its own transaction, then the sightings: the refused rows isolated.
-
-    A refusal that may pass (the database locked or full, not this row) ends the
-    isolation: trying every other row would wait out the busy timeout once per
-    row for the same answer, so the rest are refused with the same reason.
-    """
-    batch = IsolatedBatch()
-    latest = {item.url: item for item in products}  # as in a batch: the last of a URL wins
-    down: str | None = None
-    for item in latest.values():
-        if down is not None:
-            batch.refused.append((item, down))
-            continue
-        try:
-            result = write_batch(engine, [item], [], run_id, now)
-        except Exception as error:
-            reason = database_reason(error)
-            batch.refused.append((item, reason))
-            if may_pass(error):
-                down = reason
-            continue
-        batch.result.new += result.new
-        batch.result.changed += result.changed
-        batch.result.unchanged += result.unchanged
-        batch.result.changes.extend(result.changes)
-        if result.rejected:  # left out by the storage layer, not written
-            batch.result.rejected.extend(result.rejected)
-            continue
-        batch.stored.append(item.url)
-    if sightings:
-        if down is not None:
-            batch.sightings_refused = down
-        else:
-            try:
-                write_batch(engine, [], sightings, run_id, now)
-            except Exception as error:
-                batch.sightings_refused = database_reason(error)
-    return batch
 
 
 class BatchStorePipeline:
@@ -178,19 +105,22 @@ class BatchStorePipeline:
         self._writing: asyncio.Future[None] | None = None  # the batch being written
         self._last_flush = monotonic()
         self._timer = None
+        self._flush_pending = False  # a flush the sightings asked for has not started yet
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        return cls(
+        pipeline = cls(
             crawler,
             Database.from_crawler(crawler),
-            settings.getint("STORE_BATCH_SIZE", 1000),
-            settings.getfloat("STORE_FLUSH_INTERVAL", 2.0),
+            settings.getint("STORE_BATCH_SIZE"),
+            settings.getfloat("STORE_FLUSH_INTERVAL"),
             retry_attempts=settings.getint("STORE_RETRY_ATTEMPTS"),
             retry_backoff=settings.getfloat("STORE_RETRY_BACKOFF"),
             dead_letters=settings.getbool("DEAD_LETTERS_ENABLED"),
         )
+        crawler.signals.connect(pipeline.sighted, signal=listing_sighted)
+        return pipeline
 
     def open_spider(self) -> None:
         if self.flush_interval > 0:
@@ -198,23 +128,37 @@ class BatchStorePipeline:
             self._timer.start(self.flush_interval, now=False)
 
     async def process_item(self, item: Any) -> Any:
-        if isinstance(item, ProductItem):
-            self._products.append(item)
-        elif isinstance(item, ListingSighting):
-            self._sightings.append(item)
-        else:
+        if not isinstance(item, ProductItem):
             return item
-        if len(self._products) + len(self._sightings) >= self.batch_size:
+        self._products.append(item)
+        if self._full():
             await self.flush()
         return item
+
+    def sighted(self, sightings: Sequence[ListingSighting], **_: Any) -> None:
+        """``listing_sighted``: buffer the sightings with the products of the next batch.
+
+        A signal handler cannot wait, so a full batch is flushed in the background;
+        the products that follow wait for it as usual (see :meth:`flush`).
+        """
+        self._sightings.extend(sightings)
+        if self._full() and not self._flush_pending:
+            self._flush_pending = True
+            self._flush_in_background()
+
+    def _full(self) -> bool:
+        return len(self._products) + len(self._sightings) >= self.batch_size
 
     def _flush_if_due(self) -> None:
         if monotonic() - self._last_flush >= self.flush_interval and (
             self._products or self._sightings
         ):
-            deferred_from_coro(self.flush()).addErrback(
-                lambda failure: logger.error("Batch write failed: %s", failure.getTraceback())
-            )
+            self._flush_in_background()
+
+    def _flush_in_background(self) -> None:
+        deferred_from_coro(self.flush()).addErrback(
+            lambda failure: logger.error("Batch write failed: %s", failure.getTraceback())
+        )
 
     async def flush(self) -> None:
         """Hand what is buffered to the writer thread, once the batch before it is written.
@@ -225,6 +169,7 @@ class BatchStorePipeline:
         """
         async with self._lock:
             await self._wait_for_write()
+            self._flush_pending = False
             products, self._products = self._products, []
             sightings, self._sightings = self._sightings, []
             self._last_flush = monotonic()
@@ -362,8 +307,8 @@ class BatchStorePipeline:
             else:
                 self.crawler.stats.inc_value("store/products_failed", len(letters))
                 for letter in letters:
-                    self.crawler.signals.send_catch_log(
-                        signal=request_dead_lettered,
+                    send_dead_letter(
+                        self.crawler,
                         request=None,
                         url=letter.url,
                         stage=letter.stage,
@@ -411,15 +356,14 @@ class BatchStorePipeline:
         for url, reason in rejected:
             self.crawler.stats.inc_value("store/products_rejected")
             logger.warning("Not stored, a value does not fit its column: %s: %s", url, reason)
-            self.crawler.signals.send_catch_log(
-                signal=request_dead_lettered,
+            send_dead_letter(
+                self.crawler,
                 request=None,
                 url=url,
                 stage="detail",
                 failure_class="invalid",
                 reason=reason,
                 attempts=1,
-                first_failed_at=datetime.now(UTC),
             )
 
     async def close_spider(self) -> None:

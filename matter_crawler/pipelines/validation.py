@@ -19,21 +19,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import urlparse
 
+from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy import String
 
 from ..items import PRODUCT_FIELDS, ProductItem
 from ..safe_text import quoted, terminal_safe
-from ..signals import item_invalid, request_dead_lettered
+from ..signals import item_invalid, send_dead_letter
 from ..storage.models import Product
-
-DEFAULT_REQUIRED_FIELDS = ("url", "manufacturer", "model", "certificate_id")
-DEFAULT_CERTIFICATE_PATTERN = r"^CSA[0-9A-Z]{5,32}-[0-9]{2}$"
 
 
 def column_sizes() -> dict[str, int]:
@@ -108,21 +105,23 @@ class ValidationPipeline:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        required = tuple(settings.getlist("VALIDATION_REQUIRED_FIELDS", DEFAULT_REQUIRED_FIELDS))
-        pattern = settings.get("VALIDATION_CERTIFICATE_PATTERN", DEFAULT_CERTIFICATE_PATTERN)
+        required = tuple(settings.getlist("VALIDATION_REQUIRED_FIELDS"))
+        pattern = settings.get("VALIDATION_CERTIFICATE_PATTERN")
         bounds = settings.getwithbase("VALIDATION_MAX_LENGTHS")
         # without any bounds configured (a bare crawler), lengths are not checked
         max_lengths = checked_max_lengths(dict(bounds)) if bounds else {}
         return cls(crawler, required, pattern, max_lengths)
 
-    def problems(self, item: ProductItem) -> list[str]:
-        """Every reason the item cannot be stored as it is."""
-        reasons = list(item.problems)
+    def problems(self, item: Any) -> list[str]:
+        """Every reason the product cannot be stored as it is (any item type
+        :class:`~itemadapter.ItemAdapter` reads, with the product's fields)."""
+        adapter = ItemAdapter(item)
+        reasons = list(adapter.get("problems") or ())
         for name in self.required:
-            if getattr(item, name, None) in (None, ""):
+            if adapter.get(name) in (None, ""):
                 reasons.append(f"{name} is missing")
         for name, bound in self.max_lengths.items():
-            value = getattr(item, name, None)
+            value = adapter.get(name)
             if value is None or (isinstance(value, list | dict) and _surely_within(value, bound)):
                 continue
             if (length := value_length(value)) > bound:
@@ -130,10 +129,11 @@ class ValidationPipeline:
                     f"{name} is {length:,} characters long, over its bound of {bound} "
                     "(VALIDATION_MAX_LENGTHS)"
                 )
-        parsed = urlparse(item.url)
+        url = adapter.get("url") or ""
+        parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or "/csa_product/" not in parsed.path:
-            reasons.append(f"url {quoted(item.url)} is not a product page URL")
-        certificate = item.certificate_id
+            reasons.append(f"url {quoted(url)} is not a product page URL")
+        certificate = adapter.get("certificate_id")
         if (
             certificate
             and self.certificate_pattern
@@ -155,16 +155,15 @@ class ValidationPipeline:
         for reason in reasons:
             stats.inc_value(f"validation/invalid/{reason.split(' ', 1)[0].rstrip(':')}")
         message = "; ".join(reasons)
-        signals = self.crawler.signals
-        signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
-        signals.send_catch_log(
-            signal=request_dead_lettered,
+        url = ItemAdapter(item).get("url")
+        self.crawler.signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
+        send_dead_letter(
+            self.crawler,
             request=None,
-            url=item.url,
+            url=url,
             stage="detail",
             failure_class="invalid",
             reason=message,
             attempts=1,
-            first_failed_at=datetime.now(UTC),
         )
-        raise DropItem(f"invalid product {item.url}: {terminal_safe(message)}")
+        raise DropItem(f"invalid product {url}: {terminal_safe(message)}")
