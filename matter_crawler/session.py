@@ -259,7 +259,7 @@ class CrawlSession:
         if self.jobdir is None:
             return
         self._restore_counters()  # Crawler.stats exists only from the crawl's start on
-        interval = self.crawler.settings.getfloat("JOBDIR_STATE_SAVE_INTERVAL", 30.0)
+        interval = self.crawler.settings.getfloat("JOBDIR_STATE_SAVE_INTERVAL")
         if interval > 0:
             self._saver = create_looping_call(self.save_state)
             self._saver.start(interval, now=False)

@@ -36,6 +36,31 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
+def project_defaults() -> dict[str, Any]:
+    """The defaults of the project's own settings (matter_crawler/settings.py, their one home).
+
+    The default profile's values are in, as the ``CrawlProfile`` add-on sets them.
+    Scrapy's stock settings are left out, so a crawler built with these enables no
+    component: a unit test builds the one component it tests with ``from_crawler``.
+    """
+    import scrapy.settings.default_settings as scrapy_defaults
+    from scrapy.settings import Settings
+
+    from matter_crawler.profiles import CrawlProfile
+
+    settings = Settings()
+    settings.setmodule("matter_crawler.settings", priority="project")
+    CrawlProfile().update_settings(settings)
+    return {name: settings[name] for name in settings if not hasattr(scrapy_defaults, name)}
+
+
+def project_crawler(spidercls: Any = None, settings: Mapping[str, Any] | None = None) -> Any:
+    """``scrapy.utils.test.get_crawler`` with the project's defaults under ``settings``."""
+    from scrapy.utils.test import get_crawler
+
+    return get_crawler(spidercls, {**project_defaults(), **(settings or {})})
+
+
 def missing_system_package(message: str) -> None:
     """Skip the test with the reason, but fail it under CI=true."""
     if IN_CI:

@@ -36,6 +36,7 @@ from matter_crawler.profiles import PROFILES, CrawlProfile
 from matter_crawler.signals import request_dead_lettered, request_retrying
 
 from .adaptive_helpers import TUNING, clean_round, project_settings_with, ramp
+from .helpers import project_defaults
 
 # -- the politeness ceiling --------------------------------------------------------------
 
@@ -238,7 +239,16 @@ class Recorder:
 
 
 def test_failures_are_told_apart_by_exception_type_not_by_message():
-    crawler = crawler_with(CONCURRENT_REQUESTS=32, DOWNLOAD_TIMEOUT=30)
+    crawler = crawler_with(
+        CONCURRENT_REQUESTS=32,
+        DOWNLOAD_TIMEOUT=30,
+        # the retry middleware's own settings, from their one home
+        **{
+            name: value
+            for name, value in project_defaults().items()
+            if name.startswith(("RETRY_", "CONTENT_CHECK_"))
+        },
+    )
     crawler.stats.open_spider()
     retry = ClassifiedRetryMiddleware.from_crawler(crawler)
     extension = AdaptiveConcurrency.from_crawler(crawler)

@@ -59,7 +59,13 @@ from matter_crawler.storage.products import KnownProduct
 from matter_crawler.storage.runs import start_run
 from matter_crawler.storage.schema import prepare_schema
 
-from .helpers import PROJECT_ROOT, crawl_runs, database_differences, query, run_crawl
+from .helpers import (
+    PROJECT_ROOT,
+    crawl_runs,
+    database_differences,
+    query,
+    run_crawl,
+)
 
 PAGES = Path(__file__).parent / "fixtures" / "pages"
 SITE = "https://csa-iot.org"
@@ -590,7 +596,7 @@ def test_retry_after_both_rfc_9110_forms():
 
 
 def test_a_429_with_a_bad_retry_after_is_retried_with_backoff_and_counted():
-    crawler = get_crawler(settings_dict={"RETRY_JITTER_SEED": 1})
+    crawler = project_crawler(RETRY_JITTER_SEED=1)
     crawler.stats.open_spider()
     retry = ClassifiedRetryMiddleware.from_crawler(crawler)
     request = Request(PRODUCT, meta={"stage": "detail"})

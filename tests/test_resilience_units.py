@@ -33,6 +33,8 @@ from matter_crawler.middlewares.retry import (
 from matter_crawler.scheduler import NOT_BEFORE
 from matter_crawler.signals import circuit_state_changed, request_dead_lettered, request_retrying
 
+from .helpers import project_crawler
+
 URL = "https://csa-iot.org/csa_product/plug-1/"
 GOOD_PAGE = b"<html><body><h1 class='entry-title'>P</h1><div class='entry-product-details'></div></body></html>"
 
@@ -52,8 +54,8 @@ class Recorder:
 
 @pytest.fixture
 def crawler():
-    return get_crawler(
-        settings_dict={
+    return project_crawler(
+        settings={
             "RETRY_JITTER_SEED": 1,
             "RETRY_CONTENT_CHECK": "matter_crawler.parsing.content.content_problem",
         }

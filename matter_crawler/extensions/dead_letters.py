@@ -86,11 +86,11 @@ class DeadLetterStore:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("DEAD_LETTERS_ENABLED", True):
+        if not settings.getbool("DEAD_LETTERS_ENABLED"):
             raise NotConfigured
         store = cls(
             crawler,
-            settings.getfloat("DEAD_LETTER_FLUSH_INTERVAL", 5.0),
+            settings.getfloat("DEAD_LETTER_FLUSH_INTERVAL"),
             settings.getint("STORE_RETRY_ATTEMPTS"),
             settings.getfloat("STORE_RETRY_BACKOFF"),
         )

@@ -30,6 +30,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
+from ..adaptive.extension import adaptive_state
 from ..monitoring.discovery import ServiceDiscoveryEntry
 from ..monitoring.hosts import WILDCARD_HOSTS, host_name
 from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
@@ -44,7 +45,6 @@ from ..signals import (
     request_dead_lettered,
     request_retrying,
 )
-from ..adaptive.extension import adaptive_state
 
 logger = logging.getLogger(__name__)
 

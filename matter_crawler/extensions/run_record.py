@@ -128,7 +128,7 @@ class RunRecorder:
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
-        if not crawler.settings.getbool("RUN_RECORD_ENABLED", True):
+        if not crawler.settings.getbool("RUN_RECORD_ENABLED"):
             raise NotConfigured
         extension = cls(crawler)
         crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)

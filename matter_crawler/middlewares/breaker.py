@@ -202,16 +202,16 @@ class CircuitBreakerMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool("CIRCUIT_BREAKER_ENABLED", True):
+        if not settings.getbool("CIRCUIT_BREAKER_ENABLED"):
             raise NotConfigured
         policy = BreakerPolicy(
-            failure_threshold=settings.getint("CIRCUIT_FAILURE_THRESHOLD", 10),
-            failure_ratio=settings.getfloat("CIRCUIT_FAILURE_RATIO", 0.8),
-            window=settings.getint("CIRCUIT_WINDOW", 50),
-            cooldown=settings.getfloat("CIRCUIT_COOLDOWN", 10.0),
-            cooldown_max=settings.getfloat("CIRCUIT_COOLDOWN_MAX", 120.0),
-            half_open_probes=settings.getint("CIRCUIT_HALF_OPEN_PROBES", 1),
-            close_after=settings.getint("CIRCUIT_CLOSE_AFTER", 2),
+            failure_threshold=settings.getint("CIRCUIT_FAILURE_THRESHOLD"),
+            failure_ratio=settings.getfloat("CIRCUIT_FAILURE_RATIO"),
+            window=settings.getint("CIRCUIT_WINDOW"),
+            cooldown=settings.getfloat("CIRCUIT_COOLDOWN"),
+            cooldown_max=settings.getfloat("CIRCUIT_COOLDOWN_MAX"),
+            half_open_probes=settings.getint("CIRCUIT_HALF_OPEN_PROBES"),
+            close_after=settings.getint("CIRCUIT_CLOSE_AFTER"),
         )
         return cls(crawler, policy)
 

@@ -253,9 +253,9 @@ class ClassifiedRetryMiddleware:
         return cls(
             crawler,
             build_policies(settings.getdict("RETRY_POLICIES")),
-            retry_after_max=settings.getfloat("RETRY_AFTER_MAX", 300.0),
-            max_total_attempts=settings.getint("RETRY_MAX_TOTAL_ATTEMPTS", 12),
-            priority_adjust=settings.getint("RETRY_PRIORITY_ADJUST", -1),
+            retry_after_max=settings.getfloat("RETRY_AFTER_MAX"),
+            max_total_attempts=settings.getint("RETRY_MAX_TOTAL_ATTEMPTS"),
+            priority_adjust=settings.getint("RETRY_PRIORITY_ADJUST"),
             content_check=check,
             rng=random.Random(seed),
         )

@@ -7,9 +7,6 @@ already closed (no engine, no scheduler): it returns zeros or nothing.
 
 from __future__ import annotations
 
-import os
-import resource
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +14,6 @@ from ..middlewares.breaker import circuit_states
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
-
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +75,3 @@ def breaker_states(crawler: Crawler) -> dict[str, str]:
     if _engine(crawler) is None:
         return {}
     return {domain: str(state) for domain, state in circuit_states(crawler).items()}
-
-
-def resident_memory_bytes() -> int:
-    """This process's resident memory now (its peak where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024

@@ -33,13 +33,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..adaptive.memory import resident_memory_bytes
 from ..middlewares.breaker import CircuitState
 from ..middlewares.classify import FailureClass
 from .crawlstate import (
     breaker_states,
     domain_slots,
     requests_in_flight,
-    resident_memory_bytes,
     scheduler_depth,
 )
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.asyncio import create_looping_call
 
+from ..adaptive.memory import resident_memory_bytes
 from .crawlstate import (
     breaker_states,
     domain_slots,
     requests_in_flight,
-    resident_memory_bytes,
     scheduler_depth,
 )
 from .eta import EtaEstimator, SmoothedRate

@@ -27,15 +27,14 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from scrapy import signals
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ..redaction import mask_credentials
+from .engine import create_database_engine
 from .schema import SchemaChange, SchemaError, prepare_schema
 
 if TYPE_CHECKING:
@@ -49,8 +48,6 @@ DEFAULT_DATABASE_URL = "sqlite:///data/matter.sqlite3"
 #: Where a database URL with credentials comes from, when the DATABASE_URL setting is empty:
 #: the environment, not the command line (scrapyd's job arguments and `ps` show that).
 DATABASE_URL_VARIABLE = "MATTER_DATABASE_URL"
-_WAL_CHECKPOINT_PAGES = 10_000
-_PAGE_CACHE_KIB = 16 * 1024
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, Database] = weakref.WeakKeyDictionary()
 
@@ -64,41 +61,6 @@ def resolve_database_url(settings: Any, environ: Mapping[str, str] | None = None
         or environ.get(DATABASE_URL_VARIABLE, "").strip()
         or DEFAULT_DATABASE_URL
     )
-
-
-def create_database_engine(
-    url: str, *, busy_timeout: float | None = None, **options: Any
-) -> Engine:
-    """An engine for ``url``; for SQLite: the file's folder created, WAL, a busy timeout.
-
-    ``busy_timeout``: seconds SQLite waits for another connection's lock before
-    it refuses a statement (None: the driver's default, 5 s). ``options`` go to
-    :func:`sqlalchemy.create_engine` (a pool class, for instance).
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **options)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    connect_args = {"timeout": busy_timeout} if busy_timeout is not None else {}
-    engine = create_engine(url, connect_args=connect_args, **options)
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        # WAL lets readers (exports, `scrapy runs`) work while a crawl writes;
-        # NORMAL sync is durable in WAL mode except for the last commits on power loss.
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        # A checkpoint (two fsyncs) every 10,000 WAL pages (40 MB) instead of
-        # SQLite's 1,000: a third of a batch's commit time went to them.
-        cursor.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-        # A page cache (16 MiB, SQLite's default is 2) that holds what a batch of
-        # products dirties, so no page is spilled and written twice in a transaction.
-        cursor.execute(f"PRAGMA cache_size=-{_PAGE_CACHE_KIB}")
-        cursor.close()
-
-    return engine
 
 
 def may_pass(error: BaseException) -> bool:

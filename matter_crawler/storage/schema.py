@@ -44,6 +44,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import NullPool
 
 from ..redaction import mask_credentials
+from .engine import create_database_engine
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -291,8 +292,6 @@ def _locked_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def _sqlite_engine(engine: Engine) -> Engine:
-    from .database import create_database_engine  # noqa: PLC0415  (database imports this module)
-
     return create_database_engine(engine.url.render_as_string(False), poolclass=NullPool)
 
 
