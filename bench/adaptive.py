@@ -61,7 +61,7 @@ from adaptive_runs import (
 )
 from common import machine, markdown_table
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 from common import ROOT, run_measured, stop_process
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 RESULTS = ROOT / "bench" / "results"
 PAGE_KINDS = ("list", "detail")

@@ -33,8 +33,8 @@ from common import (
 from report import Report, ratio, status_problem, target_row
 from sqlalchemy import create_engine
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 BENCH = Path(__file__).resolve().parent
 CARDS_PER_PAGE = 12  # the catalogue's listing pages hold 12 cards (docs/sitesim.md)

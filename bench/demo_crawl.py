@@ -19,8 +19,8 @@ from pathlib import Path
 from common import ROOT, machine, markdown_table, median, run_measured
 from sqlalchemy import create_engine
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 
 def main() -> int:

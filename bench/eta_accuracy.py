@@ -32,7 +32,7 @@ from pathlib import Path
 
 from common import ROOT, machine, markdown_table, median, stop_process
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 THRESHOLDS = (0.25, 0.50, 0.75)
 

@@ -55,9 +55,9 @@ from typing import Any
 from common import ROOT, load_average, machine, markdown_table, url_path
 from sqlalchemy import create_engine, select
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage.models import CrawlRun, Product
 from matter_crawler.verify import TRUTH_FIELDS, stored_records
+from sitesim.process import SimulatedSite
 
 sys.path.insert(0, str(ROOT))
 from tests.helpers import run_crawl

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from common import ROOT, machine, markdown_table, median, run_measured
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 
 def free_port() -> int:

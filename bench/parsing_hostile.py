@@ -42,7 +42,7 @@ from types import ModuleType
 from common import machine
 
 from matter_crawler.parsing import content, detail, listing
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 MARKER = b"entry-product-details"
 LISTING_BASE = "http://127.0.0.1/csa-iot_products/"

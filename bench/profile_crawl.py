@@ -32,8 +32,8 @@ from crawl_section import bare_arguments, matter_arguments, stock_scrapy_env
 from run_all import RESULTS
 from sqlalchemy import create_engine
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 
 def package_of(path: str, function: str = "") -> str:

@@ -30,8 +30,8 @@ from common import ROOT, Measurement, machine, markdown_table, median, run_measu
 from sqlalchemy import create_engine
 
 from matter_crawler.rendering.browser import find_browser
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 STOCK_HANDLER = "scrapy_playwright.handler.ScrapyPlaywrightDownloadHandler"
 

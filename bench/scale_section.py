@@ -17,8 +17,8 @@ from crawl_section import CARDS_PER_PAGE, CRAWL_COLUMNS, matter_arguments
 from report import Report, status_problem, target_row
 from sqlalchemy import create_engine
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 # -- targets (issue 10) ----------------------------------------------------------------
 TARGET_SCALE_PEAK_MB = 300  # Scrapy's MB (MEMUSAGE_LIMIT_MB): 2**20 bytes

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 TARGET_DETAIL_PER_SECOND = 1500
 

@@ -32,7 +32,7 @@ def storage_section(options: argparse.Namespace, scratch: Path, report: Report) 
     truth_file = scratch / "storage-truth.jsonl"
     dump = run_measured(
         [
-            sys.executable, "-m", "matter_crawler.sitesim",
+            sys.executable, "-m", "sitesim",
             "--products", str(options.storage_items), "--seed", str(options.seed),
             "--dump-truth", str(truth_file),
         ],

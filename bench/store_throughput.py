@@ -1,6 +1,6 @@
 """Items/s of the project's store pipeline into a fresh database (one configuration).
 
-Reads ground-truth records (``python -m matter_crawler.sitesim --products N
+Reads ground-truth records (``python -m sitesim --products N
 --dump-truth FILE``), turns each into the ``ProductItem`` the spider would
 yield for that page (absolute URLs, ``vid_int``/``pid_int``), and feeds them
 to the real :class:`~matter_crawler.pipelines.store.BatchStorePipeline`, built

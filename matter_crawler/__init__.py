@@ -1,8 +1,8 @@
 """matter-crawler: a Scrapy project that crawls the CSA Matter certified-products catalogue.
 
-Kept import-free on purpose: ``python -m matter_crawler.sitesim`` imports this
-package and must not pull in the crawler (the simulated site shares no code
-with it).
+The simulated site that tests, the demo and the benchmarks crawl is a separate
+distribution beside it (``simulated-site/``, package ``sitesim``): it shares no
+code with the crawler and is not part of the scrapyd egg.
 """
 
 __version__ = "0.1.0"

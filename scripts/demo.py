@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage.models import CrawlRun, Product
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import SimulatedSite
 
 ROOT = Path(__file__).resolve().parents[1]
 

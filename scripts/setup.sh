@@ -35,9 +35,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ] \
+  || [ simulated-site/pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # the tested versions (constraints.txt); setup.py's ranges are what a user may install
   .venv/bin/pip install -q -c constraints.txt -e '.[dev]'
+  # the simulated site: its own distribution, never in the crawler's egg
+  .venv/bin/pip install -q -c constraints.txt -e ./simulated-site
   touch "$stamp"
 fi

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .helpers import BACKENDS, IN_CI, missing_system_package, new_database
 from .postgresql import PostgreSQLServer, PostgreSQLUnavailable

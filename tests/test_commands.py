@@ -28,8 +28,8 @@ import openpyxl
 import pytest
 from sqlalchemy import JSON, create_engine, func, select, update
 
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage.models import Product
+from sitesim.process import SimulatedSite
 
 from .helpers import (
     BACKENDS,

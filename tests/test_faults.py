@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine
 
-from matter_crawler.sitesim.catalogue import PAGE_SIZE
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.catalogue import PAGE_SIZE
+from sitesim.process import SimulatedSite
 
 from .helpers import (
     crawl_runs,

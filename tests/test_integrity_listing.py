@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import create_engine, update
 
 from matter_crawler.planner import WALK_AHEAD
-from matter_crawler.sitesim.process import SimulatedSite
 from matter_crawler.storage.models import CrawlRun, Product
 from matter_crawler.verify import stored_records
+from sitesim.process import SimulatedSite
 
 from .helpers import (
     crawl_runs,

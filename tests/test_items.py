@@ -6,9 +6,9 @@ from __future__ import annotations
 from itemadapter import ItemAdapter
 
 from matter_crawler.items import PRODUCT_FIELDS, RECORD_FIELDS, ProductItem
-from matter_crawler.sitesim.truth import TRUTH_KEYS
 from matter_crawler.storage.models import Product
 from matter_crawler.verify import TRUTH_FIELDS
+from sitesim.truth import TRUTH_KEYS
 
 
 def test_every_stored_field_is_a_column_and_the_rest_is_marked():

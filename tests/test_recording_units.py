@@ -28,7 +28,7 @@ from matter_crawler.recording.limits import MAX_STORED_PAGE_BYTES, PageTooLarge
 from matter_crawler.recording.recorder import RecordOptions, SiteRecorder
 from matter_crawler.recording.redaction import redact_text, redact_url, sanitize_interaction
 from matter_crawler.recording.sampling import ranges, sample
-from matter_crawler.sitesim.process import LISTING_QUERY
+from sitesim.process import LISTING_QUERY
 
 from .helpers import PROJECT_ROOT
 from .loopback import LoopbackServer, QuietHandler

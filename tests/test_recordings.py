@@ -41,8 +41,8 @@ from matter_crawler.recording.expectations import (
     read_expectations,
 )
 from matter_crawler.settings import USER_AGENT as PROJECT_USER_AGENT
-from matter_crawler.sitesim.process import LISTING_QUERY, SimulatedSite
 from matter_crawler.verify import diff_records, stored_records
+from sitesim.process import LISTING_QUERY, SimulatedSite
 
 from .helpers import (
     PROJECT_ROOT,
@@ -417,7 +417,7 @@ def test_replay_command_line_errors(tmp_path: Path) -> None:
         (["--cassettes", str(FIXTURES / "simulated"), "--hostile"], "--hostile does not apply"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "matter_crawler.sitesim", *args, "--dump-truth", os.devnull],
+            [sys.executable, "-m", "sitesim", *args, "--dump-truth", os.devnull],
             capture_output=True, text=True, timeout=60, check=False, cwd=PROJECT_ROOT,
         )  # fmt: skip
         assert result.returncode == 2, result.stderr

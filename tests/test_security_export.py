@@ -55,7 +55,7 @@ DELISTED = 4
 
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory) -> Path:
-    from matter_crawler.sitesim.process import SimulatedSite
+    from sitesim.process import SimulatedSite
 
     path = tmp_path_factory.mktemp("export-crawl") / "matter.sqlite3"
     with SimulatedSite(products=36, seed=5) as site:

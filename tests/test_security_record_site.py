@@ -26,7 +26,7 @@ import pytest
 
 from matter_crawler.recording.limits import PageTooLarge, gunzip_bounded
 from matter_crawler.recording.recorder import RecordOptions, SiteRecorder
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .helpers import PROJECT_ROOT
 from .loopback import LoopbackServer, QuietHandler

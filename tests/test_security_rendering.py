@@ -2,7 +2,7 @@
 
 The simulated site serves every product page as a JavaScript-only shell whose
 script first tries to reach three local services in every way a page can
-(``--hostile-script``, matter_crawler/sitesim/hostile_script.py): fetch, XHR,
+(``--hostile-script``, simulated-site/sitesim/hostile_script.py): fetch, XHR,
 forms, popups, frames, navigations, images, scripts, WebSockets, beacons, event
 sources, redirects through the site itself, a service worker and WebRTC. The
 services are real listeners on 127.0.0.1 (TCP and UDP on one port each, standing

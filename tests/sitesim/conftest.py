@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from matter_crawler.sitesim.config import Settings
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.config import Settings
+from sitesim.process import SimulatedSite
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from parsel import Selector
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .webclient import fetch
 

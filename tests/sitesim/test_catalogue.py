@@ -9,15 +9,15 @@ from datetime import date
 
 import pytest
 
-from matter_crawler.sitesim.catalogue import Catalogue, CatalogueError
-from matter_crawler.sitesim.config import OPTIONS, Settings
-from matter_crawler.sitesim.reference import (
+from sitesim.catalogue import Catalogue, CatalogueError
+from sitesim.config import OPTIONS, Settings
+from sitesim.reference import (
     FIRST_DAY,
     REQUIRED_DEVICE_TYPES,
     SPEC_RELEASES,
     TODAY,
 )
-from matter_crawler.sitesim.truth import TRUTH_KEYS, records
+from sitesim.truth import TRUTH_KEYS, records
 
 CERTIFICATE = re.compile(r"^CSA\d{2}[0-9A-F]{3}MAT\d{5}-\d{2}$")
 

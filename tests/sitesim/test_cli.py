@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from matter_crawler.sitesim.process import BANNER, SimulatedSite, SiteStartError
-from matter_crawler.sitesim.truth import TRUTH_KEYS
+from sitesim.process import BANNER, SimulatedSite, SiteStartError
+from sitesim.truth import TRUTH_KEYS
 
 from ..helpers import free_port
 from .webclient import fetch
@@ -20,7 +20,7 @@ from .webclient import fetch
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     return subprocess.run(
-        [sys.executable, "-m", "matter_crawler.sitesim", *args],
+        [sys.executable, "-m", "sitesim", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from matter_crawler.sitesim.config import Settings
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.config import Settings
+from sitesim.process import SimulatedSite
 
 from .dclcheck import LIST_FIELDS, Contract, canonical, derive_findings, get_json, walk
 from .webclient import fetch
@@ -281,7 +281,7 @@ def test_ground_truth_with_hostile_products_and_shared_models() -> None:
 
 def test_dump_crosscheck_is_the_served_truth(dcl_site: SimulatedSite, tmp_path: Path) -> None:
     out = tmp_path / "crosscheck.json"
-    command = [sys.executable, "-m", "matter_crawler.sitesim", "--products", str(PRODUCTS)]
+    command = [sys.executable, "-m", "sitesim", "--products", str(PRODUCTS)]
     command += ["--seed", str(SEED), "--dump-crosscheck", str(out)]
     subprocess.run(command, check=True, timeout=120, capture_output=True)
     assert json.loads(out.read_text(encoding="utf-8")) == dcl_site.crosscheck()

@@ -6,7 +6,7 @@ import re
 
 from parsel import Selector
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .pageparse import detail_record, detail_rows, text_of
 from .webclient import fetch

@@ -12,15 +12,15 @@ from email.utils import parsedate_to_datetime
 import pytest
 from parsel import Selector
 
-from matter_crawler.sitesim.config import Settings
-from matter_crawler.sitesim.faults import (
+from sitesim.config import Settings
+from sitesim.faults import (
     OVERLOAD_WINDOW,
     Decision,
     RefusalWindow,
     decide,
     latency,
 )
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .webclient import Reply, fetch
 

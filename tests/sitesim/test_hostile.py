@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from parsel import Selector
 
-from matter_crawler.sitesim.hostile import OFFSITE_BASE, OVERSIZED_BYTES
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.hostile import OFFSITE_BASE, OVERSIZED_BYTES
+from sitesim.process import SimulatedSite
 
 from .webclient import fetch
 

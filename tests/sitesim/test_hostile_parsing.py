@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from parsel import Selector
 
-from matter_crawler.sitesim import hostile_parsing
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim import hostile_parsing
+from sitesim.process import SimulatedSite
 
 from .webclient import fetch
 

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from matter_crawler.sitesim import hostile_script
+from sitesim import hostile_script
 
 from .webclient import fetch
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = PROJECT_ROOT / "matter_crawler"
-SITESIM = PACKAGE / "sitesim"
+CRAWLER = PROJECT_ROOT / "matter_crawler"
+SITESIM = PROJECT_ROOT / "simulated-site" / "sitesim"
 #: The crawler's own stack: the site is built on Twisted and the standard library alone.
 CRAWLER_LIBRARIES = frozenset(
     {"scrapy", "scrapy_playwright", "parsel", "sqlalchemy", "itemadapter", "w3lib"}
@@ -29,7 +29,7 @@ CRAWLER_LIBRARIES = frozenset(
 IMPORT_EVERY_MODULE = textwrap.dedent(
     """\
     import importlib, json, pkgutil, sys
-    import matter_crawler.sitesim as package
+    import sitesim as package
     imported = [package.__name__]
     for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
         importlib.import_module(module.name)
@@ -40,7 +40,7 @@ IMPORT_EVERY_MODULE = textwrap.dedent(
 
 
 def in_sitesim(name: str) -> bool:
-    return name == "matter_crawler.sitesim" or name.startswith("matter_crawler.sitesim.")
+    return name == "sitesim" or name.startswith("sitesim.")
 
 
 def test_importing_the_whole_site_loads_nothing_of_the_crawler() -> None:
@@ -56,7 +56,7 @@ def test_importing_the_whole_site_loads_nothing_of_the_crawler() -> None:
     report = json.loads(completed.stdout)
     # the walk found every module there is (else this test would prove nothing)
     sources = {
-        ".".join(("matter_crawler", *path.relative_to(PACKAGE).with_suffix("").parts))
+        ".".join(path.relative_to(SITESIM.parent).with_suffix("").parts)
         for path in SITESIM.rglob("*.py")
     }
     expected = {name.removesuffix(".__init__") for name in sources}
@@ -64,7 +64,7 @@ def test_importing_the_whole_site_loads_nothing_of_the_crawler() -> None:
     crawler = [
         name
         for name in report["loaded"]
-        if name.startswith("matter_crawler.") and not in_sitesim(name)
+        if name == "matter_crawler" or name.startswith("matter_crawler.")
     ]
     assert crawler == []
     libraries = [name for name in report["loaded"] if name.split(".")[0] in CRAWLER_LIBRARIES]
@@ -75,7 +75,7 @@ def test_importing_the_whole_site_loads_nothing_of_the_crawler() -> None:
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(SITESIM.parent).with_suffix("").parts
     return ".".join(parts).removesuffix(".__init__")
 
 
@@ -118,11 +118,11 @@ def crawler_imports(source: str, module: str, *, is_package: bool = False) -> li
     """Imports in a module of the site that reach out of it, as ``line: name``.
 
     Out of it: a module of the crawler, one of the crawler's libraries, or any
-    relative import that climbs out of ``matter_crawler.sitesim`` (``from ..``).
+    relative import that climbs out of ``sitesim`` (``from ..``).
     """
     found = []
     for line, name, base in imported_names(source, module, is_package=is_package):
-        crawler = name.startswith("matter_crawler.") and not in_sitesim(name)
+        crawler = name == "matter_crawler" or name.startswith("matter_crawler.")
         climbs_out = base is not None and not in_sitesim(base)
         if crawler or climbs_out or name.split(".")[0] in CRAWLER_LIBRARIES:
             found.append(f"{line}: {name}")
@@ -141,11 +141,12 @@ def test_no_module_of_the_site_imports_the_crawler() -> None:
 
 def test_no_module_of_the_crawler_imports_the_site() -> None:
     offenders = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if SITESIM in path.parents:
-            continue
+    for path in sorted(CRAWLER.rglob("*.py")):
         source = path.read_text(encoding="utf-8")
-        names = imported_names(source, module_name(path), is_package=path.name == "__init__.py")
+        module = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        names = imported_names(
+            source, module.removesuffix(".__init__"), is_package=path.name == "__init__.py"
+        )
         offenders += [
             f"{path.relative_to(PROJECT_ROOT)}:{line}: {name}"
             for line, name, _base in names
@@ -160,18 +161,19 @@ def test_no_module_of_the_crawler_imports_the_site() -> None:
         ("from matter_crawler.parsing import parse_detail", ["1: matter_crawler.parsing.parse_detail"]),
         ("import matter_crawler.verify", ["1: matter_crawler.verify"]),
         ("from matter_crawler import settings", ["1: matter_crawler.settings"]),
-        ("from .. import verify", ["1: matter_crawler.verify"]),
-        ("from ..parsing.content import page_problem", ["1: matter_crawler.parsing.content.page_problem"]),
+        ("import matter_crawler", ["1: matter_crawler"]),  # the crawler's package itself
+        ("from .. import verify", ["1: verify"]),  # above the site's package
+        ("from ..parsing.content import page_problem", ["1: parsing.content.page_problem"]),
         ("from ... import anything", ["1: anything"]),  # above the top package
-        ("from .. import sitesim", ["1: matter_crawler.sitesim"]),  # out, even if back in
+        ("from .. import sitesim", ["1: sitesim"]),  # out, even if back in
         ("def later():\n    import scrapy.http", ["2: scrapy.http"]),
         ("import importlib\nimportlib.import_module('matter_crawler.rendering')", ["2: matter_crawler.rendering"]),
         ("from parsel import Selector", ["1: parsel.Selector"]),
         # what the site may import
         ("from . import truth\nfrom .catalogue import Catalogue", []),
-        ("from matter_crawler.sitesim.config import Settings", []),
-        ("import matter_crawler\nfrom twisted.web import server", []),
+        ("from sitesim.config import Settings", []),
+        ("from twisted.web import server", []),
     ],
 )  # fmt: skip
 def test_the_scan_sees_imports_that_reach_the_crawler(source: str, found: list[str]) -> None:
-    assert crawler_imports(source, "matter_crawler.sitesim.server") == found
+    assert crawler_imports(source, "sitesim.server") == found

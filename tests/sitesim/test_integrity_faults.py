@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from matter_crawler.sitesim.process import SimulatedSite
+from sitesim.process import SimulatedSite
 
 from .pageparse import cards, detail_record
 from .webclient import fetch

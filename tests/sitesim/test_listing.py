@@ -6,7 +6,7 @@ from html import escape
 
 from parsel import Selector
 
-from matter_crawler.sitesim.process import LISTING_QUERY, SimulatedSite
+from sitesim.process import LISTING_QUERY, SimulatedSite
 
 from .pageparse import cards, text_of
 from .webclient import fetch

@@ -15,11 +15,11 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from matter_crawler.sitesim.api import is_loopback
-from matter_crawler.sitesim.catalogue import MIN_PRODUCTS, Catalogue
-from matter_crawler.sitesim.config import Settings
-from matter_crawler.sitesim.process import SimulatedSite
-from matter_crawler.sitesim.server import SimServer, SimSite, SiteResource
+from sitesim.api import is_loopback
+from sitesim.catalogue import MIN_PRODUCTS, Catalogue
+from sitesim.config import Settings
+from sitesim.process import SimulatedSite
+from sitesim.server import SimServer, SimSite, SiteResource
 
 from .webclient import fetch
 

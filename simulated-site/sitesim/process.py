@@ -1,6 +1,6 @@
 """Start and drive the simulated site from tests and benchmarks (stdlib only).
 
-``SimulatedSite`` runs ``python -m matter_crawler.sitesim --port 0`` as a child
+``SimulatedSite`` runs ``python -m sitesim --port 0`` as a child
 process in its own process group, learns the port from the banner line, talks
 to the ``/__sim__/`` API with urllib, and stops the child by its PID (SIGTERM,
 then SIGKILL), also when the block using it raises, so no test leaves a server
@@ -44,7 +44,7 @@ def _cli_value(value: Any) -> str:
 def _child_env() -> dict[str, str]:
     """The environment for the server: ours, with this package importable.
 
-    The child runs ``-m matter_crawler.sitesim``; whether or not the project is
+    The child runs ``-m sitesim``; whether or not the project is
     installed, it must import the same code as this process, whatever the
     working directory.
     """
@@ -99,7 +99,7 @@ class SimulatedSite:
     def command(self) -> list[str]:
         """The command line that starts the server."""
         command = [
-            sys.executable, "-m", "matter_crawler.sitesim",
+            sys.executable, "-m", "sitesim",
             "--host", self.host, "--port", str(self.port),
             "--products", str(self.products), "--seed", str(self.seed),
         ]  # fmt: skip

@@ -1,6 +1,6 @@
 """A catalogue served from recordings: betamax cassettes and their expectations file.
 
-``python -m matter_crawler.sitesim --cassettes DIR`` serves the pages that
+``python -m sitesim --cassettes DIR`` serves the pages that
 ``scrapy record-site`` recorded into ``DIR`` (``*.json`` betamax cassettes),
 so that tests and benchmarks can crawl real pages offline:
 

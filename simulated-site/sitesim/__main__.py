@@ -1,4 +1,4 @@
-"""Command line: ``python -m matter_crawler.sitesim --port 8800 --products 6000 --seed 1``.
+"""Command line: ``python -m sitesim --port 8800 --products 6000 --seed 1``.
 
 Prints exactly one line once listening (``matter-crawler sitesim listening on
 http://HOST:PORT``), which launchers read to learn the port when ``--port 0``
@@ -78,7 +78,7 @@ def _shown(value: Any) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI; fault options come from the same table as ``/__sim__/faults``."""
     parser = argparse.ArgumentParser(
-        prog="python -m matter_crawler.sitesim",
+        prog="python -m sitesim",
         description="Serve a simulated csa-iot.org Matter catalogue (see docs/sitesim.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")

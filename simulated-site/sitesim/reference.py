@@ -199,9 +199,9 @@ EXTRA_LABELS = (
 
 
 def _load_device_types() -> tuple[DeviceType, ...]:
-    raw = pkgutil.get_data("matter_crawler.sitesim", "data/device_types.csv")
+    raw = pkgutil.get_data("sitesim", "data/device_types.csv")
     if raw is None:  # pragma: no cover - only when the package data is missing
-        raise RuntimeError("matter_crawler.sitesim is missing data/device_types.csv")
+        raise RuntimeError("sitesim is missing data/device_types.csv")
     types = []
     for row in csv.DictReader(io.StringIO(raw.decode("utf-8"))):
         type_id = int(row["device_type_id"], 16)
