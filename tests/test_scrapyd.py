@@ -218,11 +218,13 @@ def test_the_egg_carries_the_package_and_its_data(tmp_path):
     package = PROJECT_ROOT / "matter_crawler"
     sources = [p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     data_files = [p for p in sources if p.suffix in DATA_SUFFIXES]
-    assert data_files  # at least the simulated site's device types
+    assert data_files  # at least the live page's HTML, script and style
     for path in sources:
         if path.suffix == ".py" or path.suffix in DATA_SUFFIXES:
             assert str(path.relative_to(PROJECT_ROOT)) in names, f"{path} is not in the egg"
     assert "EGG-INFO/entry_points.txt" in names
+    # the simulated site is a distribution of its own: a job never carries it
+    assert not [name for name in names if "sitesim" in name]
 
     # From the egg alone (the editable install hidden): every module imports, and
     # pkgutil.get_data reads every data file, as scrapyd's runner will.
