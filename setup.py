@@ -26,7 +26,7 @@ setup(
     include_package_data=True,
     zip_safe=False,
     install_requires=[
-        # matter_crawler/downloader.py works around scrapy#6982 inside Scrapy's Downloader
+        # matter_crawler/core/downloader.py works around scrapy#6982 inside Scrapy's Downloader
         # (private methods): a new minor release is an upgrade to test, not an accident
         "scrapy>=2.19,<2.20",
         "itemadapter>=0.13",

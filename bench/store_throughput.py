@@ -45,9 +45,9 @@ from scrapy.utils.test import get_crawler
 from sqlalchemy import create_engine
 
 from matter_crawler import settings as project_settings
+from matter_crawler.core.session import CrawlSession
 from matter_crawler.items import ProductItem
 from matter_crawler.pipelines.store import BatchStorePipeline
-from matter_crawler.session import CrawlSession
 from matter_crawler.storage import Database
 from matter_crawler.storage.runs import start_run
 from matter_crawler.verify import TRUTH_FIELDS, diff_records, stored_records

@@ -22,7 +22,7 @@ concurrency comes down before Scrapy's MemoryUsage extension would stop the
 crawl (never above 80% of ``MEMUSAGE_LIMIT_MB``, whatever is set). The
 per-domain politeness ceiling ``ADAPTIVE_DOMAIN_LIMITS`` (in ``settings.py``)
 applies on top of every profile, with the adaptive extension on or off: the
-downloader enforces it (:class:`~matter_crawler.downloader.CeilingSlot`), so
+downloader enforces it (:class:`~matter_crawler.core.downloader.CeilingSlot`), so
 even ``fast`` sends at most 3 requests at once, at least 1 s apart, to
 csa-iot.org.
 

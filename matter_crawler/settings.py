@@ -45,9 +45,9 @@ COOKIES_ENABLED = False  # the catalogue needs no session
 
 # -- engine --------------------------------------------------------------------------
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
-DOWNLOADER = "matter_crawler.downloader.SlotConcurrencyDownloader"
+DOWNLOADER = "matter_crawler.core.downloader.SlotConcurrencyDownloader"
 # FIFO queues keep listing pages in page order; one domain needs no downloader-aware queue
-SCHEDULER = "matter_crawler.scheduler.DelayedRequestScheduler"
+SCHEDULER = "matter_crawler.core.scheduler.DelayedRequestScheduler"
 SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.ScrapyPriorityQueue"
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"

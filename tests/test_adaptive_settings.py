@@ -29,7 +29,7 @@ from matter_crawler.adaptive.law import DomainController
 from matter_crawler.adaptive.limits import Limits, limits_from_settings, tuning_from_settings
 from matter_crawler.adaptive.memory import memory_ceiling_mb
 from matter_crawler.adaptive.states import Trouble
-from matter_crawler.downloader import CeilingSlot, domain_ceiling
+from matter_crawler.core.downloader import CeilingSlot, domain_ceiling
 from matter_crawler.exceptions import DeadLettered
 from matter_crawler.middlewares.retry import ClassifiedRetryMiddleware
 from matter_crawler.profiles import PROFILES, CrawlProfile

@@ -51,11 +51,11 @@ from sqlalchemy import create_engine, event, text
 from twisted.python.failure import Failure
 
 from matter_crawler import settings as project_settings
+from matter_crawler.core.liveness import ProcessIdentity, is_running
+from matter_crawler.core.session import RUNNING_MARKER, CrawlSession, JobdirInUse
 from matter_crawler.items import ListingSighting, ProductItem
-from matter_crawler.liveness import ProcessIdentity, is_running
 from matter_crawler.parsing import ListingCard
 from matter_crawler.pipelines.store import BatchStorePipeline
-from matter_crawler.session import RUNNING_MARKER, CrawlSession, JobdirInUse
 from matter_crawler.spiders.matter_products import MatterProductsSpider
 from matter_crawler.storage import Database
 from matter_crawler.storage.lock import WRITER_LOCK_KEY

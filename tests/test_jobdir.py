@@ -13,8 +13,8 @@ import pytest
 from scrapy import Spider, signals
 from scrapy.utils.test import get_crawler
 
-from matter_crawler.liveness import ProcessIdentity, this_host
-from matter_crawler.session import COUNTERS_STATE, RUNNING_MARKER, STATE_FILE, CrawlSession
+from matter_crawler.core.liveness import ProcessIdentity, this_host
+from matter_crawler.core.session import COUNTERS_STATE, RUNNING_MARKER, STATE_FILE, CrawlSession
 
 from .helpers import (
     crawl_runs,

@@ -15,6 +15,7 @@ from scrapy.settings import Settings
 from scrapy.utils.test import get_crawler
 from twisted.internet.error import ConnectionRefusedError, TimeoutError
 
+from matter_crawler.core.scheduler import NOT_BEFORE
 from matter_crawler.exceptions import DeadLettered
 from matter_crawler.middlewares.breaker import (
     Breaker,
@@ -30,7 +31,6 @@ from matter_crawler.middlewares.retry import (
     parse_retry_after,
     warn_replaced_stock_settings,
 )
-from matter_crawler.scheduler import NOT_BEFORE
 from matter_crawler.signals import circuit_state_changed, request_dead_lettered, request_retrying
 
 from .helpers import project_crawler

@@ -9,7 +9,7 @@ from scrapy import Request, Spider, signals
 from scrapy.utils.test import get_crawler
 
 from matter_crawler import settings as project_settings
-from matter_crawler.scheduler import NOT_BEFORE, DelayedRequestScheduler
+from matter_crawler.core.scheduler import NOT_BEFORE, DelayedRequestScheduler
 
 from .helpers import wait_for
 
@@ -23,7 +23,7 @@ class Opened:
     """A scheduler on a fresh crawler, opened and closed in the engine's order."""
 
     def __init__(self, jobdir=None) -> None:
-        settings = {**QUEUES, "SCHEDULER": "matter_crawler.scheduler.DelayedRequestScheduler"}
+        settings = {**QUEUES, "SCHEDULER": "matter_crawler.core.scheduler.DelayedRequestScheduler"}
         if jobdir is not None:
             settings["JOBDIR"] = str(jobdir)
         self.crawler = get_crawler(Spider, settings)
@@ -149,7 +149,10 @@ class OneDelayedRequest(Spider):
     """A crawl whose only request waits one second in the heap."""
 
     name = "one-delayed-request"
-    custom_settings = {**QUEUES, "SCHEDULER": "matter_crawler.scheduler.DelayedRequestScheduler"}
+    custom_settings = {
+        **QUEUES,
+        "SCHEDULER": "matter_crawler.core.scheduler.DelayedRequestScheduler",
+    }
 
     async def start(self):
         self.asked_at = time()

@@ -30,18 +30,18 @@ AutoThrottle, by an explicit ``CONCURRENT_REQUESTS_PER_DOMAIN`` (ceiling) and
 ``DOWNLOAD_DELAY`` (floor) (:mod:`matter_crawler.adaptive.limits`), and from
 ``ADAPTIVE_DOMAIN_LIMITS``, a politeness ceiling per domain (matching the domain
 and its subdomains). The downloader enforces that ceiling on the slots itself
-(:class:`~matter_crawler.downloader.CeilingSlot`), with or without this
+(:class:`~matter_crawler.core.downloader.CeilingSlot`), with or without this
 extension; the controller only knows it as its bounds.
 
 What it learned is kept per slot key, outside the slot: when Scrapy drops a slot
 idle for 60 s and later makes a new one (with ``CONCURRENT_REQUESTS_PER_DOMAIN``
 and ``DOWNLOAD_DELAY``), the learned values go back on it at its first request
 (``request_reached_downloader``). With JOBDIR it is saved with the crawl's state
-(:class:`~matter_crawler.session.CrawlSession`) and a resumed crawl starts where
+(:class:`~matter_crawler.core.session.CrawlSession`) and a resumed crawl starts where
 the last one left off.
 
 The slot's concurrency really holds thanks to
-:class:`~matter_crawler.downloader.SlotConcurrencyDownloader`, which the extension
+:class:`~matter_crawler.core.downloader.SlotConcurrencyDownloader`, which the extension
 requires (it also lets it send a slot's queue when it raised the slot's concurrency:
 ``process_slot``).
 
@@ -72,9 +72,9 @@ from scrapy.http import Response
 from scrapy.utils.asyncio import call_later, create_looping_call
 from scrapy.utils.misc import load_object
 
-from ..downloader import SlotConcurrencyDownloader, domain_ceiling
+from ..core.downloader import SlotConcurrencyDownloader, domain_ceiling
+from ..core.session import CrawlSession
 from ..middlewares.retry import parse_retry_after
-from ..session import CrawlSession
 from ..signals import circuit_state_changed, request_dead_lettered, request_retrying
 from .law import DomainController
 from .limits import Limits, Tuning, limits_from_settings, require, tuning_from_settings
@@ -155,7 +155,7 @@ class AdaptiveConcurrency:
             # Scrapy's own lets a slot exceed its concurrency (scrapy#6982)
             raise ValueError(
                 "ADAPTIVE_CONCURRENCY_ENABLED needs DOWNLOADER = "
-                '"matter_crawler.downloader.SlotConcurrencyDownloader" (or a subclass)'
+                '"matter_crawler.core.downloader.SlotConcurrencyDownloader" (or a subclass)'
             )
         require(settings, "ADAPTIVE_MEMORY_CHECK_INTERVAL", "ADAPTIVE_TROUBLE_STATUSES")
         extension = cls(

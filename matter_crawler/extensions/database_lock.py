@@ -45,8 +45,8 @@ from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 from sqlalchemy import Engine
 
-from ..liveness import ProcessIdentity
-from ..session import CrawlSession
+from ..core.liveness import ProcessIdentity
+from ..core.session import CrawlSession
 from ..storage import Database
 from ..storage.database import database_reason
 from ..storage.lock import Acquired, LockHolder, Refused, backend_for

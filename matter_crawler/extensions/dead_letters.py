@@ -40,8 +40,8 @@ from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 
+from ..core.session import CrawlSession
 from ..safe_text import shortened, terminal_safe
-from ..session import CrawlSession
 from ..signals import batch_stored, dead_letter_resolved, request_dead_lettered
 from ..storage import Database
 from ..storage.database import database_reason

@@ -29,7 +29,7 @@ stage ``done``, whatever its close reason: its data is incomplete.
 
 A run resumed from a JOBDIR is one run over several processes: its counters
 (pages, requests, retries, errors) are the session's restored stats (see
-:mod:`matter_crawler.session`) and its duration adds up the processes' own.
+:mod:`matter_crawler.core.session`) and its duration adds up the processes' own.
 Product counts (new, changed, fetched, delisted) come from the database at
 close, so they are exact even after a hard kill.
 
@@ -52,8 +52,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
+from ..core.session import CrawlSession
 from ..redaction import mask_credentials, masked
-from ..session import CrawlSession
 from ..storage import Database, resolve_database_url
 from ..storage.runs import finish_run, resume_run, start_run
 

@@ -26,7 +26,7 @@ The rest do not count toward opening:
 
 Held requests are neither failed nor dropped: ``process_request`` hands back a
 copy carrying ``meta["not_before"]`` (when the breaker will next let requests
-through), which :class:`~matter_crawler.scheduler.DelayedRequestScheduler` keeps
+through), which :class:`~matter_crawler.core.scheduler.DelayedRequestScheduler` keeps
 until then, outside the downloader, without taking a concurrency slot, and in
 JOBDIR across a pause. Its order number (610) puts it nearest the download
 handler of the middlewares that change responses, after redirects and the
@@ -57,8 +57,8 @@ from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
-from ..scheduler import NOT_BEFORE
-from ..session import CrawlSession
+from ..core.scheduler import NOT_BEFORE
+from ..core.session import CrawlSession
 from ..signals import circuit_state_changed
 from .classify import FailureClass, classify_exception, classify_status
 

@@ -29,7 +29,7 @@ Design: waiting without blocking and without a slot
 -----------------------------------------------------
 A retry is not awaited here. ``process_response`` / ``process_exception`` return
 a copy of the request with ``meta["not_before"]`` set to the time it may go
-again; the engine schedules it and :class:`~matter_crawler.scheduler.DelayedRequestScheduler`
+again; the engine schedules it and :class:`~matter_crawler.core.scheduler.DelayedRequestScheduler`
 holds it in a heap until then. The alternatives were worse: sleeping inside
 the middleware (``await asyncio.sleep``) keeps the request among the
 downloader's active requests, so a burst of 429s with Retry-After: 60 would
@@ -84,10 +84,10 @@ from scrapy.utils.misc import build_from_crawler, load_object
 from scrapy.utils.python import global_object_name
 from scrapy.utils.response import response_status_message
 
+from ..core.scheduler import NOT_BEFORE
 from ..exceptions import DeadLettered
 from ..rendering.request_meta import render_or_explain
 from ..request_url import requested_url
-from ..scheduler import NOT_BEFORE
 from ..signals import request_dead_lettered, request_retrying
 from .classify import (
     RESPONSE_KIND,

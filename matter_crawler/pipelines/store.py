@@ -65,8 +65,8 @@ from scrapy.crawler import Crawler
 from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 
+from ..core.session import CrawlSession
 from ..items import ListingSighting, ProductItem
-from ..session import CrawlSession
 from ..signals import batch_stored, listing_sighted, send_dead_letter
 from ..storage import Database
 from ..storage.database import database_reason, may_pass

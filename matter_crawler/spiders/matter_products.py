@@ -49,6 +49,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
+from ..core.session import CrawlSession
 from ..items import ProductItem
 from ..parsing import (
     PageParseError,
@@ -60,7 +61,6 @@ from ..parsing import (
 from ..parsing.listing import ListingCard
 from ..planner import GONE_STATUSES, MODES, REDIRECT_STATUSES, REFRESH, CrawlPlan
 from ..request_url import requested_url
-from ..session import CrawlSession
 from ..storage import Database
 from ..storage.dead_letters import pending_letters
 from ..storage.products import KnownProduct, load_known_products

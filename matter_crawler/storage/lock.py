@@ -14,7 +14,7 @@ transaction that takes the lock, so a refused crawl can say who holds it:
   statement, so two crawls cannot both read "free") reads the row; if it is
   absent, or its holder is gone, writes ours; else refuses. A holder is gone
   when it ran on this host and its process is no longer running (the process
-  id and the process's start time, :mod:`matter_crawler.liveness`: a killed
+  id and the process's start time, :mod:`matter_crawler.core.liveness`: a killed
   crawl's lock is taken over at once, even if its pid was reused), or when it
   ran on another host (a network file system) and its heartbeat, which the
   holder refreshes every ``DATABASE_LOCK_HEARTBEAT`` seconds, is older than
@@ -39,7 +39,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from ..liveness import ProcessIdentity, is_running
+from ..core.liveness import ProcessIdentity, is_running
 from .models import CrawlLock
 
 locks = CrawlLock.__table__

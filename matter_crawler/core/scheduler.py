@@ -17,7 +17,7 @@ With JOBDIR, waiting requests are written to the disk queue at close with
 their ``not_before`` in meta, and go back to the heap when they come out of the
 queue early after a resume. Created first, the scheduler also asks the crawl
 session to recover a JOBDIR left by a killed process before the dupefilter
-reads its fingerprints (see :mod:`matter_crawler.session`).
+reads its fingerprints (see :mod:`matter_crawler.core.session`).
 
 Stats: ``scheduler/delayed/held`` (every request put in the heap),
 ``scheduler/delayed/held_again`` (those among them that came back from a

@@ -20,7 +20,7 @@ run, not its last process.
 A hard kill leaves Scrapy's queue files out of step with each other (its queue
 index is only written on close, the fingerprint file is appended as it goes),
 which would make a resumed crawl skip requests it never made. So a marker file
-naming the process (pid, host, process start: :mod:`matter_crawler.liveness`)
+naming the process (pid, host, process start: :mod:`matter_crawler.core.liveness`)
 is written at open and removed at a clean close. Finding it at start-up, the
 session asks whether that process still runs: if it does (or runs on another
 host, where it cannot be asked), the JOBDIR is in use and the crawl refuses to

@@ -2,7 +2,7 @@
 
 A crawl leaves its identity where another crawl must find it: in the
 database's writer lock (:mod:`matter_crawler.storage.lock`) and in the JOBDIR's
-running marker (:mod:`matter_crawler.session`). The identity is the process id,
+running marker (:mod:`matter_crawler.core.session`). The identity is the process id,
 the host name and what the operating system says of the process's start (on
 Linux the boot id and the start time in clock ticks from ``/proc``), so that a
 process id reused by another program after the crawl died is not taken for
