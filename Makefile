@@ -11,9 +11,9 @@ demo: setup
 test: setup
 	.venv/bin/pytest -n 2 --dist loadgroup
 
-# the tests not marked slow, on SQLite only: the quick check while working
+# the unit tests and the simulated site's, on SQLite only (no crawl): the quick check while working
 test-fast: setup
-	.venv/bin/pytest -n 2 --dist loadgroup -m "not slow and not postgresql"
+	.venv/bin/pytest -n 2 --dist loadgroup -m "not postgresql" tests/unit tests/sitesim
 
 # every benchmark of docs/benchmarks.md in one run (about 25 minutes; see bench/run_all.py --help)
 bench: setup

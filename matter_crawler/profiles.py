@@ -1,7 +1,7 @@
 """Operating profiles: one switch (``CRAWL_PROFILE``) for the whole speed envelope.
 
 Each profile (:data:`PROFILES`, the one home of these values: the tables in
-README.md and docs/adaptive.md restate them, and ``tests/test_adaptive_settings.py`` checks
+README.md and docs/adaptive.md restate them, and ``tests/unit/test_adaptive_settings.py`` checks
 that they agree) is a set of bounds for the adaptive-concurrency extension
 (:mod:`matter_crawler.adaptive`) plus the fixed values a crawl falls back on when
 that extension is off:

@@ -7,7 +7,7 @@ creates ``matter_crawler/storage/migrations/versions/0002_add_delisting_confirma
 autogenerate compares a scratch SQLite database built by the existing revisions with
 models.py and writes the operations that turn one into the other, as batch operations
 that SQLite and PostgreSQL both run. Review it (docs/migrations.md says what to look
-for), then add its check to tests/test_migrations.py.
+for), then add its check to tests/crawl/test_migrations.py.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 The options and the run; the work is :mod:`matter_crawler.recording` (what is
 recorded, how politely, what is redacted, the expectations file).
 ``python -m sitesim --cassettes DIR`` serves a recording as a
-site; ``tests/test_recordings.py`` runs every recorded page through the parsers.
+site; ``tests/crawl/test_recordings.py`` runs every recorded page through the parsers.
 See docs/recordings.md.
 """
 

@@ -21,9 +21,10 @@ never has more requests out, nor sends them closer together, than the ceiling
 allows.
 
 Enable with ``DOWNLOADER = "matter_crawler.core.downloader.SlotConcurrencyDownloader"``
-(the project's default). ``tests/test_crawl.py::test_per_domain_concurrency_holds_at_the_server``
-checks the limit from the simulated site's side (its highest number of requests
-open at once); ``tests/test_adaptive.py`` checks the ceiling the same way, with
+(the project's default).
+``tests/crawl/test_crawl.py::test_per_domain_concurrency_holds_at_the_server`` checks the
+limit from the simulated site's side (its highest number of requests open at once);
+``tests/crawl/test_adaptive.py`` checks the ceiling the same way, with
 fixed settings and with AutoThrottle.
 """
 

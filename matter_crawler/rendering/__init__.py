@@ -34,7 +34,7 @@ One module per component, each off or free when not needed:
 Only ``handler`` and ``provider`` import Playwright and scrapy-playwright, and only
 scrapy-playwright loads them (the add-on names them by dotted path): the retry,
 the classifier and a crawl without rendering never import either
-(``tests/test_rendering_imports.py``).
+(``tests/crawl/test_rendering_imports.py``).
 
 The browser runs the target's JavaScript, so it is confined (docs/security.md):
 its network (``confine_page``'s routes, and underneath Chromium's proxy settings:

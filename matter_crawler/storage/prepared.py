@@ -9,7 +9,7 @@ directly, processes values shared by a whole batch (times, a run id) once, and
 hands the rows to the DB-API ``executemany`` through ``exec_driver_sql``. The
 processors are the dialect's own, so what is stored is byte for byte what the
 Core path writes and reads through the models see the same values
-(``tests/test_storage.py`` compares the two).
+(``tests/unit/test_storage.py`` compares the two).
 """
 
 from __future__ import annotations

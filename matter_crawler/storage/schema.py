@@ -90,7 +90,7 @@ def revisions() -> tuple[str, ...]:
     """The revision ids the code knows, oldest first: the names of the revision files.
 
     Read from the package's file list, without Alembic (the cheap start-up path);
-    tests/test_migrations.py checks that these are Alembic's revisions, in its order.
+    tests/crawl/test_migrations.py checks that these are Alembic's revisions, in its order.
     """
     versions = _migrations_resource().joinpath("versions")
     names = [

@@ -3,7 +3,7 @@
 The site's side only: the script is in every shell (and nowhere else), names
 each target once per way of reaching it, and the site's own helpers (the
 redirect, the service worker) answer only while the option is on. Whether a
-browser lets any of it through is tests/test_security_rendering.py's question.
+browser lets any of it through is tests/crawl/test_security_rendering.py's question.
 """
 
 from __future__ import annotations
