@@ -82,3 +82,16 @@ def send_dead_letter(
         first_failed_at=first_failed_at or datetime.now(UTC),
         **extra,
     )
+
+
+def send_invalid_product(crawler: Crawler, url: str | None, reason: str) -> None:
+    """Dead-letter a product page whose record was refused (validation, a column's size)."""
+    send_dead_letter(
+        crawler,
+        request=None,
+        url=url,
+        stage="detail",
+        failure_class="invalid",
+        reason=reason,
+        attempts=1,
+    )

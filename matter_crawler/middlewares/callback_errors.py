@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, Self
 
 from scrapy import Request, signals
@@ -47,7 +46,7 @@ from twisted.python.failure import Failure
 
 from ..exceptions import DeadLettered
 from ..request_url import requested_url
-from ..signals import request_dead_lettered
+from ..signals import send_dead_letter
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +135,14 @@ class CallbackErrorMiddleware:
             reason,
             exc_info=exc_info,
         )
-        self.crawler.signals.send_catch_log(
-            signal=request_dead_lettered,
+        send_dead_letter(
+            self.crawler,
             request=request,
             url=url,
             stage=stage,
             failure_class=failure_class,
             reason=reason,
             attempts=request.meta.get("retry_times", 0) + 1,
-            first_failed_at=datetime.now(UTC),
         )
 
     def _spider_output(self, request: Request, *, counted: bool) -> list[Any]:

@@ -88,7 +88,7 @@ from ..core.scheduler import NOT_BEFORE
 from ..exceptions import DeadLettered
 from ..rendering.request_meta import render_or_explain
 from ..request_url import requested_url
-from ..signals import request_dead_lettered, request_retrying
+from ..signals import request_retrying, send_dead_letter
 from .classify import (
     RESPONSE_KIND,
     FailureClass,
@@ -402,8 +402,8 @@ class ClassifiedRetryMiddleware:
             stats.inc_value("retry/max_reached")  # stock's: a retried class ran out of attempts
         if policy.attempts > 1:
             reason = f"{reason} (after {total} attempts)"
-        self.crawler.signals.send_catch_log(
-            signal=request_dead_lettered,
+        send_dead_letter(
+            self.crawler,
             request=request,
             # the URL the spider asked for: a replay asks for it again and stores the same row
             url=requested_url(request),

@@ -67,7 +67,7 @@ from scrapy.utils.defer import deferred_from_coro
 
 from ..core.session import CrawlSession
 from ..items import ListingSighting, ProductItem
-from ..signals import batch_stored, listing_sighted, send_dead_letter
+from ..signals import batch_stored, listing_sighted, send_dead_letter, send_invalid_product
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
@@ -356,15 +356,7 @@ class BatchStorePipeline:
         for url, reason in rejected:
             self.crawler.stats.inc_value("store/products_rejected")
             logger.warning("Not stored, a value does not fit its column: %s: %s", url, reason)
-            send_dead_letter(
-                self.crawler,
-                request=None,
-                url=url,
-                stage="detail",
-                failure_class="invalid",
-                reason=reason,
-                attempts=1,
-            )
+            send_invalid_product(self.crawler, url, reason)
 
     async def close_spider(self) -> None:
         if self._timer is not None and self._timer.running:

@@ -29,7 +29,7 @@ from sqlalchemy import String
 
 from ..items import PRODUCT_FIELDS, ProductItem
 from ..safe_text import quoted, terminal_safe
-from ..signals import item_invalid, send_dead_letter
+from ..signals import item_invalid, send_invalid_product
 from ..storage.models import Product
 
 
@@ -157,13 +157,5 @@ class ValidationPipeline:
         message = "; ".join(reasons)
         url = ItemAdapter(item).get("url")
         self.crawler.signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
-        send_dead_letter(
-            self.crawler,
-            request=None,
-            url=url,
-            stage="detail",
-            failure_class="invalid",
-            reason=message,
-            attempts=1,
-        )
+        send_invalid_product(self.crawler, url, message)
         raise DropItem(f"invalid product {url}: {terminal_safe(message)}")
