@@ -21,7 +21,7 @@ from matter_crawler.storage.models import Product
 from matter_crawler.storage.runs import finish_run, recent_runs, start_run
 
 from ..helpers import crawl_runs, database_differences, query, run_crawl
-from .test_storage import product
+from ..unit.test_storage import product
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
