@@ -43,6 +43,10 @@ from ..helpers import (
     wait_for,
 )
 
+# every test here builds the egg in the project's build/ folder (scrapyd-deploy's own
+# place): two pytest-xdist workers building at once break each other's build
+pytestmark = pytest.mark.xdist_group(__name__)
+
 BIN = Path(sys.executable).parent
 PROJECT = "matter_crawler"
 SPIDER = "matter_products"
