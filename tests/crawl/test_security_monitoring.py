@@ -23,7 +23,6 @@ from itertools import pairwise
 import pytest
 import pytest_twisted
 from scrapy import Spider
-from scrapy.settings import Settings
 from scrapy.utils.defer import deferred_from_coro
 from scrapy.utils.test import get_crawler
 from twisted.internet.task import deferLater
@@ -34,15 +33,19 @@ from matter_crawler.monitoring.resources import JsonResource
 from matter_crawler.monitoring.server import MonitoringServer
 from matter_crawler.monitoring.stream import EventsResource
 
-from ..helpers import monitoring_address, sqlite_url, start_crawl, stop_process, wait_for
+from ..helpers import (
+    monitoring_address,
+    project_defaults,
+    sqlite_url,
+    start_crawl,
+    stop_process,
+    wait_for,
+)
 
 
 def project_settings(**overrides) -> dict:
-    """The project's settings (the limits' defaults live there), with overrides."""
-    settings = Settings()
-    settings.setmodule("matter_crawler.settings")
-    values = {name: settings[name] for name in settings if name.startswith("MONITORING_")}
-    return {**values, "MONITORING_PORT": 0, **overrides}
+    """The project's settings (the limits' defaults live there), any free port, overrides."""
+    return {**project_defaults(), "MONITORING_PORT": 0, **overrides}
 
 
 def silent_socket(port: int, request: bytes | None = None) -> socket.socket:
