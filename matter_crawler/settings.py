@@ -19,6 +19,12 @@ CSA_LISTING_QUERY = (
     "p_keywords=&p_type%5B0%5D=14&p_program_type%5B0%5D=1049"
     "&p_certificate=&p_family=&p_firmware_ver="
 )
+# the Distributed Compliance Ledger's REST observer node (the dcl spider); the simulated
+# site serves one under /dcl/ with --dcl (http://127.0.0.1:8800)
+DCL_BASE_URL = "https://on.dcl.csa-iot.org"
+# records per page of the ledger's lists (pagination.limit): the gateway sets no maximum,
+# so large pages keep a full walk to few requests; its default (100) would take 10x more
+DCL_PAGE_LIMIT = 1000
 # empty: $MATTER_DATABASE_URL (the place for a URL with a password), else the SQLite file
 # sqlite:///data/matter.sqlite3 (matter_crawler.storage.resolve_database_url)
 DATABASE_URL = ""
@@ -216,7 +222,11 @@ ADAPTIVE_CONCURRENCY_ENABLED = True  # False: fixed concurrency, or AUTOTHROTTLE
 # politeness ceiling per domain (and its subdomains), whatever the profile and whatever
 # sets the slots (this extension, AutoThrottle, fixed settings): SlotConcurrencyDownloader
 # enforces it. The predecessor crawled the real site at 1 request/s, 3 at a time.
-ADAPTIVE_DOMAIN_LIMITS = {"csa-iot.org": {"max_concurrency": 3, "min_delay": 1.0}}
+# the most specific entry wins: the DCL's observer node has its own, lower ceiling
+ADAPTIVE_DOMAIN_LIMITS = {
+    "csa-iot.org": {"max_concurrency": 3, "min_delay": 1.0},
+    "on.dcl.csa-iot.org": {"max_concurrency": 2, "min_delay": 0.5},
+}
 ADAPTIVE_TROUBLE_STATUSES = [408, 429, 502, 503, 504, 522, 524]  # "too busy" answers
 ADAPTIVE_LATENCY_TOLERANCE = 2.0  # a round slower than this times the baseline is a rise
 ADAPTIVE_DECREASE_FACTOR = 0.5  # the cut when a level that was fine brings trouble

@@ -9,6 +9,14 @@
   later run succeeds on them.
 - ``crawl_locks``: the crawl writing to the database now (one row while a crawl
   runs; see :mod:`matter_crawler.storage.lock`).
+- ``dcl_vendors``, ``dcl_models``, ``dcl_model_versions``, ``dcl_compliance``,
+  ``dcl_model_statuses``: the Distributed Compliance Ledger's records as the ``dcl``
+  spider read them, a column per field of the ledger's message
+  (:mod:`matter_crawler.dcl.records`), with first/last seen times and runs.
+- ``dcl_changes``: one row per changed field of a DCL record fetched again.
+- ``crosscheck_runs`` and ``crosscheck_findings``: each cross-check of the catalogue
+  with the DCL, and the findings it made (so a finding's first and last
+  appearance are known).
 
 Times are stored as naive UTC (SQLite has no time zones) and read back as
 aware UTC datetimes (:class:`UTCDateTime`).
@@ -19,7 +27,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Dialect, Float, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -163,3 +182,176 @@ class CrawlLock(Base):
     run_id: Mapped[int | None] = mapped_column(Integer)
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# -- the Distributed Compliance Ledger (matter_crawler.dcl.records says which field is which)
+# uint32 values (software versions above 2**31 are common) need BigInteger on PostgreSQL.
+
+
+class _DclTracked:
+    """When and in which run a DCL record was first and last read."""
+
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_seen_run_id: Mapped[int | None] = mapped_column(Integer)
+    last_seen_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+
+class DclVendor(_DclTracked, Base):
+    __tablename__ = "dcl_vendors"
+
+    vid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    vendor_name: Mapped[str] = mapped_column(Text)
+    company_legal_name: Mapped[str] = mapped_column(Text)
+    company_preferred_name: Mapped[str] = mapped_column(Text)
+    vendor_landing_page_url: Mapped[str] = mapped_column(Text)
+    creator: Mapped[str] = mapped_column(Text)
+    schema_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DclModel(_DclTracked, Base):
+    __tablename__ = "dcl_models"
+
+    vid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    device_type_id: Mapped[int] = mapped_column(Integer)
+    product_name: Mapped[str] = mapped_column(Text)
+    product_label: Mapped[str] = mapped_column(Text)
+    part_number: Mapped[str] = mapped_column(Text)
+    commissioning_custom_flow: Mapped[int] = mapped_column(Integer)
+    commissioning_custom_flow_url: Mapped[str] = mapped_column(Text)
+    commissioning_mode_initial_steps_hint: Mapped[int] = mapped_column(BigInteger)
+    commissioning_mode_initial_steps_instruction: Mapped[str] = mapped_column(Text)
+    commissioning_mode_secondary_steps_hint: Mapped[int] = mapped_column(BigInteger)
+    commissioning_mode_secondary_steps_instruction: Mapped[str] = mapped_column(Text)
+    user_manual_url: Mapped[str] = mapped_column(Text)
+    support_url: Mapped[str] = mapped_column(Text)
+    product_url: Mapped[str] = mapped_column(Text)
+    lsf_url: Mapped[str] = mapped_column(Text)
+    lsf_revision: Mapped[int] = mapped_column(Integer)
+    creator: Mapped[str] = mapped_column(Text)
+    schema_version: Mapped[int] = mapped_column(BigInteger)
+    enhanced_setup_flow_options: Mapped[int] = mapped_column(Integer)
+    enhanced_setup_flow_tc_url: Mapped[str] = mapped_column(Text)
+    enhanced_setup_flow_tc_revision: Mapped[int] = mapped_column(Integer)
+    enhanced_setup_flow_tc_digest: Mapped[str] = mapped_column(Text)
+    enhanced_setup_flow_tc_file_size: Mapped[int] = mapped_column(BigInteger)
+    maintenance_url: Mapped[str] = mapped_column(Text)
+    discovery_capabilities_bitmask: Mapped[int] = mapped_column(BigInteger)
+    commissioning_fallback_url: Mapped[str] = mapped_column(Text)
+    icd_user_active_mode_trigger_hint: Mapped[int] = mapped_column(BigInteger)
+    icd_user_active_mode_trigger_instruction: Mapped[str] = mapped_column(Text)
+    factory_reset_steps_hint: Mapped[int] = mapped_column(BigInteger)
+    factory_reset_steps_instruction: Mapped[str] = mapped_column(Text)
+
+
+class DclModelVersion(_DclTracked, Base):
+    __tablename__ = "dcl_model_versions"
+
+    vid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    software_version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    software_version_string: Mapped[str] = mapped_column(Text)
+    cd_version_number: Mapped[int] = mapped_column(Integer)
+    firmware_information: Mapped[str] = mapped_column(Text)
+    software_version_valid: Mapped[bool] = mapped_column(Boolean)
+    ota_url: Mapped[str] = mapped_column(Text)
+    ota_file_size: Mapped[int] = mapped_column(BigInteger)  # uint64: JSON string on the wire
+    ota_checksum: Mapped[str] = mapped_column(Text)
+    ota_checksum_type: Mapped[int] = mapped_column(Integer)
+    min_applicable_software_version: Mapped[int] = mapped_column(BigInteger)
+    max_applicable_software_version: Mapped[int] = mapped_column(BigInteger)
+    release_notes_url: Mapped[str] = mapped_column(Text)
+    creator: Mapped[str] = mapped_column(Text)
+    schema_version: Mapped[int] = mapped_column(BigInteger)
+    specification_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DclCompliance(_DclTracked, Base):
+    __tablename__ = "dcl_compliance"
+
+    vid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    software_version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    certification_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    software_version_string: Mapped[str] = mapped_column(Text)
+    cd_version_number: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[int] = mapped_column(BigInteger)  # 1 provisional, 2 certified, 3 revoked
+    date: Mapped[str] = mapped_column(Text)  # RFC 3339, as the ledger states it
+    reason: Mapped[str] = mapped_column(Text)
+    owner: Mapped[str] = mapped_column(Text)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    cd_certificate_id: Mapped[str] = mapped_column(String(64), index=True)
+    certification_route: Mapped[str] = mapped_column(Text)
+    program_type: Mapped[str] = mapped_column(Text)
+    program_type_version: Mapped[str] = mapped_column(Text)
+    compliant_platform_used: Mapped[str] = mapped_column(Text)
+    compliant_platform_version: Mapped[str] = mapped_column(Text)
+    transport: Mapped[str] = mapped_column(Text)
+    family_id: Mapped[str] = mapped_column(Text)
+    supported_clusters: Mapped[str] = mapped_column(Text)
+    os_version: Mapped[str] = mapped_column(Text)
+    parent_child: Mapped[str] = mapped_column(Text)
+    certification_id_of_software_component: Mapped[str] = mapped_column(Text)
+    schema_version: Mapped[int] = mapped_column(BigInteger)
+    specification_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DclModelStatus(_DclTracked, Base):
+    """An entry of the certified, provisional or revoked model list (``list``)."""
+
+    __tablename__ = "dcl_model_statuses"
+
+    list: Mapped[str] = mapped_column(String(16), primary_key=True)
+    vid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pid: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    software_version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    certification_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bool] = mapped_column(Boolean)
+    schema_version: Mapped[int] = mapped_column(BigInteger)
+
+
+class DclChange(Base):
+    """A changed field of a DCL record (``record_key``: its key columns joined by ``/``)."""
+
+    __tablename__ = "dcl_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(32))
+    record_key: Mapped[str] = mapped_column(String(128), index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    new_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CrosscheckRun(Base):
+    """One cross-check of the catalogue with the DCL (``scrapy crosscheck``)."""
+
+    __tablename__ = "crosscheck_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    products: Mapped[int] = mapped_column(Integer)  # catalogue products compared
+    consistent: Mapped[int] = mapped_column(Integer)  # products without a finding
+    findings: Mapped[int] = mapped_column(Integer)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per class and field
+
+
+class CrosscheckFinding(Base):
+    """A finding of one cross-check; ``fingerprint`` names the same finding across checks."""
+
+    __tablename__ = "crosscheck_findings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    check_id: Mapped[int] = mapped_column(Integer, index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    finding_class: Mapped[str] = mapped_column(String(32))
+    vid: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Integer)
+    certificate_id: Mapped[str | None] = mapped_column(String(64))
+    field: Mapped[str | None] = mapped_column(String(32))
+    catalogue_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    dcl_value: Mapped[str | None] = mapped_column(Text)  # JSON
+    product_url: Mapped[str | None] = mapped_column(String(512))

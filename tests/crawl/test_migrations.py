@@ -246,10 +246,36 @@ def check_delisting_columns(engine: Engine, before: Snapshot, old_schema: dict[s
     assert filled == 0
 
 
+DCL_TABLES = (
+    "dcl_vendors",
+    "dcl_models",
+    "dcl_model_versions",
+    "dcl_compliance",
+    "dcl_model_statuses",
+    "dcl_changes",
+    "crosscheck_runs",
+    "crosscheck_findings",
+)
+
+
+def check_dcl_tables(engine: Engine, before: Snapshot, old_schema: dict[str, Any]) -> None:
+    """0004_add_dcl_and_crosscheck: new, empty tables; every old row as it was."""
+    assert snapshot(engine) == before
+    tables = set(inspect(engine).get_table_names())
+    assert set(DCL_TABLES) <= tables
+    assert not set(DCL_TABLES) & set(old_schema)
+    pk = inspect(engine).get_pk_constraint("dcl_compliance")["constrained_columns"]
+    assert pk == ["vid", "pid", "software_version", "certification_type"]
+    with engine.connect() as conn:
+        for table in DCL_TABLES:
+            assert conn.execute(text(f"select count(*) from {table}")).scalar() == 0, table
+
+
 UPGRADE_CHECKS: dict[str, Callable[[Engine, Snapshot, dict[str, Any]], None]] = {
     "0001_baseline": check_baseline,
     "0002_add_crawl_locks": check_crawl_locks,
     "0003_add_delisting_to_crawl_runs": check_delisting_columns,
+    "0004_add_dcl_and_crosscheck": check_dcl_tables,
 }
 
 
