@@ -28,7 +28,7 @@ from . import truth
 from .cassettes import Recording, RecordingError
 from .catalogue import MAX_PRODUCTS, MIN_PRODUCTS, Catalogue
 from .config import OPTIONS, Settings
-from .dcl import Gateway, crosscheck_json
+from .dcl import Gateway, crosscheck_json, ledger_json
 from .dcl import build as build_ledger
 from .server import SimServer, SimSite, SiteResource
 
@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the cross-check's expected findings (JSON) of the simulated DCL and exit",
     )
     parser.add_argument(
+        "--dump-dcl",
+        metavar="FILE",
+        help="write every record of the simulated DCL (JSON, as served) and exit",
+    )
+    parser.add_argument(
         "--hostile",
         action="store_true",
         help="serve a few products badly (malformed, missing fields, oversized, redirect loop, "
@@ -164,15 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         catalogue.enable_hostile()
     if args.hostile_parsing:
         catalogue.enable_hostile_parsing()
-    if args.cassettes and (args.dcl or args.dump_crosscheck):
+    if args.cassettes and (args.dcl or args.dump_crosscheck or args.dump_dcl):
         parser.error("--dcl needs a generated catalogue, not --cassettes")
-    if args.dump_crosscheck:
-        findings = json.dumps(crosscheck_json(build_ledger(catalogue, settings.variant_rate)))
-        if args.dump_crosscheck == "-":
-            print(findings)
-        else:
-            Path(args.dump_crosscheck).write_text(findings + "\n", encoding="utf-8")
-        return 0
+    for target, render in ((args.dump_crosscheck, crosscheck_json), (args.dump_dcl, ledger_json)):
+        if target:
+            dumped = json.dumps(render(build_ledger(catalogue, settings.variant_rate)))
+            if target == "-":
+                print(dumped)
+            else:
+                Path(target).write_text(dumped + "\n", encoding="utf-8")
+            return 0
     if args.dump_truth:
 
         def dump(out: TextIO) -> None:

@@ -14,7 +14,7 @@ from twisted.web.http import Request
 
 from . import hostile, hostile_parsing, truth
 from .catalogue import CatalogueError
-from .dcl import crosscheck_json
+from .dcl import crosscheck_json, ledger_json
 from .mutations import TRIGGERS
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class SimApi:
         self._routes = {
             "/__sim__/truth": {b"GET": self.get_truth},
             "/__sim__/crosscheck": {b"GET": self.get_crosscheck},
+            "/__sim__/dcl": {b"GET": self.get_dcl},
             "/__sim__/hostile": {b"GET": self.get_hostile},
             "/__sim__/faults": {b"GET": self.get_faults, b"POST": self.post_faults},
             "/__sim__/mutate": {b"POST": self.post_mutate},
@@ -130,6 +131,13 @@ class SimApi:
         if self.sim.catalogue.mutations != gateway.ledger.mutations:
             raise ApiError(409, "the catalogue changed since the ledger was built")
         return JSON, _json(crosscheck_json(gateway.ledger))
+
+    def get_dcl(self, _request: Request) -> tuple[bytes, bytes]:
+        """Every record of the simulated ledger, as served (``--dcl``; see dcl/truth.py)."""
+        gateway = self.sim.dcl
+        if gateway is None:
+            raise ApiError(404, "no simulated DCL: start the site with --dcl")
+        return JSON, _json(ledger_json(gateway.ledger))
 
     def get_hostile(self, _request: Request) -> tuple[bytes, bytes]:
         """The hostile products (``--hostile``, ``--hostile-parsing``) and what a correct

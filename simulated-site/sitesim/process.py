@@ -279,6 +279,10 @@ class SimulatedSite:
         """The simulated DCL's expected cross-check findings (``dcl=True``)."""
         return json.loads(self._api("/__sim__/crosscheck"))
 
+    def dcl_truth(self) -> dict[str, Any]:
+        """Every record of the simulated DCL as served, by kind (``dcl=True``)."""
+        return json.loads(self._api("/__sim__/dcl"))
+
     def hostile(self) -> list[dict[str, Any]]:
         """The hostile products (``hostile=True``): path, kind and the expected outcome."""
         return json.loads(self._api("/__sim__/hostile"))

@@ -290,6 +290,42 @@ def test_dump_crosscheck_is_the_served_truth(dcl_site: SimulatedSite, tmp_path: 
     assert json.loads(printed.stdout) == dcl_site.crosscheck()
 
 
+def test_ledger_truth_is_what_the_paths_serve(
+    dcl_site: SimulatedSite, contract: Contract, ledger: dict[str, list[dict]]
+) -> None:
+    truth = dcl_site.dcl_truth()
+    assert truth["vendor"] == ledger["/dcl/vendorinfo/vendors"]
+    assert truth["model"] == ledger["/dcl/model/models"]
+    assert truth["compliance"] == ledger["/dcl/compliance/compliance-info"]
+    statuses = [
+        {"list": path.rsplit("/", 1)[1].removesuffix("-models"), **record}
+        for path in LIST_FIELDS
+        if path.endswith("-models")
+        for record in ledger[path]
+    ]
+    key = lambda r: (r["list"], r["vid"], r["pid"], r["softwareVersion"])  # noqa: E731
+    assert sorted(truth["model_status"], key=key) == sorted(statuses, key=key)
+    # the model versions have no list path: each model's versions, then each version
+    base = dcl_site.base_url
+    served = []
+    for model in ledger["/dcl/model/models"]:
+        vid, pid = model["vid"], model["pid"]
+        _, versions = get_json(base, f"/dcl/model/versions/{vid}/{pid}")
+        for number in versions["modelVersions"]["softwareVersions"]:
+            _, answer = get_json(base, f"/dcl/model/versions/{vid}/{pid}/{number}")
+            served.append(answer["modelVersion"])
+    assert truth["model_version"] == served
+    command = [sys.executable, "-m", "sitesim", "--products", str(PRODUCTS), "--seed", str(SEED)]
+    out = subprocess.run(
+        [*command, "--dump-dcl", "-"],
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(out.stdout) == truth
+
+
 def test_faults_apply_to_the_dcl_paths(dcl_site: SimulatedSite) -> None:
     path = "/dcl/vendorinfo/vendors?pagination.limit=2"
     try:
