@@ -30,7 +30,8 @@ queue and fingerprints before the scheduler loads them. The crawl plans again fr
 database: work is re-fetched, nothing is lost or stored twice. The counters
 then come from the last periodic save: the plan's own (``matter/``: listing
 pages and product pages planned and done) are dropped with the plan they
-counted, so progress restarts with the new plan; the others (requests,
+counted, so progress restarts with the new plan (``dcl/``: the dcl spider's walk,
+which starts again); the others (requests,
 responses, retries, batches...) are kept, so they count the work re-done too
 and miss what the dead process did after its last save. The run record takes
 its product counts from the database, which are exact either way.
@@ -68,6 +69,7 @@ COUNTERS_STATE = "counters"
 #: resumed process loads its queue again and counts it again.
 COUNTER_PREFIXES = (
     "matter/",
+    "dcl/",
     "store/",
     "sightings/",
     "delist/",
@@ -101,8 +103,9 @@ GAUGES = frozenset(
         "refresh/due",
     }
 )
-#: Counters of the crawl plan, which a hard kill discards (see the module docstring).
-PLAN_COUNTER_PREFIX = "matter/"
+#: Counters of the crawl plan (and of the dcl spider's walk), which a hard kill
+#: discards (see the module docstring).
+PLAN_COUNTER_PREFIX = ("matter/", "dcl/")
 
 #: What a crawl's command line holds (to tell a crawl from a program that reused its pid).
 CRAWL_PROGRAM = "scrapy"

@@ -21,6 +21,9 @@ nothing left to fetch. A finished run whose listing pages failed
 for good records ``list``: it never saw the whole listing (the dead letters
 name the pages; ``-a replay_dead_letters=1`` fetches them). Detail pages that
 failed for good do not hold a run back from ``done``; they are its dead letters.
+A spider with a ``complete()`` method (the ``dcl`` spider) says itself whether
+its walk read everything: ``done`` then needs it, a finished run and no lost
+batch, and otherwise the stage is the spider's ``stage()``.
 
 A run that lost a batch (``store/batches_lost``: products or sightings the
 database refused and that could not be dead-lettered either, see
@@ -104,6 +107,9 @@ def stage_reached(spider: Spider, reason: str, *, batches_lost: int = 0) -> str 
     A run that lost a batch stays at ``detail``: not everything it fetched was stored.
     """
     stage = spider.stage() if callable(getattr(spider, "stage", None)) else None
+    complete = getattr(spider, "complete", None)
+    if callable(complete):  # a spider that says itself whether it read everything (dcl)
+        return "done" if reason == "finished" and complete() and not batches_lost else stage
     plan = getattr(spider, "plan", None)
     if reason != "finished" or plan is None:
         return stage

@@ -12,7 +12,8 @@ pages), and at the end of a full run ``delist`` (listing pages read again and
 confirmation requests for the products the listing did not show). While
 listing pages are still being read the number of product pages is not known
 yet; it is extrapolated from the product pages wanted per listing page so far
-(``detail.estimated`` is then true).
+(``detail.estimated`` is then true). A spider that counts its own stages returns
+them under ``"stages"`` (:func:`spider_stages`; the ``dcl`` spider).
 """
 
 from __future__ import annotations
@@ -91,6 +92,21 @@ def matter_stages(counts: dict[str, Any]) -> dict[str, StageProgress]:
         delist_total = max(int(counts["delist_total"] or 0), delist_done + delist_failed)
         stages["delist"] = StageProgress(delist_total, delist_done, delist_failed)
     return stages
+
+
+def spider_stages(stages: dict[str, dict[str, Any]]) -> dict[str, StageProgress]:
+    """Stages a spider counts itself (``progress()`` returning ``{"stages": {name: {"total",
+    "done", "failed", "extrapolated"}}}``, e.g. the ``dcl`` spider), in its order."""
+    progress = {}
+    for name, counts in stages.items():
+        done, failed = int(counts.get("done") or 0), int(counts.get("failed") or 0)
+        total = counts.get("total")
+        if total is not None:
+            total = max(float(total), done + failed)
+        progress[name] = StageProgress(
+            total, done, failed, float(counts.get("extrapolated") or 0.0)
+        )
+    return progress
 
 
 def generic_stages(crawler: Crawler) -> dict[str, StageProgress]:
@@ -175,7 +191,10 @@ class ProgressAggregator:
         spider = self.crawler.spider
         progress = getattr(spider, "progress", None)
         if callable(progress):
-            return matter_stages(progress())
+            counts = progress()
+            if "stages" in counts:
+                return spider_stages(counts["stages"])
+            return matter_stages(counts)
         return generic_stages(self.crawler)
 
     def take_snapshot(self, reason: str | None = None) -> Snapshot:
