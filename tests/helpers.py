@@ -1,7 +1,7 @@
 """Helpers for tests that run real crawls against the simulated site.
 
-Crawls run as ``python -m scrapy crawl matter_products`` child processes from
-the project root, exactly as a user runs them, each with its own SQLite file.
+Crawls run as ``python -m scrapy crawl matter_products`` (or another spider:
+``spider="dcl"``) child processes from the project root, exactly as a user runs them, each with its own SQLite file.
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def crawl_command(
     *,
     settings: Mapping[str, Any] | None = None,
     args: Mapping[str, Any] | None = None,
+    spider: str = "matter_products",
 ) -> list[str]:
-    command = [sys.executable, "-m", "scrapy", "crawl", "matter_products"]
+    command = [sys.executable, "-m", "scrapy", "crawl", spider]
     merged = {
         "CSA_BASE_URL": base_url,
         "DATABASE_URL": database_url,
@@ -124,9 +125,10 @@ def run_crawl(
     settings: Mapping[str, Any] | None = None,
     args: Mapping[str, Any] | None = None,
     timeout: float = 300,
+    spider: str = "matter_products",
 ) -> CrawlResult:
     """Run a crawl to its end."""
-    command = crawl_command(base_url, database_url, settings=settings, args=args)
+    command = crawl_command(base_url, database_url, settings=settings, args=args, spider=spider)
     return run_crawl_command(command, database_url, timeout)
 
 
@@ -145,12 +147,13 @@ def start_crawl(
     settings: Mapping[str, Any] | None = None,
     args: Mapping[str, Any] | None = None,
     log_path: Path,
+    spider: str = "matter_products",
 ) -> subprocess.Popen[bytes]:
     """Start a crawl in the background (its output goes to ``log_path``)."""
     log = log_path.open("ab")
     try:
         return subprocess.Popen(
-            crawl_command(base_url, database_url, settings=settings, args=args),
+            crawl_command(base_url, database_url, settings=settings, args=args, spider=spider),
             cwd=PROJECT_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
