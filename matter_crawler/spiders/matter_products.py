@@ -81,6 +81,9 @@ __all__ = ["DETAIL_PRIORITY", "LISTING_PATH", "LIST_PRIORITY", "MatterProductsSp
 
 logger = logging.getLogger(__name__)
 
+#: The stages of this spider's dead letters (a replay leaves other spiders' letters alone).
+REPLAYED_STAGES = (None, "list", "detail")
+
 
 class MatterProductsSpider(Spider):
     name = "matter_products"
@@ -278,7 +281,7 @@ class MatterProductsSpider(Spider):
             self.plan = CrawlPlan(mode="replay", limited=True)
         else:
             previous_started, previous_pages = await self.database.run(
-                previous_run_facts, self.session.run_id
+                previous_run_facts, self.session.run_id, self.name
             )
             self.plan = planning.new_plan(self, run, previous_pages)
         plan = self.current_plan()
@@ -286,7 +289,8 @@ class MatterProductsSpider(Spider):
         self.session.save_state()  # a hard kill from here on still knows the run's mode
         if plan.mode == "replay":
             for letter in await self.database.run(pending_letters):
-                yield self._replay_request(letter)
+                if letter["stage"] in REPLAYED_STAGES:  # not the dcl spider's letters
+                    yield self._replay_request(letter)
             return
         # a resumed plan's refresh requests are in the job's queue already
         refresh = [] if saved else await planning.plan_refresh(self, previous_started)

@@ -156,13 +156,20 @@ def previous_run_id(engine: Engine, before: int | None = None) -> int | None:
         return conn.execute(statement).scalar()
 
 
-def previous_run_facts(engine: Engine, run_id: int | None) -> tuple[datetime | None, int | None]:
+def previous_run_facts(
+    engine: Engine, run_id: int | None, spider: str | None = None
+) -> tuple[datetime | None, int | None]:
     """When the run before ``run_id`` started, and the page count the last finished run saw.
+
+    ``spider``: only that spider's runs count (the ``dcl`` spider's runs say nothing of
+    the catalogue's listing).
 
     The planner's evidence: the time since the previous run sets the refresh quota
     (``REFRESH_MAX_AGE_DAYS``), the last page count bounds what a pagination may claim.
     """
     earlier = runs.c.id < run_id if run_id is not None else runs.c.id.is_not(None)
+    if spider is not None:
+        earlier = earlier & (runs.c.spider == spider)
     with engine.connect() as conn:
         started = conn.execute(
             select(runs.c.started_at).where(earlier).order_by(runs.c.id.desc()).limit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from matter_crawler.dcl.records import DclRecord
 from matter_crawler.exceptions import DeadLettered
 from matter_crawler.signals import request_dead_lettered
 from matter_crawler.spiders.dcl import DclSpider
+from matter_crawler.storage import Database
+from matter_crawler.storage.runs import finish_run, previous_run_facts, start_run
 
 from ..helpers import project_crawler
 
@@ -171,3 +174,22 @@ def test_a_page_whose_callback_raised_after_counting_counts_failed_once(spider):
     list(spider.page_failed(request))  # CallbackErrorMiddleware: the callback raised later
     count = spider.walk.stages["revoked"]
     assert (count.done, count.failed) == (0, 1)
+
+
+def test_the_catalogues_planner_reads_only_the_catalogue_spiders_runs(tmp_path):
+    database = Database(f"sqlite:///{tmp_path}/runs.sqlite3")
+    try:
+        for spider, pages, day in (("matter_products", 40, 1), ("dcl", 12110, 2)):
+            run_id = database.run_sync(
+                lambda engine, spider=spider, day=day: start_run(
+                    engine, spider=spider, job_id=None, mode=None, settings={},
+                    now=datetime(2026, 1, day, tzinfo=UTC),
+                )
+            )  # fmt: skip
+            values = {"status": "finished", "pages_planned": pages}
+            database.run_sync(finish_run, run_id, values)
+        started, pages = database.run_sync(previous_run_facts, None, "matter_products")
+        assert (started.day, pages) == (1, 40)
+        assert database.run_sync(previous_run_facts, None)[1] == 12110  # every spider's
+    finally:
+        database.close()
