@@ -60,6 +60,10 @@ class Walk:
     def planned(self, stage: str) -> None:
         self.stages[stage].planned += 1
 
+    def unplanned(self, stage: str) -> None:
+        """A page asked for that was not a new request after all (already seen)."""
+        self.stages[stage].planned -= 1
+
     def done(self, stage: str, records: int = 0) -> None:
         count = self.stages[stage]
         count.done += 1

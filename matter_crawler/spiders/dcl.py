@@ -30,8 +30,9 @@ resolves its dead letter of an earlier run.
 
 JOBDIR: Scrapy's queue and dupefilter resume the walk after a graceful stop;
 the walk's counts (:class:`~matter_crawler.dcl.walk.Walk`) are saved with the
-job. After a hard kill the session discards Scrapy's queue and the walk
-starts again from the first pages (the store's upserts are idempotent).
+job, and a request the dupefilter drops is not counted. After a hard kill the
+session discards Scrapy's queue and the walk starts again from the first pages
+(the store's upserts are idempotent).
 
 Stats: ``dcl/requests`` (pages asked for, retries excluded), ``dcl/pages/<stage>``,
 ``dcl/failed/<stage>``, ``dcl/records/<kind>``, ``dcl/models_without_versions``,
@@ -48,7 +49,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlparse
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
@@ -101,6 +102,7 @@ class DclSpider(Spider):
         spider.allowed_domains = [urlparse(spider.base_url).hostname or ""]
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state(STATE_NAME, spider._saved_state)
+        crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
         return spider
 
     # -- start --------------------------------------------------------------------------
@@ -110,8 +112,11 @@ class DclSpider(Spider):
         if saved:
             self.walk = Walk.from_state(saved)
             logger.info("Resuming the DCL walk: %d pages asked for so far", self.walk.requests())
-            return  # the rest of the walk is in the job's queue
-        self.walk = Walk(limit=self.page_limit)
+        else:
+            self.walk = Walk(limit=self.page_limit)
+        # Each list's first page. Scrapy takes start requests only while the downloader
+        # has room, so a stop can come before all were taken: a resumed walk asks again,
+        # and those already asked for are dropped as seen (and not counted twice).
         for stage in LIST_STAGES:
             yield self.list_request(stage, 1)
         self.walk.started = True  # after the first pages: a walk with none is not over
@@ -162,6 +167,14 @@ class DclSpider(Spider):
     def _planned(self, stage: str) -> None:
         self.current_walk().planned(stage)
         self.crawler.stats.inc_value("dcl/requests")
+
+    def request_dropped(self, request: Request) -> None:
+        """A request the dupefilter dropped (asked for already): not a page of the walk."""
+        stage = request.meta.get("stage")
+        if self.walk is None or stage not in self.walk.stages or request.meta.get(FINISHED):
+            return
+        self.walk.unplanned(stage)
+        self.crawler.stats.inc_value("dcl/requests", -1)
 
     # -- callbacks ----------------------------------------------------------------------
 

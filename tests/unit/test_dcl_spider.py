@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.http import TextResponse
 from twisted.python.failure import Failure
 
 from matter_crawler.dcl.records import DclRecord
 from matter_crawler.exceptions import DeadLettered
 from matter_crawler.signals import request_dead_lettered
-from matter_crawler.spiders.dcl import DclSpider
+from matter_crawler.spiders.dcl import STATE_NAME, DclSpider
 from matter_crawler.storage import Database
 from matter_crawler.storage.runs import finish_run, previous_run_facts, start_run
 
@@ -193,3 +193,16 @@ def test_the_catalogues_planner_reads_only_the_catalogue_spiders_runs(tmp_path):
         assert database.run_sync(previous_run_facts, None)[1] == 12110  # every spider's
     finally:
         database.close()
+
+
+def test_a_resumed_walk_asks_for_the_first_pages_again_and_uncounts_those_seen(spider):
+    spider.walk.planned("versions")  # the walk went on before the stop
+    state = spider._saved_state()
+    spider.session._restored[STATE_NAME] = state  # as a resumed job finds it
+    again = drain(spider.start())
+    assert [r.url for r in again] == [r.url for r in spider.first_pages]
+    # the dupefilter drops five (asked for before the stop); one was not yet taken
+    for request in again[:5]:
+        spider.crawler.signals.send_catch_log(signal=signals.request_dropped, request=request)
+    assert spider.walk.requests() == 6 + 1 + 1
+    assert spider.crawler.stats.get_value("dcl/requests") == 6 + 6 - 5
