@@ -235,7 +235,9 @@ def stop_at(site, requests: int, crawl) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path):
+# at once (before Scrapy took every list's first page) and mid-walk
+@pytest.mark.parametrize("share", [0.005, 0.4])
+def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
     site = simulated_site(products=200, seed=23, dcl=True, latency_ms=25)
     truth = site.dcl_truth()
     database_url = f"sqlite:///{tmp_path}/matter.sqlite3"
@@ -247,7 +249,7 @@ def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path):
         log_path=tmp_path / "first.log",
     )  # fmt: skip
     try:
-        stop_at(site, expected * 0.4, crawl)
+        stop_at(site, expected * share, crawl)
         crawl.send_signal(signal.SIGINT)
         crawl.wait(timeout=60)
     finally:
