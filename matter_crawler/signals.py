@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 request_retrying = object()
 
 #: A request failed for good and goes to the dead-letter queue: ``request`` (None
-#: for an invalid item or a product the database refused), ``url`` (the URL the spider
+#: for an invalid item or a record the database refused), ``url`` (the URL the spider
 #: asked for, before any redirect: the letter's key), ``stage``, ``failure_class``,
 #: ``reason``, ``attempts``, ``first_failed_at``; from the retry middleware also ``kind``
 #: (as for ``request_retrying``); ``recorded=True`` when the sender wrote the letter
@@ -37,9 +37,11 @@ dead_letter_resolved = object()
 #: An item failed validation: ``item``, ``reasons`` (list of strings).
 item_invalid = object()
 
-#: A batch was written to the database (committed): ``products``, ``sightings``, ``new``,
-#: ``changed``, ``seconds``, and ``urls``, the URLs of the products it stored (a batch
-#: written item by item stores fewer than it held: the others are dead letters).
+#: A batch was written to the database (committed): ``products``, ``dcl_records`` (how
+#: many of each it stored), ``sightings``, ``new``, ``changed`` (of its products),
+#: ``seconds``, and ``urls``, the URLs of the records it stored (a batch written item by
+#: item stores fewer than it held: the others are dead letters; a URL with a record
+#: refused or rejected is left out, so that its letter stays).
 batch_stored = object()
 
 #: A listing page showed stored products (or products whose page is not fetched):
@@ -84,13 +86,16 @@ def send_dead_letter(
     )
 
 
-def send_invalid_product(crawler: Crawler, url: str | None, reason: str) -> None:
-    """Dead-letter a product page whose record was refused (validation, a column's size)."""
+def send_invalid_product(
+    crawler: Crawler, url: str | None, reason: str, *, stage: str = "detail"
+) -> None:
+    """Dead-letter a page whose record was refused (validation, a column's size): a
+    product page (stage ``detail``), or the URL of a DCL record (stage ``dcl``)."""
     send_dead_letter(
         crawler,
         request=None,
         url=url,
-        stage="detail",
+        stage=stage,
         failure_class="invalid",
         reason=reason,
         attempts=1,

@@ -1,11 +1,14 @@
-"""Store products in the database in batches, and lose none of them.
+"""Store products and DCL records in the database in batches, and lose none of them.
 
-Products (the items) and sightings (cards a listing page showed, which the
-spider sends with the ``listing_sighted`` signal: they are not items) are
-buffered and written in one transaction per batch: new products inserted, known
-ones updated with a ``product_changes`` row per changed field, sightings
-refreshing ``last_seen_at``. A batch is written when it reaches
-``STORE_BATCH_SIZE`` products and sightings, when
+Records (the items: the catalogue's products, the ledger's
+:class:`~matter_crawler.dcl.records.DclRecord`) and sightings (cards a listing page
+showed, which the spider sends with the ``listing_sighted`` signal: they are not
+items) are buffered and written in one transaction per batch: new products inserted,
+known ones updated with a ``product_changes`` row per changed field, sightings
+refreshing ``last_seen_at``; DCL records likewise into their kind's table, with a
+``dcl_changes`` row per changed column
+(:func:`~matter_crawler.dcl.storage.upsert_dcl_records`). A batch is written when it
+reaches ``STORE_BATCH_SIZE`` records and sightings, when
 ``STORE_FLUSH_INTERVAL`` seconds pass, and when the spider closes. Writes run on
 the database's own thread (:class:`~matter_crawler.storage.Database`,
 the functions of :mod:`matter_crawler.pipelines.writes`), so the
@@ -15,7 +18,8 @@ which holds the crawl back if the database falls behind instead of letting
 buffers grow. A product with a value its column cannot hold (longer than a
 ``VARCHAR(n)``, a NUL character: PostgreSQL refuses them, so SQLite is not given
 them either) is left out of its batch, counted in ``store/products_rejected`` and
-dead-lettered as ``invalid`` with the reason.
+dead-lettered as ``invalid`` with the reason; a DCL record likewise, counted in
+``store/dcl_records_rejected``, its letter under its ``url`` at stage ``dcl``.
 
 A batch the database refuses is not thrown away:
 
@@ -25,19 +29,21 @@ A batch the database refuses is not thrown away:
    after the first refusal, twice as long after each next one. The wait is on
    the reactor (the crawl goes on); the write is on the database thread.
 2. Then, or at once for a refusal that will not pass (a constraint, a value
-   too long for its column), the batch is written item by item, each product
-   in its own transaction, to isolate the products the database refuses; the
+   too long for its column), the batch is written item by item, each record
+   in its own transaction, to isolate the records the database refuses; the
    sightings follow in one transaction.
-3. A product still refused becomes a dead letter (failure class ``storage``,
-   the database's reason), written by this pipeline so that it knows the
+3. A record still refused becomes a dead letter (failure class ``storage``,
+   the database's reason; stage ``detail`` for a product, ``dcl`` for a DCL
+   record, one letter per URL), written by this pipeline so that it knows the
    letter is stored; the rest of the batch is stored.
 4. What can be neither written nor dead-lettered (the letters refused too,
    dead letters disabled, sightings refused) is lost: counted in
-   ``store/batches_lost`` (and ``store/products_lost``, ``store/sightings_lost``)
-   and logged as an error with its URLs. Such a run never records ``done``
-   (:mod:`matter_crawler.extensions.run_record`) and delists nothing.
+   ``store/batches_lost`` (and ``store/products_lost``, ``store/dcl_records_lost``,
+   ``store/sightings_lost``) and logged as an error with its URLs. Such a run never
+   records ``done`` (:mod:`matter_crawler.extensions.run_record`) and delists nothing.
 
-After each committed batch, ``batch_stored`` names the products it stored; the
+After each committed batch, ``batch_stored`` names the URLs of the records it
+stored (a URL none of whose records in the batch was refused or rejected); the
 dead-letter store resolves their letters from it (never before the commit).
 
 At close, after the last batch, the products a full run proved gone (the
@@ -49,7 +55,11 @@ Stats: ``store/batches``, ``store/batch_seconds_total``, ``store/products_new``,
 ``store/products_changed``, ``store/products_unchanged``, ``store/sightings``,
 ``store/products_delisted``, ``store/batch_retries``, ``store/batches_isolated``,
 ``store/products_failed`` (dead-lettered), ``store/batches_lost``,
-``store/products_lost``, ``store/sightings_lost``, ``store/products_rejected``.
+``store/products_lost``, ``store/sightings_lost``, ``store/products_rejected``; for
+DCL records (set once a batch holds some): ``store/dcl_records_new``,
+``store/dcl_records_changed``, ``store/dcl_records_unchanged``,
+``store/dcl_records_rejected``, ``store/dcl_records_failed`` (dead-lettered),
+``store/dcl_records_lost``.
 """
 
 from __future__ import annotations
@@ -66,17 +76,74 @@ from scrapy.utils.asyncio import create_looping_call, sleep
 from scrapy.utils.defer import deferred_from_coro
 
 from ..core.session import CrawlSession
+from ..dcl.records import DclRecord
+from ..dcl.storage import record_key
 from ..items import ListingSighting, ProductItem
 from ..signals import batch_stored, listing_sighted, send_dead_letter, send_invalid_product
 from ..storage import Database
 from ..storage.database import database_reason, may_pass
 from ..storage.dead_letters import Letter, add_letters
-from ..storage.products import UpsertResult
-from .writes import IsolatedBatch, delist_proven, write_batch, write_item_by_item
+from .writes import (
+    BatchResult,
+    IsolatedBatch,
+    StoredRecord,
+    delist_proven,
+    write_batch,
+    write_item_by_item,
+)
 
 __all__ = ["BatchStorePipeline", "delist_proven", "write_batch"]
 
 logger = logging.getLogger(__name__)
+
+#: The items this pipeline stores; any other item is passed on untouched.
+STORED_ITEMS = (ProductItem, DclRecord)
+
+
+def counted(records: Sequence[StoredRecord]) -> tuple[int, int]:
+    """How many of ``records`` are products, and how many DCL records."""
+    dcl = sum(isinstance(record, DclRecord) for record in records)
+    return len(records) - dcl, dcl
+
+
+def described(records: Sequence[StoredRecord]) -> str:
+    """``3 products``, ``2 DCL records``, or ``3 products and 2 DCL records``, for a log."""
+    products, dcl = counted(records)
+    if not dcl:
+        return f"{products} products"
+    if not products:
+        return f"{dcl} DCL records"
+    return f"{products} products and {dcl} DCL records"
+
+
+def refusal_letters(
+    refused: Sequence[tuple[StoredRecord, str]], attempts: int, now: datetime
+) -> list[Letter]:
+    """The dead letters of the records the database refused: one per URL (the records
+    of a status-list page share its URL), with the reason of each of its records."""
+    reasons: dict[str, list[str]] = {}
+    stages: dict[str, str] = {}
+    for record, why in refused:
+        if isinstance(record, DclRecord):
+            key = record_key(record.key())
+            reason = f"the database refused the {record.kind} record {key}: {why}"
+            stages[record.url] = "dcl"
+        else:
+            reason = f"the database refused the product: {why}"
+            stages[record.url] = "detail"
+        reasons.setdefault(record.url, []).append(reason)
+    return [
+        Letter(
+            url=url,
+            stage=stages[url],
+            failure_class="storage",
+            last_error="; ".join(found),
+            attempts=attempts,
+            first_failed_at=now,
+            last_failed_at=now,
+        )
+        for url, found in reasons.items()
+    ]
 
 
 class BatchStorePipeline:
@@ -98,8 +165,8 @@ class BatchStorePipeline:
         self.flush_interval = flush_interval
         self.retry_attempts = max(1, retry_attempts)  # attempts in all, the first included
         self.retry_backoff = retry_backoff
-        self.dead_letters = dead_letters  # whether refused products can be dead-lettered
-        self._products: list[ProductItem] = []
+        self.dead_letters = dead_letters  # whether refused records can be dead-lettered
+        self._records: list[StoredRecord] = []  # products and DCL records
         self._sightings: list[ListingSighting] = []
         self._lock = asyncio.Lock()  # batches are handed over one at a time, in order
         self._writing: asyncio.Future[None] | None = None  # the batch being written
@@ -128,18 +195,18 @@ class BatchStorePipeline:
             self._timer.start(self.flush_interval, now=False)
 
     async def process_item(self, item: Any) -> Any:
-        if not isinstance(item, ProductItem):
+        if not isinstance(item, STORED_ITEMS):
             return item
-        self._products.append(item)
+        self._records.append(item)
         if self._full():
             await self.flush()
         return item
 
     def sighted(self, sightings: Sequence[ListingSighting], **_: Any) -> None:
-        """``listing_sighted``: buffer the sightings with the products of the next batch.
+        """``listing_sighted``: buffer the sightings with the records of the next batch.
 
         A signal handler cannot wait, so a full batch is flushed in the background;
-        the products that follow wait for it as usual (see :meth:`flush`).
+        the records that follow wait for it as usual (see :meth:`flush`).
         """
         self._sightings.extend(sightings)
         if self._full() and not self._flush_pending:
@@ -147,11 +214,11 @@ class BatchStorePipeline:
             self._flush_in_background()
 
     def _full(self) -> bool:
-        return len(self._products) + len(self._sightings) >= self.batch_size
+        return len(self._records) + len(self._sightings) >= self.batch_size
 
     def _flush_if_due(self) -> None:
         if monotonic() - self._last_flush >= self.flush_interval and (
-            self._products or self._sightings
+            self._records or self._sightings
         ):
             self._flush_in_background()
 
@@ -170,47 +237,54 @@ class BatchStorePipeline:
         async with self._lock:
             await self._wait_for_write()
             self._flush_pending = False
-            products, self._products = self._products, []
+            records, self._records = self._records, []
             sightings, self._sightings = self._sightings, []
             self._last_flush = monotonic()
-            if products or sightings:
-                self._writing = asyncio.ensure_future(self._write(products, sightings))
+            if records or sightings:
+                self._writing = asyncio.ensure_future(self._write(records, sightings))
 
     async def _wait_for_write(self) -> None:
         if self._writing is not None:
             writing, self._writing = self._writing, None
             await writing
 
-    async def _write(self, products: list[ProductItem], sightings: list[ListingSighting]) -> None:
+    async def _write(self, records: list[StoredRecord], sightings: list[ListingSighting]) -> None:
         started = monotonic()
         stats = self.crawler.stats
-        result, error, attempts = await self._write_whole(products, sightings)
+        result, error, attempts = await self._write_whole(records, sightings)
         if error is None:
-            stored = list(dict.fromkeys(item.url for item in products))
-            if result.rejected:  # left out of the batch: their letters stay pending
-                refused = {url for url, _ in result.rejected}
+            stored = list(dict.fromkeys(record.url for record in records))
+            if result.rejected or result.dcl.rejected:  # left out: their letters stay pending
+                refused = {url for url, _ in (*result.rejected, *result.dcl.rejected)}
                 stored = [url for url in stored if url not in refused]
         else:
-            isolated = await self._write_isolated(products, sightings, error)
+            isolated = await self._write_isolated(records, sightings, error)
             if isolated is None:
                 return  # the database thread itself failed: counted and logged as lost
-            await self._dead_letter_refused(isolated, len(products), len(sightings), attempts + 1)
+            await self._dead_letter_refused(isolated, len(records), len(sightings), attempts + 1)
             result, stored = isolated.result, isolated.stored
             if isolated.sightings_refused is not None:
                 sightings = []
             if not stored and not sightings:
                 return  # nothing of the batch was written
         seconds = monotonic() - started
-        self._report_rejected(result.rejected)
+        self._report_rejected(result.rejected, "store/products_rejected")
+        self._report_rejected(result.dcl.rejected, "store/dcl_records_rejected", stage="dcl")
+        dcl = result.dcl
         stats.inc_value("store/batches")
         stats.inc_value("store/products_new", result.new)
         stats.inc_value("store/products_changed", result.changed)
         stats.inc_value("store/products_unchanged", result.unchanged)
+        if dcl.new or dcl.changed or dcl.unchanged:
+            stats.inc_value("store/dcl_records_new", dcl.new)
+            stats.inc_value("store/dcl_records_changed", dcl.changed)
+            stats.inc_value("store/dcl_records_unchanged", dcl.unchanged)
         stats.inc_value("store/sightings", len(sightings))
         stats.inc_value("store/batch_seconds_total", seconds)
         self.crawler.signals.send_catch_log(
             signal=batch_stored,
-            products=len(stored),
+            products=result.new + result.changed + result.unchanged,
+            dcl_records=dcl.new + dcl.changed + dcl.unchanged,
             sightings=len(sightings),
             new=result.new,
             changed=result.changed,
@@ -219,8 +293,8 @@ class BatchStorePipeline:
         )
 
     async def _write_whole(
-        self, products: list[ProductItem], sightings: list[ListingSighting]
-    ) -> tuple[UpsertResult, BaseException | None, int]:
+        self, records: list[StoredRecord], sightings: list[ListingSighting]
+    ) -> tuple[BatchResult, BaseException | None, int]:
         """Write the batch in one transaction, retrying refusals that may pass.
 
         Returns the result, the last refusal (None once written) and the attempts made.
@@ -230,16 +304,16 @@ class BatchStorePipeline:
         while True:
             try:
                 result = await self.database.run(
-                    write_batch, products, sightings, self.session.run_id, datetime.now(UTC)
+                    write_batch, records, sightings, self.session.run_id, datetime.now(UTC)
                 )
             except Exception as error:
                 if not may_pass(error) or attempt >= self.retry_attempts:
-                    return UpsertResult(), error, attempt
+                    return BatchResult(), error, attempt
                 self.crawler.stats.inc_value("store/batch_retries")
                 logger.warning(
-                    "The database refused a batch of %d products and %d sightings (%s); "
+                    "The database refused a batch of %s and %d sightings (%s); "
                     "trying again in %.1f s (attempt %d of %d)",
-                    len(products),
+                    described(records),
                     len(sightings),
                     database_reason(error),
                     delay,
@@ -253,59 +327,49 @@ class BatchStorePipeline:
                 return result, None, attempt
 
     async def _write_isolated(
-        self, products: list[ProductItem], sightings: list[ListingSighting], error: BaseException
+        self, records: list[StoredRecord], sightings: list[ListingSighting], error: BaseException
     ) -> IsolatedBatch | None:
         self.crawler.stats.inc_value("store/batches_isolated")
         logger.warning(
-            "The database refused a batch of %d products and %d sightings (%s); "
-            "writing it item by item",
-            len(products),
+            "The database refused a batch of %s and %d sightings (%s); writing it item by item",
+            described(records),
             len(sightings),
             database_reason(error),
         )
         try:
             return await self.database.run(
-                write_item_by_item, products, sightings, self.session.run_id, datetime.now(UTC)
+                write_item_by_item, records, sightings, self.session.run_id, datetime.now(UTC)
             )
         except Exception as failure:
-            self._lost(products, len(sightings), database_reason(failure))
+            self._lost(records, len(sightings), database_reason(failure))
             return None
 
     async def _dead_letter_refused(
-        self, isolated: IsolatedBatch, products: int, sightings: int, attempts: int
+        self, isolated: IsolatedBatch, records: int, sightings: int, attempts: int
     ) -> None:
-        """Dead-letter the refused products; count as lost what cannot be."""
+        """Dead-letter the refused records (one letter per URL); count as lost what cannot be."""
         refused = isolated.refused
         if refused:
             logger.error(
-                "The database refused %d of %d products of a batch: %s",
+                "The database refused %d of %d records of a batch: %s",
                 len(refused),
-                products,
-                "; ".join(f"{item.url} ({reason})" for item, reason in refused),
+                records,
+                "; ".join(f"{record.url} ({reason})" for record, reason in refused),
             )
-        lost: list[ProductItem] = []
+        lost: list[StoredRecord] = []
         why = "dead letters are disabled (DEAD_LETTERS_ENABLED)"
         if refused and self.dead_letters:
-            now = datetime.now(UTC)
-            letters = [
-                Letter(
-                    url=item.url,
-                    stage="detail",
-                    failure_class="storage",
-                    last_error=f"the database refused the product: {reason}",
-                    attempts=attempts,
-                    first_failed_at=now,
-                    last_failed_at=now,
-                )
-                for item, reason in refused
-            ]
+            letters = refusal_letters(refused, attempts, datetime.now(UTC))
             try:
                 await self.database.run(add_letters, letters, self.session.run_id)
             except Exception as error:
                 why = f"the dead letters were refused too: {database_reason(error)}"
-                lost = [item for item, _ in refused]
+                lost = [record for record, _ in refused]
             else:
-                self.crawler.stats.inc_value("store/products_failed", len(letters))
+                products, dcl = counted([record for record, _ in refused])
+                self.crawler.stats.inc_value("store/products_failed", products)
+                if dcl:
+                    self.crawler.stats.inc_value("store/dcl_records_failed", dcl)
                 for letter in letters:
                     send_dead_letter(
                         self.crawler,
@@ -319,7 +383,7 @@ class BatchStorePipeline:
                         recorded=True,
                     )
         elif refused:
-            lost = [item for item, _ in refused]
+            lost = [record for record, _ in refused]
         if isolated.sightings_refused is not None:
             self.crawler.stats.inc_value("store/sightings_lost", sightings)
             logger.error(
@@ -330,33 +394,47 @@ class BatchStorePipeline:
         if lost or isolated.sightings_refused is not None:
             self.crawler.stats.inc_value("store/batches_lost")
         if lost:
-            self.crawler.stats.inc_value("store/products_lost", len(lost))
+            self._count_lost(lost)
             logger.error(
-                "Lost %d products of a batch: the database refused them and %s: %s",
-                len(lost),
+                "Lost %s of a batch: the database refused them and %s: %s",
+                described(lost),
                 why,
-                " ".join(item.url for item in lost),
+                " ".join(record.url for record in lost),
             )
 
-    def _lost(self, products: list[ProductItem], sightings: int, reason: str) -> None:
+    def _count_lost(self, records: Sequence[StoredRecord]) -> None:
+        products, dcl = counted(records)
+        self.crawler.stats.inc_value("store/products_lost", products)
+        if dcl:
+            self.crawler.stats.inc_value("store/dcl_records_lost", dcl)
+
+    def _lost(self, records: list[StoredRecord], sightings: int, reason: str) -> None:
         stats = self.crawler.stats
         stats.inc_value("store/batches_lost")
-        stats.inc_value("store/products_lost", len(products))
+        self._count_lost(records)
         stats.inc_value("store/sightings_lost", sightings)
         logger.error(
-            "Lost a batch of %d products and %d sightings (%s): %s",
-            len(products),
+            "Lost a batch of %s and %d sightings (%s): %s",
+            described(records),
             sightings,
             reason,
-            " ".join(item.url for item in products),
+            " ".join(record.url for record in records),
         )
 
-    def _report_rejected(self, rejected: list[tuple[str, str]]) -> None:
-        """Products the storage layer would not store: dead-lettered with the reason."""
+    def _report_rejected(
+        self, rejected: list[tuple[str, str]], stat: str, stage: str = "detail"
+    ) -> None:
+        """Records the storage layer would not store: dead-lettered with the reason
+        (the reasons of one URL's records in one letter)."""
+        if not rejected:
+            return
+        self.crawler.stats.inc_value(stat, len(rejected))
+        reasons: dict[str, list[str]] = {}
         for url, reason in rejected:
-            self.crawler.stats.inc_value("store/products_rejected")
             logger.warning("Not stored, a value does not fit its column: %s: %s", url, reason)
-            send_invalid_product(self.crawler, url, reason)
+            reasons.setdefault(url, []).append(reason)
+        for url, found in reasons.items():
+            send_invalid_product(self.crawler, url, "; ".join(found), stage=stage)
 
     async def close_spider(self) -> None:
         if self._timer is not None and self._timer.running:

@@ -1,4 +1,4 @@
-"""Validate product items before they are stored.
+"""Validate product items and DCL records before they are stored.
 
 An invalid item is never silently dropped: it is counted
 (``validation/invalid`` and ``validation/invalid/<field>``), sent to the
@@ -12,14 +12,23 @@ characters; for a list or a mapping, the length of its JSON text). A value over
 its bound makes the item invalid: it is never cut to fit. At start the bounds are
 checked against the ``products`` columns that have a size, so that every value
 that passes fits its column on any database.
+
+A DCL record (:class:`~matter_crawler.dcl.records.DclRecord`) is refused the same way
+(the same stats, a letter of class ``invalid`` under its ``url`` at stage ``dcl``) when
+its ``problems`` are not empty, its kind is unknown, a column of its kind is missing
+(or None), or a value is not of its column's kind (:data:`VALUE_CHECKS`): a whole
+number in the range of ``int32``, ``uint32`` or ``uint64`` (up to 2**63 - 1, what a
+``BIGINT`` holds), a string, a bool, a list of objects for ``history``. Its lengths
+are left to the store, which knows its columns' sizes
+(:func:`~matter_crawler.storage.bounds.problems`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any, Self
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, Self
 from urllib.parse import urlparse
 
 from itemadapter import ItemAdapter
@@ -27,8 +36,9 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from sqlalchemy import String
 
+from ..dcl.records import KINDS, DclRecord
 from ..items import PRODUCT_FIELDS, ProductItem
-from ..safe_text import quoted, terminal_safe
+from ..safe_text import quoted, shortened, terminal_safe
 from ..signals import item_invalid, send_invalid_product
 from ..storage.models import Product
 
@@ -89,6 +99,47 @@ def _surely_within(value: Any, bound: int) -> bool:
     return 2 + 6 * sum(map(len, texts)) + 8 * count <= bound
 
 
+def _whole_number(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda value: type(value) is int and low <= value <= high
+
+
+#: A DCL value kind (:mod:`matter_crawler.dcl.records`): what it must be, and the check.
+VALUE_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "int32": ("a whole number from -2**31 to 2**31 - 1", _whole_number(-(2**31), 2**31 - 1)),
+    "uint32": ("a whole number from 0 to 2**32 - 1", _whole_number(0, 2**32 - 1)),
+    # the column is a signed BIGINT: a larger uint64 would be refused by the database
+    "uint64": ("a whole number from 0 to 2**63 - 1", _whole_number(0, 2**63 - 1)),
+    "string": ("a string", lambda value: type(value) is str),
+    "bool": ("a bool", lambda value: type(value) is bool),
+    "list": ("a string", lambda value: type(value) is str),  # the status list's name
+    "history": (
+        "a list of objects",
+        lambda value: type(value) is list and all(type(entry) is dict for entry in value),
+    ),
+}
+
+
+def dcl_problems(record: DclRecord) -> list[str]:
+    """Every reason a DCL record cannot be stored as it is (empty: it can)."""
+    reasons = list(record.problems)
+    if not record.url:
+        reasons.append("url is missing")
+    kind = KINDS.get(record.kind)
+    if kind is None:
+        reasons.append(f"kind {quoted(str(record.kind))} is not a DCL record kind")
+        return reasons
+    for _, column, value_kind in kind.fields:
+        value = record.values.get(column)
+        if value is None:
+            reasons.append(f"{column} is missing")
+            continue
+        what, check = VALUE_CHECKS[value_kind]
+        if not check(value):
+            shown = quoted(value) if isinstance(value, str) else shortened(repr(value))
+            reasons.append(f"{column} {shown} is not {what} ({value_kind})")
+    return reasons
+
+
 class ValidationPipeline:
     def __init__(
         self,
@@ -146,16 +197,23 @@ class ValidationPipeline:
 
     def process_item(self, item: Any) -> Any:
         if not isinstance(item, ProductItem):
+            if isinstance(item, DclRecord) and (found := dcl_problems(item)):
+                self.refuse(item, item.url, found, stage="dcl", what="DCL record")
             return item
         reasons = self.problems(item)
         if not reasons:
             return item
+        self.refuse(item, ItemAdapter(item).get("url"), reasons, stage="detail", what="product")
+
+    def refuse(
+        self, item: Any, url: str | None, reasons: list[str], *, stage: str, what: str
+    ) -> NoReturn:
+        """Count an invalid item, dead-letter it with its reasons, and drop it."""
         stats = self.crawler.stats
         stats.inc_value("validation/invalid")
         for reason in reasons:
             stats.inc_value(f"validation/invalid/{reason.split(' ', 1)[0].rstrip(':')}")
         message = "; ".join(reasons)
-        url = ItemAdapter(item).get("url")
         self.crawler.signals.send_catch_log(signal=item_invalid, item=item, reasons=reasons)
-        send_invalid_product(self.crawler, url, message)
-        raise DropItem(f"invalid product {url}: {terminal_safe(message)}")
+        send_invalid_product(self.crawler, url, message, stage=stage)
+        raise DropItem(f"invalid {what} {url}: {terminal_safe(message)}")

@@ -2,7 +2,10 @@
 
 :func:`write_batch` writes a batch whole; :func:`write_item_by_item` isolates the
 rows the database refuses; :func:`delist_proven` marks delisted the products a run
-proved gone. See :mod:`matter_crawler.pipelines.store`.
+proved gone. A batch's records are products and DCL records, in any mix; each kind
+goes to its own upsert (:func:`~matter_crawler.storage.products.upsert_products`,
+:func:`~matter_crawler.dcl.storage.upsert_dcl_records`) in the same transaction.
+See :mod:`matter_crawler.pipelines.store`.
 """
 
 from __future__ import annotations
@@ -10,24 +13,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import Engine
 
+from ..dcl.records import DclRecord
+from ..dcl.storage import upsert_dcl_records
 from ..items import ListingSighting, ProductItem
 from ..storage.database import database_reason, may_pass
 from ..storage.products import UpsertResult, mark_delisted, record_sightings, upsert_products
 
+#: What a batch stores: products and DCL records.
+StoredRecord = ProductItem | DclRecord
+
+
+@dataclass(slots=True)
+class BatchResult(UpsertResult):
+    """What a batch wrote: its products' counts (the fields of :class:`UpsertResult`,
+    as before DCL records shared the batches) and its DCL records' (``dcl``)."""
+
+    dcl: UpsertResult = field(default_factory=UpsertResult)
+
+
+def split_records(
+    records: Sequence[StoredRecord],
+) -> tuple[Sequence[ProductItem], list[DclRecord]]:
+    """A batch's products and its DCL records.
+
+    A batch of products only (every catalogue batch) is passed on as it is: the
+    types are collected in C (``set(map(type, ...))``), with no Python step per item.
+    """
+    if not any(issubclass(kind, DclRecord) for kind in set(map(type, records))):
+        return cast("Sequence[ProductItem]", records), []
+    products = [record for record in records if isinstance(record, ProductItem)]
+    dcl = [record for record in records if isinstance(record, DclRecord)]
+    return products, dcl
+
 
 def write_batch(
     engine: Engine,
-    products: Sequence[ProductItem],
+    records: Sequence[StoredRecord],
     sightings: Sequence[ListingSighting],
     run_id: int | None,
     now: datetime,
-) -> UpsertResult:
-    """One transaction: upsert the products, then record the sightings."""
+) -> BatchResult:
+    """One transaction: upsert the products and the DCL records, then record the sightings."""
+    products, dcl = split_records(records)
+    result = BatchResult()
     with engine.begin() as conn:
-        result = upsert_products(conn, products, run_id, now)
+        if products:
+            result.add(upsert_products(conn, products, run_id, now))
+        if dcl:
+            result.dcl = upsert_dcl_records(conn, dcl, run_id, now)
         record_sightings(conn, sightings, run_id, now)
     return result
 
@@ -42,48 +79,62 @@ def delist_proven(engine: Engine, urls: Sequence[str], run_id: int, now: datetim
 class IsolatedBatch:
     """What writing a batch item by item stored, and what the database refused."""
 
-    result: UpsertResult = field(default_factory=UpsertResult)
-    stored: list[str] = field(default_factory=list)  # product URLs
-    refused: list[tuple[ProductItem, str]] = field(default_factory=list)  # and the reason
+    result: BatchResult = field(default_factory=BatchResult)
+    #: URLs of the stored records (products' and DCL records'); a URL one of whose
+    #: records was refused or rejected is not among them (its letter must stay)
+    stored: list[str] = field(default_factory=list)
+    refused: list[tuple[StoredRecord, str]] = field(default_factory=list)  # and the reason
     sightings_refused: str | None = None  # why the sightings could not be written
+
+
+def _identity(record: StoredRecord) -> Any:
+    """What a batch keeps one of: a product's URL, a DCL record's kind and key (the
+    records of a status-list page share its URL)."""
+    if isinstance(record, DclRecord):
+        return (record.kind, record.key())
+    return record.url
 
 
 def write_item_by_item(
     engine: Engine,
-    products: Sequence[ProductItem],
+    records: Sequence[StoredRecord],
     sightings: Sequence[ListingSighting],
     run_id: int | None,
     now: datetime,
 ) -> IsolatedBatch:
-    """Each product in its own transaction, then the sightings: the refused rows isolated.
+    """Each record in its own transaction, then the sightings: the refused rows isolated.
 
     A refusal that may pass (the database locked or full, not this row) ends the
     isolation: trying every other row would wait out the busy timeout once per
     row for the same answer, so the rest are refused with the same reason.
     """
     batch = IsolatedBatch()
-    latest = {item.url: item for item in products}  # as in a batch: the last of a URL wins
+    # as in a batch: the last product of a URL, the last DCL record of a key wins
+    latest = {_identity(record): record for record in records}
+    stored: list[str] = []
+    left_out: set[str] = set()  # URLs with a record refused or rejected
     down: str | None = None
-    for item in latest.values():
+    for record in latest.values():
         if down is not None:
-            batch.refused.append((item, down))
+            batch.refused.append((record, down))
+            left_out.add(record.url)
             continue
         try:
-            result = write_batch(engine, [item], [], run_id, now)
+            result = write_batch(engine, [record], [], run_id, now)
         except Exception as error:
             reason = database_reason(error)
-            batch.refused.append((item, reason))
+            batch.refused.append((record, reason))
+            left_out.add(record.url)
             if may_pass(error):
                 down = reason
             continue
-        batch.result.new += result.new
-        batch.result.changed += result.changed
-        batch.result.unchanged += result.unchanged
-        batch.result.changes.extend(result.changes)
-        if result.rejected:  # left out by the storage layer, not written
-            batch.result.rejected.extend(result.rejected)
+        batch.result.add(result)
+        batch.result.dcl.add(result.dcl)
+        if result.rejected or result.dcl.rejected:  # left out by the storage layer
+            left_out.add(record.url)
             continue
-        batch.stored.append(item.url)
+        stored.append(record.url)
+    batch.stored = [url for url in dict.fromkeys(stored) if url not in left_out]
     if sightings:
         if down is not None:
             batch.sightings_refused = down

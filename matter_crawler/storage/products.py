@@ -56,6 +56,14 @@ class UpsertResult:
     #: products not stored because a value does not fit its column: (url, why)
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
+    def add(self, other: UpsertResult) -> None:
+        """Count ``other`` in too (a batch written in parts)."""
+        self.new += other.new
+        self.changed += other.changed
+        self.unchanged += other.unchanged
+        self.changes.extend(other.changes)
+        self.rejected.extend(other.rejected)
+
 
 @dataclass(frozen=True, slots=True)
 class KnownProduct:
@@ -199,8 +207,8 @@ def upsert_products(
                 {
                     "product_url": url,
                     "field": name,
-                    "old_value": _as_json(old[name]),
-                    "new_value": _as_json(row[name]),
+                    "old_value": as_json(old[name]),
+                    "new_value": as_json(row[name]),
                     "run_id": run_id,
                     "changed_at": now,
                 }
@@ -265,7 +273,8 @@ def _insert_or_update(dialect: Dialect) -> Any:
     )
 
 
-def _as_json(value: Any) -> str | None:
+def as_json(value: Any) -> str | None:
+    """A change row's old or new value: JSON text (None stays NULL)."""
     if value is None:
         return None
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
