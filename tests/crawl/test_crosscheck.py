@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import BigInteger, create_engine, insert, text
 
 from matter_crawler.storage.models import (
@@ -38,10 +40,13 @@ from matter_crawler.storage.models import (
 )
 
 from ..helpers import PROJECT_ROOT, query, run_crawl, sqlite_url
+from . import test_monitoring_pushgateway
 
 pytestmark = pytest.mark.xdist_group(__name__)
 
 PRODUCTS, SEED = 600, 1
+#: a real Pushgateway on a free port (the push-at-close test's fixture)
+pushgateway = test_monitoring_pushgateway.pushgateway
 TABLES = {
     "vendor": DclVendor.__table__,
     "model": DclModel.__table__,
@@ -352,3 +357,56 @@ def test_without_dcl_records_or_products_it_fails_clearly(checked):
     assert result.returncode == 1
     assert "no listed products" in result.stderr
     assert query(url, "SELECT COUNT(*) FROM crosscheck_runs") == [(0,)]
+
+
+def pushed_samples(gateway: str, job: str) -> dict[tuple[str, tuple], float]:
+    """The Pushgateway's samples of ``job``'s group: (name, other labels) -> value."""
+    with urllib.request.urlopen(f"{gateway}/metrics", timeout=10) as answer:
+        families = text_string_to_metric_families(answer.read().decode())
+    found = {}
+    for family in families:
+        for sample in family.samples:
+            if sample.labels.get("job") == job and sample.name.startswith(
+                "matter_crawler_crosscheck_"
+            ):
+                labels = {k: v for k, v in sample.labels.items() if k not in ("job", "instance")}
+                found[sample.name, tuple(sorted(labels.items()))] = sample.value
+    return found
+
+
+def expected_samples(document: dict[str, Any], spider: str) -> dict[tuple[str, tuple], float]:
+    checked_at = datetime.fromisoformat(document["checked_at"]).timestamp()
+    expected = {
+        ("matter_crawler_crosscheck_products", (("spider", spider),)): document["products"],
+        ("matter_crawler_crosscheck_consistent", (("spider", spider),)): document["consistent"],
+        ("matter_crawler_crosscheck_time_seconds", (("spider", spider),)): checked_at,
+    }
+    for name, count in document["counts"].items():
+        expected["matter_crawler_crosscheck_findings", (("class", name), ("spider", spider))] = (
+            count
+        )
+    for name, count in document["field_counts"].items():
+        key = ("matter_crawler_crosscheck_field_mismatches", (("field", name), ("spider", spider)))
+        expected[key] = count
+    return expected
+
+
+@pytest.mark.system
+def test_the_latest_check_is_pushed_and_exported_by_crawls(checked, pushgateway):
+    url = checked.copy("metrics")
+    pushed = scrapy(url, "crosscheck", "--json", "-s", f"PROMETHEUS_PUSHGATEWAY_URL={pushgateway}")
+    document = json.loads(ok(pushed).stdout)
+    assert f"pushed the check's metrics to {pushgateway}" in pushed.stderr
+    assert pushed_samples(pushgateway, "crosscheck") == expected_samples(document, "crosscheck")
+
+    # a crawl of the same database exports the latest check too (here: its push at close)
+    run_crawl(
+        checked.site.base_url,
+        url,
+        settings={"PROMETHEUS_PUSHGATEWAY_URL": pushgateway, "MONITORING_PORT": 0},
+        args={"_job": "cc-crawl"},
+    ).check()
+    assert pushed_samples(pushgateway, "cc-crawl") == expected_samples(document, "matter_products")
+    # a check not stored is not pushed
+    ok(scrapy(url, "crosscheck", "--no-store", "-s", f"PROMETHEUS_PUSHGATEWAY_URL={pushgateway}"))
+    assert pushed_samples(pushgateway, "crosscheck") == expected_samples(document, "crosscheck")
