@@ -205,14 +205,15 @@ def output_format(output: str) -> str:
     return fmt
 
 
-def write_findings(
-    report: Report, output: str, fmt: str, *, force: bool, database: Path | None
-) -> int:
-    """Write the findings shown to ``output`` (``-``: standard output; not xlsx)."""
+def output_mode(output: str, *, force: bool, database: Path | None) -> int:
+    """The permissions the findings file gets; CommandError when it may not be written."""
     if output == "-":
-        mode = default_mode()
-    else:
-        mode = check_output(Path(output), force=force, database=database)
+        return default_mode()
+    return check_output(Path(output), force=force, database=database)
+
+
+def write_findings(report: Report, output: str, fmt: str, mode: int) -> int:
+    """Write the findings shown to ``output`` (``-``: standard output; not xlsx)."""
     rows = list(report.rows())
     if fmt == "xlsx":
         with replaced_when_done(Path(output), mode) as (partial, descriptor):
@@ -279,10 +280,15 @@ class Command(DatabaseCommand, ScrapyCommand):
         if opts.limit < 0:
             raise UsageError("--limit must be 0 (all) or more", print_help=False)
         opts.format = output_format(opts.output) if opts.output else None
+        if opts.json and opts.output == "-":
+            raise UsageError("--json and -o - both write to standard output", print_help=False)
 
     def execute(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         url = database_url(self.settings)
+        mode = None
+        if opts.output:  # before anything is stored: a file that may not be written stops it
+            mode = output_mode(opts.output, force=opts.force, database=database_file(url))
         engine = open_read_only_database(url, QueryClock(0), TABLES, report=self.note)
         try:
             with engine.connect() as conn:
@@ -297,24 +303,24 @@ class Command(DatabaseCommand, ScrapyCommand):
             raise CommandError("the database holds no DCL records: run `scrapy crawl dcl` first")
         result = crosscheck(inputs.products, inputs.compliance, inputs.vendors, inputs.models)
         checked_at = datetime.now(UTC)
-        check_id = None
-        engine = self.open_database(TABLES, upgrade=False) if not opts.no_store else None
-        if engine is None:
+        check_id, latest = None, None
+        if opts.no_store:
             engine = open_read_only_database(url, QueryClock(0), TABLES)
+        else:  # the check's one write: its own two tables, which no crawl writes
+            engine = self.open_database(TABLES, upgrade=False)
         try:
             if not opts.no_store:
                 with engine.begin() as conn:
                     check_id = store_check(conn, result, checked_at)
             with engine.connect() as conn:
                 history = finding_appearances(conn, result.findings)
-                latest = latest_check(conn) if check_id is not None else None
+                if check_id is not None:
+                    latest = latest_check(conn)
         finally:
             engine.dispose()
         report = Report(result, checked_at, check_id, history, opts.classes or ())
-        if opts.output:
-            count = write_findings(
-                report, opts.output, opts.format, force=opts.force, database=database_file(url)
-            )
+        if mode is not None:
+            count = write_findings(report, opts.output, opts.format, mode)
             self.note(f"wrote {count} findings to {opts.output} ({opts.format})")
         if opts.json:
             print(dumps(report.document()))

@@ -311,10 +311,12 @@ def test_the_findings_files_hold_the_same_findings(checked, tmp_path):
         rows.append(row)
     assert ordered(rows) == expected
 
-    # an existing file only with --force
-    refused = scrapy(url, "crosscheck", "--no-store", "-o", str(tmp_path / "f.csv"))
+    # an existing file only with --force; refused before anything is stored
+    refused = scrapy(url, "crosscheck", "-o", str(tmp_path / "f.csv"))
     assert refused.returncode == 1
-    assert "--force" in refused.stderr
+    assert "f.csv exists: add --force to replace it" in refused.stderr
+    assert query(url, "SELECT COUNT(*) FROM crosscheck_runs") == [(1,)]
+    ok(scrapy(url, "crosscheck", "--no-store", "--force", "-o", str(tmp_path / "f.csv")))
 
 
 def test_the_terminal_table_and_the_class_filter(checked):
