@@ -54,6 +54,7 @@ from ._database import (
 from ._export_files import check_output, default_mode, replaced_when_done, text_output
 from ._export_writers import Column, write_csv, write_jsonl, write_xlsx
 from ._text import dumps, one_line, table, utc_time
+from .export import output_format
 
 TABLES = (
     "products",
@@ -63,7 +64,6 @@ TABLES = (
     "crosscheck_runs",
     "crosscheck_findings",
 )
-SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".xlsx": "xlsx"}
 #: The columns of ``-o``: the finding, then its history.
 COLUMNS = (
     Column("class", "text"),
@@ -193,18 +193,6 @@ class Report:
         return headers, rows
 
 
-def output_format(output: str) -> str:
-    fmt = SUFFIXES.get(Path(output).suffix.lower())
-    if fmt is None:
-        raise UsageError(
-            f"cannot tell the format of {output!r} from its name: name it .csv, .jsonl or .xlsx",
-            print_help=False,
-        )
-    if fmt == "xlsx" and output == "-":
-        raise UsageError("xlsx cannot go to standard output", print_help=False)
-    return fmt
-
-
 def output_mode(output: str, *, force: bool, database: Path | None) -> int:
     """The permissions the findings file gets; CommandError when it may not be written."""
     if output == "-":
@@ -229,7 +217,10 @@ class Command(DatabaseCommand, ScrapyCommand):
     command_name = "crosscheck"
 
     def syntax(self) -> str:
-        return "[--json] [-o FILE] [--force] [--class CLASS] [--no-store] [--limit N]"
+        return (
+            "[--json] [-o FILE [-f csv|jsonl|xlsx] [--force]] [--class CLASS] [--no-store] "
+            "[--limit N]"
+        )
 
     def short_desc(self) -> str:
         return "Cross-check the catalogue's products with the DCL's records"
@@ -242,14 +233,18 @@ class Command(DatabaseCommand, ScrapyCommand):
             "certified records absent from the catalogue, revoked records still listed, and "
             "field mismatches, each with both values. The check is stored (unless "
             "--no-store) so each finding's first and last appearance are known. -o writes "
-            "the findings as .csv, .jsonl or .xlsx; --json prints one JSON document."
+            "the findings as CSV, JSON lines or Excel (by -f or the file's suffix); --json "
+            "prints one JSON document."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
         super().add_options(parser)
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.add_argument(
-            "-o", "--output", metavar="FILE", help="write the findings to FILE: .csv, .jsonl, .xlsx"
+            "-o", "--output", metavar="FILE", help="write the findings to FILE (-: standard output)"
+        )
+        parser.add_argument(
+            "-f", "--format", metavar="FORMAT", help="csv, jsonl or xlsx (default: from FILE)"
         )
         parser.add_argument(
             "--force", action="store_true", help="replace FILE if it exists; never the database"
@@ -279,7 +274,7 @@ class Command(DatabaseCommand, ScrapyCommand):
             raise UsageError(f"unexpected arguments: {' '.join(args)}", print_help=False)
         if opts.limit < 0:
             raise UsageError("--limit must be 0 (all) or more", print_help=False)
-        opts.format = output_format(opts.output) if opts.output else None
+        opts.format = output_format(opts.format, opts.output) if opts.output else None
         if opts.json and opts.output == "-":
             raise UsageError("--json and -o - both write to standard output", print_help=False)
 
