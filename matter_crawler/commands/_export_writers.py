@@ -192,9 +192,10 @@ def write_xlsx(
     columns: Sequence[Column],
     rows: Iterator[Sequence[Any]],
     sample: Sequence[Sequence[Any]],
+    sheet_name: str = "products",
 ) -> int:
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("products")
+    sheet = workbook.create_sheet(sheet_name)
     # the sheet's head (widths, panes) is written before the first row: set them now
     for index, width in enumerate(column_widths(columns, sample), start=1):
         sheet.column_dimensions[get_column_letter(index)].width = width

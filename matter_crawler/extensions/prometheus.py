@@ -10,7 +10,9 @@ Prometheus finds every running job without a change to its configuration (see
 ``deploy/prometheus.yml``). With
 ``PROMETHEUS_PUSHGATEWAY_URL`` (or ``$MATTER_PUSHGATEWAY_URL``) the final values
 are pushed there at close, for jobs too short to be scraped (basic auth: see
-:mod:`matter_crawler.monitoring.push`).
+:mod:`matter_crawler.monitoring.push`). The latest stored cross-check's numbers
+(:mod:`matter_crawler.monitoring.crosscheck`) are read from the crawl's database
+when the spider opens and exported with the crawl's.
 
 Counters are fed by signals, O(1) per request; gauges are read at scrape time.
 ``PROMETHEUS_ENABLED = False`` turns all of it off.
@@ -31,6 +33,8 @@ from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
 
 from ..adaptive.extension import adaptive_state
+from ..dcl.checks import latest_check
+from ..monitoring.crosscheck import CrosscheckCollector
 from ..monitoring.discovery import ServiceDiscoveryEntry
 from ..monitoring.hosts import WILDCARD_HOSTS, host_name
 from ..monitoring.metrics import OTHER_STAGE, CrawlMetrics, CrawlStateCollector
@@ -45,6 +49,7 @@ from ..signals import (
     request_dead_lettered,
     request_retrying,
 )
+from ..storage import Database
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +76,8 @@ class PrometheusExporter:
                 crawler, self.aggregator, self.labels, lambda: adaptive_state(crawler)
             )
         )
+        self.crosscheck = CrosscheckCollector(self.labels)
+        self.registry.register(self.crosscheck)
         self.server = MonitoringServer.from_crawler(crawler)
         self.server.put("metrics", MetricsResource(self.registry))
         self.sd_file = Path(sd_file) if sd_file else None
@@ -101,9 +108,10 @@ class PrometheusExporter:
 
     # -- life cycle ------------------------------------------------------------------------
 
-    def spider_opened(self) -> None:
+    async def spider_opened(self) -> None:
         self.aggregator.start()
         self.server.start()
+        await self.read_crosscheck()
         port = self.server.port
         if self.sd_file is None:
             return
@@ -122,6 +130,19 @@ class PrometheusExporter:
                 "Could not register in the Prometheus target file %s: %s", self.sd_file, error
             )
             self.sd_entry = None
+
+    async def read_crosscheck(self) -> None:
+        """The latest stored cross-check, for its gauges (none: a database without one)."""
+        database = Database.from_crawler(self.crawler)
+
+        def latest(engine: Any) -> dict[str, Any] | None:
+            with engine.connect() as conn:
+                return latest_check(conn)
+
+        try:
+            self.crosscheck.check = await database.run_unguarded(latest)
+        except Exception as error:  # the crawl goes on without these gauges
+            logger.warning("Could not read the latest cross-check: %s", error)
 
     async def spider_closed(self, reason: str) -> None:
         self.aggregator.finish(reason)  # gauges show the final progress

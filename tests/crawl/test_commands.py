@@ -456,6 +456,7 @@ COMMANDS = [
     ["dead-letters", "--replay"],
     ["db", "upgrade"],
     ["db", "current"],
+    ["crosscheck", "-o", "OUT/findings.csv"],
 ]
 
 

@@ -22,11 +22,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from matter_crawler.dcl.checks import store_check
+from matter_crawler.dcl.crosscheck import CrosscheckResult, Finding
 from matter_crawler.monitoring.discovery import read_groups
+from matter_crawler.storage import create_database_engine
+from matter_crawler.storage.schema import prepare_schema
 
 from ..conftest import require_executable
 from ..helpers import (
@@ -106,6 +111,22 @@ def prometheus(tmp_path) -> Iterator[Prometheus]:
         log.close()
 
 
+def store_a_crosscheck(database_url: str, missing: int) -> None:
+    """A database holding one stored cross-check (``missing`` products missing on the DCL),
+    so the crawl's metrics, and the dashboard's cross-check panels, have its numbers."""
+    findings = [
+        Finding("missing_on_dcl", 1, pid, f"CSA24000MAT{pid:05}-00") for pid in range(missing)
+    ]
+    findings.append(Finding("field_mismatch", 2, 1, "CSA24000MAT99999-00", "transport", [], "x"))
+    engine = create_database_engine(database_url)
+    try:
+        prepare_schema(engine)
+        with engine.begin() as conn:
+            store_check(conn, CrosscheckResult(10, 10 - missing - 1, findings), datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
 def grafana_variable_queries() -> dict[str, tuple[str, str]]:
     """Each query variable: (label, series selector) of its ``label_values(selector, label)``."""
     dashboard = json.loads(DASHBOARD.read_text())
@@ -156,7 +177,8 @@ def test_prometheus_discovers_and_scrapes_two_crawls_and_the_dashboard_has_data(
     jobs = ("prom-a", "prom-b")
     crawls = {}
     try:
-        for job in jobs:
+        for number, job in enumerate(jobs, start=1):
+            store_a_crosscheck(sqlite_url(tmp_path / f"{job}.sqlite3"), missing=number)
             crawls[job] = start_crawl(
                 site.base_url,
                 sqlite_url(tmp_path / f"{job}.sqlite3"),
@@ -200,6 +222,18 @@ def test_prometheus_discovers_and_scrapes_two_crawls_and_the_dashboard_has_data(
             assert set(prometheus.api(f"label/{label}/values", **{"match[]": selector})) == (
                 expected
             ), (name, selector)
+
+        # the newest check's numbers (prom-b's database), whichever crawl exports them
+        findings = prometheus.query(
+            next(e for t, e in grafana_expressions() if t.endswith("findings per class"))
+        )
+        by_class = {row["metric"]["class"]: float(row["value"][1]) for row in findings}
+        assert by_class == {
+            "missing_on_dcl": 2,
+            "absent_from_catalogue": 0,
+            "revoked_but_listed": 0,
+            "field_mismatch": 1,
+        }
 
         missing = []
         for title, expression in grafana_expressions():

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
+from datetime import UTC, datetime
 
 import pytest
 import pytest_twisted
@@ -31,6 +32,7 @@ from twisted.internet.threads import deferToThread
 from matter_crawler.commands._text import duration
 from matter_crawler.extensions.prometheus import PrometheusExporter
 from matter_crawler.monitoring import events as events_module
+from matter_crawler.monitoring.crosscheck import CrosscheckCollector
 from matter_crawler.monitoring.discovery import (
     HOST_LABEL,
     PID_LABEL,
@@ -585,7 +587,7 @@ def _exported_metric_names() -> set[str]:
     for family in metrics.registry.collect():
         names.add(family.name)
         names.update(sample.name for sample in family.samples)
-    for family in collector.describe():
+    for family in [*collector.describe(), *CrosscheckCollector(metrics.labels).describe()]:
         names.add(family.name)
     for family in list(metrics.registry.collect()):
         if family.type == "counter":
@@ -644,6 +646,48 @@ def test_dashboard_loads_and_uses_only_exported_metrics():
     titles = " ".join(title.lower() for title, _ in expressions)
     for subject in ("per second", "failure class", "circuit", "concurrency", "progress", "eta"):
         assert subject in titles
+    crosscheck = [e for title, e in expressions if "cross-check" in title.lower()]
+    for name in ("findings", "field_mismatches", "products", "consistent"):
+        assert any(f"matter_crawler_crosscheck_{name}" in e for e in crosscheck), name
+    # the check is the database's, not a crawl's: a panel of it ignores the crawl variables
+    assert not [e for e in crosscheck if "$" in e]
+
+
+def test_crosscheck_gauges_of_the_latest_stored_check():
+    check = {
+        "checked_at": datetime(2026, 12, 3, 1, 2, 3, tzinfo=UTC),
+        "products": 600,
+        "consistent": 581,
+        "counts": {
+            "counts": {"missing_on_dcl": 3, "field_mismatch": 13},
+            "field_counts": {"transport": 2, "vendor_name": 1},
+        },
+    }
+    labels = {"spider": "matter_products", "job": "j"}
+    collector = CrosscheckCollector(labels)
+    assert list(collector.collect()) == []  # no check stored: no samples, no zeros
+    assert {family.name for family in collector.describe()} == {
+        "matter_crawler_crosscheck_findings",
+        "matter_crawler_crosscheck_field_mismatches",
+        "matter_crawler_crosscheck_products",
+        "matter_crawler_crosscheck_consistent",
+        "matter_crawler_crosscheck_time_seconds",
+    }
+    collector.check = check
+    samples = {
+        (sample.name, tuple(sorted(set(sample.labels.items()) - set(labels.items())))): sample.value
+        for family in collector.collect()
+        for sample in family.samples
+    }
+    assert samples == {
+        ("matter_crawler_crosscheck_findings", (("class", "missing_on_dcl"),)): 3,
+        ("matter_crawler_crosscheck_findings", (("class", "field_mismatch"),)): 13,
+        ("matter_crawler_crosscheck_field_mismatches", (("field", "transport"),)): 2,
+        ("matter_crawler_crosscheck_field_mismatches", (("field", "vendor_name"),)): 1,
+        ("matter_crawler_crosscheck_products", ()): 600,
+        ("matter_crawler_crosscheck_consistent", ()): 581,
+        ("matter_crawler_crosscheck_time_seconds", ()): check["checked_at"].timestamp(),
+    }
 
 
 @pytest.mark.system
