@@ -2,10 +2,9 @@
 
 The simulated site serves its catalogue and, with ``dcl=True``, a ledger with a
 seeded, known set of disagreements of every class. The catalogue is crawled for
-real (``scrapy crawl matter_products`` into a SQLite file); the ``dcl_*`` tables are
-filled with every ledger record as the site serves it (``site.dcl_truth()``), each
-message field put in its column by this test's own mapping. Until the ``dcl``
-spider lands, that stands in for ``scrapy crawl dcl``.
+real (``scrapy crawl matter_products`` into a SQLite file), and so is the ledger
+(``scrapy crawl dcl`` into the same file; tests/crawl/test_dcl_crawl.py checks that
+such a crawl stores every record as the site serves it).
 
 Then ``scrapy crosscheck --json`` must equal ``site.crosscheck()`` exactly, the
 ``-o`` files must hold the same findings, and a second check after one changed and
@@ -22,22 +21,14 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import BigInteger, create_engine, insert, text
-
-from matter_crawler.storage.models import (
-    DclCompliance,
-    DclModel,
-    DclModelStatus,
-    DclModelVersion,
-    DclVendor,
-)
+from sqlalchemy import create_engine, text
 
 from ..helpers import PROJECT_ROOT, query, run_crawl, sqlite_url
 from . import test_monitoring_pushgateway
@@ -47,55 +38,8 @@ pytestmark = pytest.mark.xdist_group(__name__)
 PRODUCTS, SEED = 600, 1
 #: a real Pushgateway on a free port (the push-at-close test's fixture)
 pushgateway = test_monitoring_pushgateway.pushgateway
-TABLES = {
-    "vendor": DclVendor.__table__,
-    "model": DclModel.__table__,
-    "model_version": DclModelVersion.__table__,
-    "compliance": DclCompliance.__table__,
-    "model_status": DclModelStatus.__table__,
-}
-#: Message fields whose column is not their plain snake_case name.
-SPECIAL_COLUMNS = {
-    "vendorID": "vid",
-    "cDCertificateId": "cd_certificate_id",
-    "cDVersionNumber": "cd_version_number",
-    "softwareVersionCertificationStatus": "status",
-}
-TRACKING = {"first_seen_at", "last_seen_at", "first_seen_run_id", "last_seen_run_id"}
 #: What a finding is, in the ground truth.
 FINDING_KEYS = ("class", "vid", "pid", "certificate_id", "field", "catalogue", "dcl")
-
-
-def column_name(field: str) -> str:
-    """``enhancedSetupFlowTCUrl`` -> ``enhanced_setup_flow_tc_url``, ``OSVersion`` -> ``os_version``."""
-    if field in SPECIAL_COLUMNS:
-        return SPECIAL_COLUMNS[field]
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", field).lower()
-
-
-def ledger_rows(kind: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records as rows of the kind's table: every column filled, nothing left over."""
-    table = TABLES[kind]
-    now = datetime.now(UTC)
-    rows = []
-    for record in records:
-        row = {column_name(name): value for name, value in record.items()}
-        for name, value in row.items():
-            if isinstance(value, str) and isinstance(table.c[name].type, BigInteger):
-                row[name] = int(value)  # a uint64: a JSON string on the wire
-        assert set(row) == {c.name for c in table.columns} - TRACKING, (kind, set(row))
-        rows.append({**row, "first_seen_at": now, "last_seen_at": now})
-    return rows
-
-
-def fill_ledger(database_url: str, dcl: dict[str, list[dict[str, Any]]]) -> None:
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            for kind, records in dcl.items():
-                conn.execute(insert(TABLES[kind]), ledger_rows(kind, records))
-    finally:
-        engine.dispose()
 
 
 def scrapy(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +96,9 @@ def checked(tmp_path_factory) -> Iterator[Checked]:
     url = sqlite_url(path)
     with SimulatedSite(products=PRODUCTS, seed=SEED, dcl=True) as site:
         run_crawl(site.base_url, url).check()
-        fill_ledger(url, site.dcl_truth())
+        run_crawl(
+            site.base_url, url, spider="dcl", settings={"DCL_BASE_URL": site.base_url}
+        ).check()
         yield Checked(site, url, path, site.crosscheck())
 
 
