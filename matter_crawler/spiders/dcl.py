@@ -111,6 +111,7 @@ class DclSpider(Spider):
         saved = self.session.restored_state(STATE_NAME, queue_bound=True)
         if saved:
             self.walk = Walk.from_state(saved)
+            self.page_limit = self.walk.limit  # the pages in the job's queue are of that size
             logger.info("Resuming the DCL walk: %d pages asked for so far", self.walk.requests())
         else:
             self.walk = Walk(limit=self.page_limit)
