@@ -23,7 +23,8 @@ name the pages; ``-a replay_dead_letters=1`` fetches them). Detail pages that
 failed for good do not hold a run back from ``done``; they are its dead letters.
 A spider with a ``complete()`` method (the ``dcl`` spider) says itself whether
 its walk read everything: ``done`` then needs it, a finished run and no lost
-batch, and otherwise the stage is the spider's ``stage()``.
+batch, and otherwise the stage is the spider's ``stage()``. Its ``page_counts()``
+gives ``pages_planned`` and ``pages_crawled`` (every page of its walk).
 
 A run that lost a batch (``store/batches_lost``: products or sightings the
 database refused and that could not be dead-lettered either, see
@@ -196,6 +197,9 @@ class RunRecorder:
         delist_record = getattr(spider, "delist_record", None)
         if callable(delist_record):
             values.update(delist_record(reason))
+        page_counts = getattr(spider, "page_counts", None)
+        if callable(page_counts):  # a spider counting its own pages (the dcl spider's walk)
+            values.update(page_counts())
         run_id = self.session.run_id
         await self.database.run(
             lambda engine: finish_run(engine, run_id, values, count_products=True)

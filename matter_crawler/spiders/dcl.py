@@ -340,6 +340,13 @@ class DclSpider(Spider):
     def stage(self) -> str:
         return self.walk.stage() if self.walk is not None else "start"
 
+    def page_counts(self) -> dict[str, int]:
+        """The run record's pages: asked for, and read (every stage's)."""
+        if self.walk is None:
+            return {}
+        done = sum(count.done for count in self.walk.stages.values())
+        return {"pages_planned": self.walk.requests(), "pages_crawled": done}
+
     def complete(self) -> bool:
         """Whether the walk read every page (the run record's ``done``)."""
         return self.walk is not None and self.walk.complete()

@@ -189,6 +189,7 @@ def test_a_full_walk_stores_every_record_field_by_field(simulated_site, database
     assert stats["dcl/records/vendor"] == len(truth["vendor"])
     assert stats["dcl/records/model_version"] == len(truth["model_version"])
     assert stats["dcl/requests"] == walk_requests(truth, 1000)
+    assert run["pages_planned"] == run["pages_crawled"] == walk_requests(truth, 1000)
     # the last snapshot: every stage's pages done, as many as planned
     final = snapshots(events)[-1]
     assert final["stage"] == "done"
