@@ -141,7 +141,12 @@ def feed_entries(
     new_rows = conn.execute(
         select(*_COLUMNS)
         .where(products.c.first_seen_at >= since, products.c.delisted_at.is_(None))
-        .order_by(products.c.first_seen_at.desc(), products.c.id.desc())
+        # the order of the final sort, so that the limit cuts the same entries
+        .order_by(
+            products.c.first_seen_at.desc(),
+            products.c.certification_date.desc(),
+            products.c.url.desc(),
+        )
         .limit(limit)
     )
     for row in new_rows:

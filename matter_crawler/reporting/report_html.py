@@ -50,7 +50,7 @@ td.num, th.num { text-align: right; }
 tfoot td { font-weight: 600; border-top: 2px solid #999; }
 .two { display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr)); gap: 16px; }
 a { color: #0b57a4; }
-.status-failed { color: #b00020; font-weight: 600; }
+#table-newest td:nth-child(1), #table-newest td:nth-child(5) { white-space: nowrap; }
 """
 
 
