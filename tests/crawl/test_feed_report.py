@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +33,15 @@ from matter_crawler.storage.models import CrosscheckRun
 from sitesim.process import SimulatedSite
 
 from ..conftest import require_executable
-from ..helpers import PROJECT_ROOT, query, run_crawl, sqlite_url
+from ..helpers import (
+    PROJECT_ROOT,
+    monitoring_address,
+    query,
+    run_crawl,
+    sqlite_url,
+    start_crawl,
+    stop_process,
+)
 from .test_monitoring_live_page import _kill_tree, _playwright_or_skip
 
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -480,3 +489,77 @@ def test_report_period_filters_products_and_runs(crawled, tmp_path):
     assert "certified from 2024-01-01 to 2024-12-31" in text
     assert "0 runs." in text  # the crawls ran in 2026
     assert "<script" not in text.replace("&lt;script", "")
+
+
+# -- the live page's link --------------------------------------------------------------------
+
+LIVE = r"""
+import json, sys
+from playwright.sync_api import sync_playwright
+
+url, chromium = sys.argv[1:3]
+errors = []
+with sync_playwright() as playwright:
+    browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+    page = browser.new_page()
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.goto(url)
+    page.wait_for_selector("#links:not([hidden])", timeout=30000)
+    link = page.locator("#feed-link")
+    print(json.dumps({"href": link.get_attribute("href"), "text": link.text_content(),
+                      "errors": errors}), flush=True)
+    browser.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.system
+def test_the_live_page_links_the_feed(crawled, simulated_site, tmp_path):
+    chromium = require_executable("chromium", "the live page is checked in headless Chromium")
+    _playwright_or_skip()
+    feed = tmp_path / "served.atom"
+    feed.write_bytes(crawled.feed_path.read_bytes())  # the previous crawl's feed
+    site = simulated_site(products=240, seed=2, latency_ms=100)
+    log_path = tmp_path / "crawl.log"
+    crawl = start_crawl(
+        site.base_url,
+        sqlite_url(tmp_path / "live.sqlite3"),
+        settings={
+            "MONITORING_PORT": 0,
+            "CONCURRENT_REQUESTS": 2,
+            "ADAPTIVE_CONCURRENCY_ENABLED": False,
+            "FEED_ATOM_PATH": str(feed),
+        },
+        log_path=log_path,
+    )
+    browser = None
+    try:
+        url, _port = monitoring_address(log_path)
+        with urllib.request.urlopen(url + "links", timeout=10) as answer:
+            assert json.load(answer) == {"feed": "feed.atom"}
+        with urllib.request.urlopen(url + "feed.atom", timeout=10) as answer:
+            assert answer.headers["Content-Type"].startswith("application/atom+xml")
+            assert answer.read() == crawled.feed_path.read_bytes()
+        browser = subprocess.Popen(
+            [sys.executable, "-c", LIVE, url, chromium],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        output, errors = browser.communicate(timeout=120)
+        assert output, errors
+        seen = json.loads(output)
+        assert seen == {
+            "href": "feed.atom",
+            "text": "Atom feed of new products",
+            "errors": [],
+        }
+        assert crawl.wait(timeout=180) == 0
+    finally:
+        if browser is not None:
+            _kill_tree(browser)
+        stop_process(crawl)
+    # at its end the crawl wrote the feed of its own database over the served file
+    assert feedparser.parse(feed.read_bytes()).entries
+    assert feed.read_bytes() != crawled.feed_path.read_bytes()
