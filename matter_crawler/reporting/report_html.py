@@ -35,7 +35,7 @@ dl.totals div { min-width: 120px; }
 dl.totals dt { color: #555; font-size: 12px; }
 dl.totals dd { margin: 0; font-size: 22px; font-weight: 600; }
 figure { margin: 8px 0 16px; }
-figure svg.chart { max-width: 100%; height: auto; }
+figure svg.chart { width: 100%; height: auto; }
 figcaption { color: #333; margin-bottom: 4px; }
 ul.legend { list-style: none; padding: 0; margin: 4px 0; display: flex; flex-wrap: wrap;
   gap: 4px 16px; }

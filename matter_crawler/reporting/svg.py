@@ -41,7 +41,7 @@ PALETTE = (
 )
 OTHER_COLOUR = "#999999"
 MARKERS = ("circle", "square", "diamond", "triangle")
-WIDTH, HEIGHT = 760, 300
+WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 12, 40
 FONT = 'font-family="system-ui, sans-serif" font-size="12"'
 
@@ -95,7 +95,7 @@ def _y_axis(ticks: Sequence[float], scale: float, bottom: float, percent: bool) 
             f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="#ddd" stroke-width="1"/>'
             f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#333">'
-            f"{esc(number(tick, percent))}</text>"
+            f"{esc(f'{tick:g}%' if percent else number(tick))}</text>"
         )
     return parts
 
