@@ -53,6 +53,7 @@ class FeedEntry:
     """A product as one feed entry (plain values: what the renderer needs)."""
 
     kind: str
+    id: int  # the product's row: the last tie-break of the order
     url: str
     updated: datetime
     published: datetime
@@ -93,6 +94,7 @@ def parse_include(text: str | Iterable[str] | None) -> tuple[str, ...]:
 
 
 _COLUMNS = (
+    products.c.id,
     products.c.url,
     products.c.manufacturer,
     products.c.model,
@@ -111,6 +113,7 @@ def _entry(kind: str, row: Any, updated: datetime, fields: Sequence[str] = ()) -
     date = row.certification_date
     return FeedEntry(
         kind=kind,
+        id=row.id,
         url=row.url,
         updated=updated,
         published=row.first_seen_at,
@@ -144,8 +147,8 @@ def feed_entries(
         # the order of the final sort, so that the limit cuts the same entries
         .order_by(
             products.c.first_seen_at.desc(),
-            products.c.certification_date.desc(),
-            products.c.url.desc(),
+            products.c.certification_date.desc().nulls_last(),
+            products.c.id.desc(),
         )
         .limit(limit)
     )
@@ -187,10 +190,10 @@ def feed_entries(
             .limit(limit)
         ):
             keep(_entry("delisted", row, row.delisted_at))
-    # ties (a batch stored together): the newest certification first
+    # ties (a batch stored together): the newest certification, then the last stored
     ordered = sorted(
         found.values(),
-        key=lambda entry: (entry.updated, entry.certification_date or "", entry.url),
+        key=lambda entry: (entry.updated, entry.certification_date or "", entry.id),
         reverse=True,
     )
     return ordered[:limit]

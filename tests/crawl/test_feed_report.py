@@ -34,8 +34,10 @@ from sitesim.process import SimulatedSite
 
 from ..conftest import require_executable
 from ..helpers import (
+    BACKENDS,
     PROJECT_ROOT,
     monitoring_address,
+    new_database,
     query,
     run_crawl,
     sqlite_url,
@@ -62,10 +64,8 @@ class Crawled:
     log: str
 
 
-@pytest.fixture(scope="module")
-def crawled(tmp_path_factory) -> Iterator[Crawled]:
-    directory = tmp_path_factory.mktemp("feed_report")
-    url = sqlite_url(directory / "matter.sqlite3")
+def crawl_twice(request: pytest.FixtureRequest, backend: str, directory: Path) -> Iterator[Crawled]:
+    url = new_database(request, backend, directory)
     feed_path = directory / "served" / "matter.atom"
     feed_path.parent.mkdir()
     site = SimulatedSite(products=PRODUCTS, seed=2)  # seed 2 has names holding markup
@@ -89,6 +89,18 @@ def crawled(tmp_path_factory) -> Iterator[Crawled]:
         site.stop()
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def crawled(request, tmp_path_factory) -> Iterator[Crawled]:
+    """The feed's database, on SQLite and on PostgreSQL."""
+    yield from crawl_twice(request, request.param, tmp_path_factory.mktemp("feed"))
+
+
+@pytest.fixture(scope="module")
+def crawled_file(request, tmp_path_factory) -> Iterator[Crawled]:
+    """The report's database: a SQLite file (its tests copy it and add a cross-check)."""
+    yield from crawl_twice(request, "sqlite", tmp_path_factory.mktemp("report"))
+
+
 def scrapy(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     completed = subprocess.run(
         [sys.executable, "-m", "scrapy", *args, "-s", f"DATABASE_URL={database_url}"],
@@ -103,8 +115,8 @@ def scrapy(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return completed
 
 
-def utc(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+def utc(value: str | datetime) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -251,7 +263,7 @@ def test_feed_since_limit_and_ids_are_stable(crawled):
     newest = query(
         crawled.url,
         "SELECT url FROM products WHERE delisted_at IS NULL "
-        "ORDER BY first_seen_at DESC, certification_date DESC, url DESC LIMIT 5",
+        "ORDER BY first_seen_at DESC, certification_date DESC NULLS LAST, id DESC LIMIT 5",
     )
     assert [entry.link for entry in entries] == [row[0] for row in newest]
     empty = crawled.directory / "empty.atom"
@@ -352,10 +364,10 @@ def quarter(day: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.system
-def test_the_report_in_chromium_shows_the_database_s_numbers(crawled, tmp_path):
+def test_the_report_in_chromium_shows_the_database_s_numbers(crawled_file, tmp_path):
     # a copy with a stored cross-check, so that its section is shown too
     database = tmp_path / "report.sqlite3"
-    database.write_bytes((crawled.directory / "matter.sqlite3").read_bytes())
+    database.write_bytes((crawled_file.directory / "matter.sqlite3").read_bytes())
     url = sqlite_url(database)
     engine = create_engine(url)
     counts = {"counts": {"missing_on_dcl": 2, "field_mismatch": 5}, "field_counts": {"pid": 5}}
@@ -474,14 +486,21 @@ def test_the_report_in_chromium_shows_the_database_s_numbers(crawled, tmp_path):
     ]
 
 
-def test_report_period_filters_products_and_runs(crawled, tmp_path):
+def test_report_period_filters_products_and_runs(crawled_file, tmp_path):
     report = tmp_path / "period.html"
     scrapy(
-        crawled.url, "report", "-o", str(report), "--since", "2024-01-01", "--until", "2024-12-31"
+        crawled_file.url,
+        "report",
+        "-o",
+        str(report),
+        "--since",
+        "2024-01-01",
+        "--until",
+        "2024-12-31",
     )
     text = report.read_text()
     count = query(
-        crawled.url,
+        crawled_file.url,
         "SELECT count(*) FROM products WHERE delisted_at IS NULL "
         "AND certification_date BETWEEN '2024-01-01' AND '2024-12-31'",
     )[0][0]
@@ -514,11 +533,11 @@ with sync_playwright() as playwright:
 
 @pytest.mark.slow
 @pytest.mark.system
-def test_the_live_page_links_the_feed(crawled, simulated_site, tmp_path):
+def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
     chromium = require_executable("chromium", "the live page is checked in headless Chromium")
     _playwright_or_skip()
     feed = tmp_path / "served.atom"
-    feed.write_bytes(crawled.feed_path.read_bytes())  # the previous crawl's feed
+    feed.write_bytes(crawled_file.feed_path.read_bytes())  # the previous crawl's feed
     site = simulated_site(products=240, seed=2, latency_ms=100)
     log_path = tmp_path / "crawl.log"
     crawl = start_crawl(
@@ -539,7 +558,7 @@ def test_the_live_page_links_the_feed(crawled, simulated_site, tmp_path):
             assert json.load(answer) == {"feed": "feed.atom"}
         with urllib.request.urlopen(url + "feed.atom", timeout=10) as answer:
             assert answer.headers["Content-Type"].startswith("application/atom+xml")
-            assert answer.read() == crawled.feed_path.read_bytes()
+            assert answer.read() == crawled_file.feed_path.read_bytes()
         browser = subprocess.Popen(
             [sys.executable, "-c", LIVE, url, chromium],
             stdout=subprocess.PIPE,
@@ -562,4 +581,4 @@ def test_the_live_page_links_the_feed(crawled, simulated_site, tmp_path):
         stop_process(crawl)
     # at its end the crawl wrote the feed of its own database over the served file
     assert feedparser.parse(feed.read_bytes()).entries
-    assert feed.read_bytes() != crawled.feed_path.read_bytes()
+    assert feed.read_bytes() != crawled_file.feed_path.read_bytes()

@@ -22,6 +22,7 @@ NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 def entry(**values) -> FeedEntry:
     defaults = {
         "kind": "new",
+        "id": 1,
         "url": "https://csa-iot.org/csa_product/a-b/",
         "updated": NOW,
         "published": NOW,
