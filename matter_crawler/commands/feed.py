@@ -149,7 +149,10 @@ class Command(DatabaseCommand, ScrapyCommand):
         finally:
             engine.dispose()
         data = render_atom(
-            entries, site_url=self.settings.get("CSA_BASE_URL"), feed_url=opts.feed_url
+            entries,
+            site_url=self.settings.get("CSA_BASE_URL"),
+            feed_url=opts.feed_url,
+            include=opts.include,
         )
         write_bytes(opts.output, data, mode)
         target = "standard output" if opts.output == "-" else opts.output

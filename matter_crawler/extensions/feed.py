@@ -42,7 +42,7 @@ def write_feed_file(
     """Write the feed to ``path`` atomically (keeping its permissions); the entries written."""
     now = datetime.now(UTC)
     entries = read_entries(engine, now - timedelta(days=days), limit, include)
-    data = render_atom(entries, site_url=site_url, now=now)
+    data = render_atom(entries, site_url=site_url, now=now, include=include)
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError:

@@ -42,6 +42,11 @@ OPTIONAL_KINDS = ("changed", "delisted")
 #: it must never change, or every id would).
 TAG_DATE = "2022"
 FEED_TITLE = "Matter certified products: new certifications"
+FEED_TITLES = {
+    ("changed",): "Matter certified products: new and changed",
+    ("delisted",): "Matter certified products: new and delisted",
+    ("changed", "delisted"): "Matter certified products: new, changed and delisted",
+}
 GENERATOR = "matter-crawler"
 
 products = Product.__table__
@@ -237,17 +242,19 @@ def render_atom(
     site_url: str,
     feed_url: str | None = None,
     now: datetime | None = None,
+    include: Sequence[str] = (),
 ) -> bytes:
     """The Atom 1.0 document of ``entries`` (UTF-8 bytes).
 
     ``site_url`` is the catalogue's site (``CSA_BASE_URL``): the feed's id is a tag
     URI of its host, its ``alternate`` link the site. The feed's ``updated`` is its
     newest entry's, so an unchanged catalogue writes the same document; ``now``
-    (default: the current time) only for an empty feed.
+    (default: the current time) only for an empty feed; ``include`` (the kinds beside
+    new products) names the feed in its title.
     """
     generator = FeedGenerator()
     generator.id(tag_uri(site_url.rstrip("/") + "/matter-crawler/feed"))
-    generator.title(FEED_TITLE)
+    generator.title(FEED_TITLES.get(tuple(include), FEED_TITLE))
     generator.subtitle("Products the crawler found new in the Matter certified products catalogue")
     generator.author({"name": GENERATOR})
     generator.link(href=site_url, rel="alternate", type="text/html")

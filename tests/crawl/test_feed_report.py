@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import feedparser
+import lxml.html
 import pytest
 from lxml import etree
 from sqlalchemy import create_engine, insert
@@ -216,6 +217,7 @@ def test_the_extension_writes_the_feed_at_the_end_of_each_crawl(crawled):
     # nothing left behind by the atomic replacement
     assert sorted(path.name for path in crawled.feed_path.parent.iterdir()) == ["matter.atom"]
     check_atom_schema(crawled.feed_path.read_bytes())
+    assert latest.feed.title == "Matter certified products: new, changed and delisted"
 
 
 def test_the_feed_command_writes_the_database_s_entries(crawled):
@@ -280,6 +282,26 @@ def test_feed_since_limit_and_ids_are_stable(crawled):
 
 
 # -- the report ------------------------------------------------------------------------------
+
+
+def test_the_report_reads_either_backend(crawled, tmp_path):
+    report = tmp_path / "report.html"
+    scrapy(crawled.url, "report", "-o", str(report))
+    document = lxml.html.fromstring(report.read_bytes())
+    listed = query(crawled.url, "SELECT count(*) FROM products WHERE delisted_at IS NULL")[0][0]
+    (shown,) = document.xpath("//dd[@data-key='listed']/text()")
+    assert int(shown.replace(",", "")) == listed
+    dated = query(
+        crawled.url,
+        "SELECT count(*) FROM products WHERE delisted_at IS NULL "
+        "AND certification_date IS NOT NULL",
+    )[0][0]
+    (total,) = document.xpath("//table[@id='table-per-month']/tfoot/tr/td[last()]/text()")
+    assert int(total.replace(",", "")) == dated
+    runs = document.xpath("//table[@id='table-runs']/tbody/tr")
+    assert len(runs) == 2
+    assert len(document.xpath("//svg[@role='img']")) == 5
+
 
 BROWSE = r"""
 import json, sys
