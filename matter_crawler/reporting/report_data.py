@@ -219,10 +219,9 @@ def _products(conn: Connection, data: ReportData) -> None:
 
     data.vendors_all = _top_vendors(conn, listed)
     recent_end = data.until or data.generated_at.date()
-    data.recent_from = recent_end - timedelta(days=365)
-    data.vendors_recent = _top_vendors(
-        conn, [*_listed(max(data.recent_from, data.since or data.recent_from), data.until)]
-    )
+    year_before = recent_end - timedelta(days=365)
+    data.recent_from = max(year_before, data.since) if data.since else year_before
+    data.vendors_recent = _top_vendors(conn, _listed(data.recent_from, data.until))
 
     columns = (
         products.c.url,

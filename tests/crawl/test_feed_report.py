@@ -451,6 +451,16 @@ def test_the_report_in_chromium_shows_the_database_s_numbers(crawled_file, tmp_p
         tuple(row) for row in vendors
     ]
 
+    year_before = (datetime.now(UTC).date() - timedelta(days=365)).isoformat()
+    recent = query(
+        url,
+        f"SELECT manufacturer, count(*) {listed} AND manufacturer IS NOT NULL "
+        f"AND certification_date >= '{year_before}' "
+        "GROUP BY manufacturer ORDER BY count(*) DESC, manufacturer LIMIT 15",
+    )
+    body = seen["tables"]["table-vendors-recent"]["body"]
+    assert [(name, number(n)) for name, n in body] == [tuple(row) for row in recent]
+
     # transports and specification versions: products per quarter as SQL counts them
     per_quarter = Counter()
     for day, n in query(url, f"SELECT certification_date, count(*) {dated} GROUP BY 1"):
