@@ -42,6 +42,9 @@ setup(
         # `scrapy record-site` records the real site with betamax over requests
         "requests>=2.32",
         "betamax>=0.9",
+        # `scrapy feed` and FEED_ATOM_PATH: Atom 1.0 through a maintained library, not
+        # hand-written XML
+        "feedgen>=1.0,<2",
     ],
     extras_require={
         "dev": [
@@ -61,6 +64,8 @@ setup(
             # (docs/dcl/openapi-excerpt.yml, read with PyYAML)
             "jsonschema>=4.26",
             "PyYAML>=6.0",
+            # the feed's tests parse it with a real feed reader's parser
+            "feedparser>=6.0",
         ],
         # PostgreSQL as the crawl database: DATABASE_URL=postgresql+psycopg://...
         "postgresql": ["psycopg[binary]>=3.2"],

@@ -101,6 +101,8 @@ EXTENSIONS = {
     # monitoring (docs/monitoring.md): metrics, then live progress; both share one HTTP server
     "matter_crawler.extensions.prometheus.PrometheusExporter": 400,
     "matter_crawler.extensions.progress.ProgressMonitor": 410,
+    # rewrites the Atom feed at FEED_ATOM_PATH when a crawl ends (off while it is empty)
+    "matter_crawler.extensions.feed.AtomFeedWriter": 500,
 }
 
 # -- what the data guarantees (README "What the data guarantees") ---------------------------
@@ -271,3 +273,10 @@ MONITORING_IDLE_TIMEOUT = 30.0
 EXPORT_QUERY_TIMEOUT = 60.0
 # `scrapy record-site`: largest page recorded, as sent and decompressed (a bigger one is refused)
 RECORD_MAX_PAGE_SIZE = 4 * 1024 * 1024
+# `scrapy feed` and the feed extension: an Atom file rewritten at the end of every crawl
+# (empty: none), of the products new in the last FEED_ATOM_DAYS days, at most FEED_ATOM_LIMIT
+# entries, plus the kinds of FEED_ATOM_INCLUDE ("changed", "delisted")
+FEED_ATOM_PATH = ""
+FEED_ATOM_DAYS = 30.0
+FEED_ATOM_LIMIT = 200
+FEED_ATOM_INCLUDE: list[str] = []

@@ -1,4 +1,4 @@
-"""The monitoring server's plain HTTP resources: metrics, JSON, packaged files, 421.
+"""The monitoring server's plain HTTP resources: metrics, JSON, packaged and written files, 421.
 
 Every answer carries :data:`SECURITY_HEADERS`: a Content-Security-Policy that
 allows only the server's own scripts, no sniffing, no referrer, no caching. The
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pkgutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -81,6 +82,27 @@ class PackageFileResource(Resource):
     def render_GET(self, request: Request) -> bytes:
         apply_headers(request, self.content_type)
         return self.data
+
+
+class FileResource(Resource):
+    """A file the crawl writes (the Atom feed), read when asked for: 404 until it exists."""
+
+    isLeaf = True
+
+    def __init__(self, path: Path, content_type: bytes) -> None:
+        super().__init__()
+        self.path = path
+        self.content_type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            request.setResponseCode(404)
+            apply_headers(request, b"text/plain; charset=utf-8")
+            return b"Not written yet: the feed is written at the end of a crawl.\n"
+        apply_headers(request, self.content_type)
+        return data
 
 
 class MisdirectedResource(Resource):

@@ -65,6 +65,7 @@ with sync_playwright() as playwright:
     result["eta"] = page.text_content("#eta")
     result["stages"] = page.inner_text("#stages")
     result["connection"] = page.text_content("#connection")
+    result["links_hidden"] = page.eval_on_selector("#links", "e => e.hidden")
     print(json.dumps(result), flush=True)
     sys.stdin.readline()  # the test stops the crawl now
     page.wait_for_function(
@@ -160,6 +161,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         assert seen["dialogs"] == 0
         assert seen["errors"] == []
         assert seen["connection"] == "live"
+        assert seen["links_hidden"]  # no FEED_ATOM_PATH: no link
         assert re.fullmatch(r"\d+s|\d+m\d\ds|\?", seen["eta"])
         assert "list" in seen["stages"]
         assert "detail" in seen["stages"]

@@ -149,6 +149,17 @@
     node.textContent = text;
   }
 
+  // Links to the files the crawl writes (the Atom feed), shown only when they are set.
+  fetch("links")
+    .then((answer) => (answer.ok ? answer.json() : {}))
+    .then((links) => {
+      if (links.feed) {
+        byId("feed-link").setAttribute("href", links.feed);
+        byId("links").hidden = false;
+      }
+    })
+    .catch(() => {});
+
   const source = new EventSource("events");
   source.addEventListener("open", () => setConnection("live", "live"));
   source.addEventListener("error", () => {
