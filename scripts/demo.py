@@ -1,17 +1,22 @@
 """The demo crawl: start the simulated catalogue, crawl it into SQLite, report.
 
 Run by ``make demo`` (after ``make setup``). Prints what was stored, how long it
-took, where the database is, and whether it equals the site's ground truth.
+took, where the database is, and whether it equals the site's ground truth; then
+crawls the site's simulated Distributed Compliance Ledger (``scrapy crawl dcl``)
+and ends with the cross-check of the two (``scrapy crosscheck``), compared with
+the findings the site seeded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, func, select
 
@@ -36,13 +41,15 @@ def main() -> int:
     database.unlink(missing_ok=True)
     database_url = f"sqlite:///{database}"
     print(f"Starting the simulated catalogue ({options.products} products, seed {options.seed})...")
-    with SimulatedSite(products=options.products, seed=options.seed) as site:
-        print(f"  serving {site.base_url}")
+    settings = [
+        "-s", f"DATABASE_URL={database_url}",
+        "-s", f"CRAWL_PROFILE={options.profile}",
+    ]  # fmt: skip
+    with SimulatedSite(products=options.products, seed=options.seed, dcl=True) as site:
+        print(f"  serving {site.base_url} (and a simulated DCL under /dcl/)")
         command = [
             sys.executable, "-m", "scrapy", "crawl", "matter_products",
-            "-s", f"CSA_BASE_URL={site.base_url}",
-            "-s", f"DATABASE_URL={database_url}",
-            "-s", f"CRAWL_PROFILE={options.profile}",
+            "-s", f"CSA_BASE_URL={site.base_url}", *settings,
         ]  # fmt: skip
         print("Crawling:", " ".join(command[2:]))
         started = time.monotonic()
@@ -53,11 +60,27 @@ def main() -> int:
             return result.returncode
         truth = site.truth()
         stats = site.stats()
+        site.reset_stats()
+        command = [
+            sys.executable, "-m", "scrapy", "crawl", "dcl",
+            "-s", f"DCL_BASE_URL={site.base_url}", *settings,
+        ]  # fmt: skip
+        print("Crawling the ledger:", " ".join(command[2:]))
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=ROOT, env=os.environ, check=False)
+        dcl_elapsed = time.monotonic() - started
+        if result.returncode != 0:
+            print(f"The ledger crawl failed (exit code {result.returncode}).", file=sys.stderr)
+            return result.returncode
+        dcl_requests = site.stats()["requests_total"]
+        expected = site.crosscheck()
 
     engine = create_engine(database_url)
     with engine.connect() as conn:
         products = conn.execute(select(func.count()).select_from(Product)).scalar()
-        run = conn.execute(select(CrawlRun).order_by(CrawlRun.id.desc()).limit(1)).one()
+        # the catalogue's run, not the ledger walk that ran after it
+        newest = select(CrawlRun).order_by(CrawlRun.id.desc()).limit(1)
+        run = conn.execute(newest.where(CrawlRun.spider == "matter_products")).one()
     differences = diff_records(truth, stored_records(engine), limit=0)
     engine.dispose()
 
@@ -73,6 +96,34 @@ def main() -> int:
         return 1
     print(f"It equals the site's ground truth: all {len(truth)} products, every field.")
     print(f"Look inside: sqlite3 {database} 'select model, vid, pid from products limit 5'")
+    print()
+    print(f"Read the ledger in {dcl_elapsed:.1f} s: {dcl_requests} requests.")
+    return crosscheck(database_url, expected)
+
+
+def crosscheck(database_url: str, expected: dict[str, Any]) -> int:
+    """Run ``scrapy crosscheck``: its summary, then whether it found what the site seeded."""
+    command = [sys.executable, "-m", "scrapy", "crosscheck", "-s", f"DATABASE_URL={database_url}"]
+    print("Cross-checking:", " ".join(command[2:]))
+    shown = subprocess.run([*command, "--limit", "5"], cwd=ROOT, env=os.environ, check=False)
+    if shown.returncode != 0:
+        return shown.returncode
+    found = subprocess.run(
+        [*command, "--json", "--no-store"],
+        cwd=ROOT,
+        env=os.environ,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    report = json.loads(found.stdout)
+    keys = ("class", "vid", "pid", "certificate_id", "field", "catalogue", "dcl")
+    got = sorted(json.dumps([f[k] for k in keys]) for f in report["findings"])
+    seeded = sorted(json.dumps([f[k] for k in keys]) for f in expected["findings"])
+    if got != seeded:
+        print(f"The cross-check differs from the {len(seeded)} findings the site seeded.")
+        return 1
+    print(f"It found exactly the {len(seeded)} disagreements the site seeded, no more, no fewer.")
     return 0
 
 
