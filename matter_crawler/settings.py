@@ -103,6 +103,8 @@ EXTENSIONS = {
     "matter_crawler.extensions.progress.ProgressMonitor": 410,
     # rewrites the Atom feed at FEED_ATOM_PATH when a crawl ends (off while it is empty)
     "matter_crawler.extensions.feed.AtomFeedWriter": 500,
+    # rewrites the HTML report at REPORT_HTML_PATH when a crawl ends (off while it is empty)
+    "matter_crawler.extensions.report.HtmlReportWriter": 510,
 }
 
 # -- what the data guarantees (README "What the data guarantees") ---------------------------
@@ -280,3 +282,6 @@ FEED_ATOM_PATH = ""
 FEED_ATOM_DAYS = 30.0
 FEED_ATOM_LIMIT = 200
 FEED_ATOM_INCLUDE: list[str] = []
+# the HTML report (scrapy report, the whole period) rewritten at the end of every crawl, and
+# linked from the live page (empty: none)
+REPORT_HTML_PATH = ""

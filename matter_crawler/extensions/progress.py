@@ -8,8 +8,9 @@ that finishes, fails or is retried) to their outputs:
 - the crawl's HTTP server (:mod:`matter_crawler.monitoring.server`): ``/status``
   (the latest snapshot as JSON), ``/events`` (Server-Sent Events) and ``/``
   (the live page: progress bar, ETA, per-stage counts, breakers, finished tasks),
-  ``/links`` (what the page links: ``feed.atom``, the file at ``FEED_ATOM_PATH`` as the
-  last crawl wrote it, served at ``/feed.atom``, when that setting is set);
+  ``/links`` (what the page links: ``/feed.atom`` and ``/report.html``, the files at
+  ``FEED_ATOM_PATH`` and ``REPORT_HTML_PATH`` as the last crawl wrote them, when those
+  settings are set: :mod:`matter_crawler.monitoring.written_files`);
 - ``PROGRESS_EVENTS_FILE``: the same events as JSON lines (``%(name)s``,
   ``%(job)s`` and ``%(time)s`` in the path are replaced);
 - the log: a progress line every ``PROGRESS_LOG_INTERVAL`` seconds;
@@ -35,10 +36,11 @@ from twisted.python.failure import Failure
 
 from ..monitoring.events import EventHub
 from ..monitoring.progress import ProgressAggregator, Snapshot, job_label
-from ..monitoring.resources import FileResource, JsonResource, PackageFileResource
+from ..monitoring.resources import JsonResource, PackageFileResource
 from ..monitoring.server import MonitoringServer
 from ..monitoring.stream import EventsResource
 from ..monitoring.terminal import ProgressBar, progress_line
+from ..monitoring.written_files import serve_written_files
 from ..signals import request_dead_lettered, request_retrying
 
 logger = logging.getLogger(__name__)
@@ -49,8 +51,6 @@ STATIC_FILES = {
     "static/app.js": ("static/app.js", b"text/javascript; charset=utf-8"),
     "static/style.css": ("static/style.css", b"text/css; charset=utf-8"),
 }
-
-FEED_CONTENT_TYPE = b"application/atom+xml; charset=utf-8"
 
 
 def _stage(request: Request | None) -> str | None:
@@ -66,7 +66,6 @@ class ProgressMonitor:
         bar: ProgressBar | None,
         events_path: str | None,
         recent_tasks: int,
-        feed_path: str | None = None,
     ) -> None:
         self.crawler = crawler
         self.aggregator = ProgressAggregator.from_crawler(crawler)
@@ -80,11 +79,8 @@ class ProgressMonitor:
             self.server.put(path, PackageFileResource(STATIC_PACKAGE, name, content_type))
         self.server.put("status", JsonResource(self.aggregator.current))
         self.server.put("events", EventsResource(self.hub, self.server.limits))
-        # what the live page links besides itself: the Atom feed when FEED_ATOM_PATH is set
-        self.links: dict[str, str] = {}
-        if feed_path:
-            self.links["feed"] = "feed.atom"
-            self.server.put("feed.atom", FileResource(Path(feed_path), FEED_CONTENT_TYPE))
+        # what the live page links besides itself: the feed and the report, when they are set
+        self.links = serve_written_files(self.server, crawler.settings)
         self.server.put("links", JsonResource(lambda: self.links))
         self.aggregator.listeners.append(self.snapshot)
 
@@ -100,7 +96,6 @@ class ProgressMonitor:
             bar=ProgressBar() if ProgressBar.wanted(bar_setting) else None,
             events_path=settings.get("PROGRESS_EVENTS_FILE") or None,
             recent_tasks=settings.getint("PROGRESS_RECENT_TASKS"),
-            feed_path=settings.get("FEED_ATOM_PATH") or None,
         )
         connect = crawler.signals.connect
         connect(monitor.spider_opened, signal=signals.spider_opened)

@@ -85,14 +85,19 @@ class PackageFileResource(Resource):
 
 
 class FileResource(Resource):
-    """A file the crawl writes (the Atom feed), read when asked for: 404 until it exists."""
+    """A file the crawl writes (the feed, the report), read when asked for: 404 until it exists.
+
+    ``policy`` replaces the server's Content-Security-Policy for this file (the report
+    brings its own).
+    """
 
     isLeaf = True
 
-    def __init__(self, path: Path, content_type: bytes) -> None:
+    def __init__(self, path: Path, content_type: bytes, policy: bytes | None = None) -> None:
         super().__init__()
         self.path = path
         self.content_type = content_type
+        self.policy = policy
 
     def render_GET(self, request: Request) -> bytes:
         try:
@@ -100,8 +105,10 @@ class FileResource(Resource):
         except OSError:
             request.setResponseCode(404)
             apply_headers(request, b"text/plain; charset=utf-8")
-            return b"Not written yet: the feed is written at the end of a crawl.\n"
+            return b"Not written yet: this file is written at the end of a crawl.\n"
         apply_headers(request, self.content_type)
+        if self.policy is not None:
+            request.setHeader(b"Content-Security-Policy", self.policy)
         return data
 
 

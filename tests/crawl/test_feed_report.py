@@ -62,6 +62,7 @@ class Crawled:
     directory: Path
     first_feed: bytes  # what the extension wrote at the end of run 1
     feed_path: Path  # what it wrote at the end of run 2
+    report_path: Path  # what the report extension wrote at the end of run 2
     log: str
 
 
@@ -69,6 +70,7 @@ def crawl_twice(request: pytest.FixtureRequest, backend: str, directory: Path) -
     url = new_database(request, backend, directory)
     feed_path = directory / "served" / "matter.atom"
     feed_path.parent.mkdir()
+    report_path = feed_path.parent / "report.html"
     site = SimulatedSite(products=PRODUCTS, seed=2)  # seed 2 has names holding markup
     site.start()
     try:
@@ -82,10 +84,11 @@ def crawl_twice(request: pytest.FixtureRequest, backend: str, directory: Path) -
                 "FEED_ATOM_PATH": str(feed_path),
                 "FEED_ATOM_INCLUDE": "changed,delisted",
                 "FEED_ATOM_LIMIT": 1000,
+                "REPORT_HTML_PATH": str(report_path),
             },
             args={"mode": "full", "refresh": "all"},
         ).check()
-        yield Crawled(site, url, directory, first_feed, feed_path, result.output)
+        yield Crawled(site, url, directory, first_feed, feed_path, report_path, result.output)
     finally:
         site.stop()
 
@@ -214,8 +217,11 @@ def test_the_extension_writes_the_feed_at_the_end_of_each_crawl(crawled):
     kinds = Counter(entry.category for entry in latest.entries)
     assert kinds["delisted"] == 3
     assert kinds["changed"] >= 5
-    # nothing left behind by the atomic replacement
-    assert sorted(path.name for path in crawled.feed_path.parent.iterdir()) == ["matter.atom"]
+    # nothing left behind by the atomic replacements (the feed's and the report's)
+    assert sorted(path.name for path in crawled.feed_path.parent.iterdir()) == [
+        "matter.atom",
+        "report.html",
+    ]
     check_atom_schema(crawled.feed_path.read_bytes())
     assert latest.feed.title == "Matter certified products: new, changed and delisted"
 
@@ -284,9 +290,14 @@ def test_feed_since_limit_and_ids_are_stable(crawled):
 # -- the report ------------------------------------------------------------------------------
 
 
-def test_the_report_reads_either_backend(crawled, tmp_path):
-    report = tmp_path / "report.html"
-    scrapy(crawled.url, "report", "-o", str(report))
+@pytest.mark.parametrize("writer", ["command", "extension"])
+def test_the_report_reads_either_backend(crawled, tmp_path, writer):
+    if writer == "command":
+        report = tmp_path / "report.html"
+        scrapy(crawled.url, "report", "-o", str(report))
+    else:  # REPORT_HTML_PATH: written by the crawl as it ended
+        assert "Wrote the HTML report" in crawled.log
+        report = crawled.report_path
     document = lxml.html.fromstring(report.read_bytes())
     listed = query(crawled.url, "SELECT count(*) FROM products WHERE delisted_at IS NULL")[0][0]
     (shown,) = document.xpath("//dd[@data-key='listed']/text()")
@@ -556,20 +567,33 @@ with sync_playwright() as playwright:
     page.on("console", lambda m: m.type == "error" and errors.append(m.text))
     page.goto(url)
     page.wait_for_selector("#links:not([hidden])", timeout=30000)
-    link = page.locator("#feed-link")
-    print(json.dumps({"href": link.get_attribute("href"), "text": link.text_content(),
-                      "errors": errors}), flush=True)
+    links = {}
+    for name in ("feed", "report"):
+        link = page.locator(f"#{name}-link")
+        links[name] = {"href": link.get_attribute("href"), "text": link.text_content(),
+                       "visible": link.is_visible()}
+    # the report opened from the live page, under the server's policy for it: its
+    # inline style applies (maximum width) and nothing is refused (console errors)
+    page.locator("#report-link").click()
+    page.wait_for_load_state("load")
+    report = page.evaluate('''() => ({
+      charts: document.querySelectorAll("svg.chart").length,
+      maxWidth: getComputedStyle(document.body).maxWidth,
+    })''')
+    print(json.dumps({"links": links, "report": report, "errors": errors}), flush=True)
     browser.close()
 """
 
 
 @pytest.mark.slow
 @pytest.mark.system
-def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
+def test_the_live_page_links_the_feed_and_the_report(crawled_file, simulated_site, tmp_path):
     chromium = require_executable("chromium", "the live page is checked in headless Chromium")
     _playwright_or_skip()
     feed = tmp_path / "served.atom"
     feed.write_bytes(crawled_file.feed_path.read_bytes())  # the previous crawl's feed
+    report = tmp_path / "served.html"
+    report.write_bytes(crawled_file.report_path.read_bytes())  # and its report
     site = simulated_site(products=240, seed=2, latency_ms=100)
     log_path = tmp_path / "crawl.log"
     crawl = start_crawl(
@@ -580,6 +604,7 @@ def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
             "CONCURRENT_REQUESTS": 2,
             "ADAPTIVE_CONCURRENCY_ENABLED": False,
             "FEED_ATOM_PATH": str(feed),
+            "REPORT_HTML_PATH": str(report),
         },
         log_path=log_path,
     )
@@ -587,10 +612,15 @@ def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
     try:
         url, _port = monitoring_address(log_path)
         with urllib.request.urlopen(url + "links", timeout=10) as answer:
-            assert json.load(answer) == {"feed": "feed.atom"}
+            assert json.load(answer) == {"feed": "feed.atom", "report": "report.html"}
         with urllib.request.urlopen(url + "feed.atom", timeout=10) as answer:
             assert answer.headers["Content-Type"].startswith("application/atom+xml")
             assert answer.read() == crawled_file.feed_path.read_bytes()
+        with urllib.request.urlopen(url + "report.html", timeout=10) as answer:
+            assert answer.headers["Content-Type"].startswith("text/html")
+            # the report's own policy (its inline style by hash), not the live page's
+            assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+            assert answer.read() == crawled_file.report_path.read_bytes()
         browser = subprocess.Popen(
             [sys.executable, "-c", LIVE, url, chromium],
             stdout=subprocess.PIPE,
@@ -602,8 +632,11 @@ def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
         assert output, errors
         seen = json.loads(output)
         assert seen == {
-            "href": "feed.atom",
-            "text": "Atom feed of new products",
+            "links": {
+                "feed": {"href": "feed.atom", "text": "Atom feed of new products", "visible": True},
+                "report": {"href": "report.html", "text": "Report with charts", "visible": True},
+            },
+            "report": {"charts": 5, "maxWidth": "1080px"},
             "errors": [],
         }
         assert crawl.wait(timeout=180) == 0
@@ -614,3 +647,4 @@ def test_the_live_page_links_the_feed(crawled_file, simulated_site, tmp_path):
     # at its end the crawl wrote the feed of its own database over the served file
     assert feedparser.parse(feed.read_bytes()).entries
     assert feed.read_bytes() != crawled_file.feed_path.read_bytes()
+    assert report.read_bytes() != crawled_file.report_path.read_bytes()

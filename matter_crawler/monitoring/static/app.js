@@ -149,12 +149,15 @@
     node.textContent = text;
   }
 
-  // Links to the files the crawl writes (the Atom feed), shown only when they are set.
+  // Links to the files the crawl writes (the Atom feed, the report), shown only when set.
   fetch("links")
     .then((answer) => (answer.ok ? answer.json() : {}))
     .then((links) => {
-      if (links.feed) {
-        byId("feed-link").setAttribute("href", links.feed);
+      for (const name of ["feed", "report"]) {
+        if (!links[name]) continue;
+        const link = byId(name + "-link");
+        link.setAttribute("href", links[name]);
+        link.hidden = false;
         byId("links").hidden = false;
       }
     })
