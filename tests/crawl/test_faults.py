@@ -9,7 +9,7 @@ from itertools import pairwise
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from matter_crawler.verify import diff_records, stored_records
 from sitesim.catalogue import PAGE_SIZE
@@ -256,15 +256,32 @@ def test_replay_clears_dead_letters_once_the_faults_are_off(simulated_site, data
         ("server", "detail")
     ]
 
+    # a letter of the dcl spider in the same database (a ledger page it lost): the
+    # catalogue's replay leaves it to that spider (it would be read as a listing page)
+    ledger_page = f"{site.base_url}/dcl/model/models?pagination.offset=1000"
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO dead_letters (url, stage, failure_class, last_error, attempts, "
+                "first_failed_at, last_failed_at, run_id) SELECT :url, 'models', "
+                "failure_class, last_error, attempts, first_failed_at, last_failed_at, run_id "
+                "FROM dead_letters LIMIT 1"
+            ),
+            {"url": ledger_page},
+        )
+    engine.dispose()
+
     site.set_faults(error_rate=0)
     site.reset_stats()
     run_crawl(site.base_url, database_url, args={"replay_dead_letters": 1}).check()
     replay = crawl_runs(database_url)[-1]
     assert replay["dead_letters_resolved"] == len(truth)
-    assert replay["dead_letters"] == 0
-    assert query(database_url, "select count(*) from dead_letters where resolved_at is null") == [
-        (0,)
+    assert query(database_url, "select url from dead_letters where resolved_at is null") == [
+        (ledger_page,)
     ]
+    assert site.stats()["requests_total"] == len(truth) + 1  # the letters and robots.txt
+    assert replay["dead_letters"] == 0
     assert database_differences(database_url, truth) == []
     # a replay fetches the letters only: no listing walk
     assert site.stats()["by_kind"].get("list", 0) == 0
