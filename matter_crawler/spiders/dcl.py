@@ -26,7 +26,11 @@ list goes on after it with the next page by ``pagination.offset``, so one lost
 page loses only its own records. A walk with a failed page is incomplete: the
 run record's stage is then the first stage with a failed page, and ``done``
 only when every page succeeded and no batch was lost. A page that parses
-resolves its dead letter of an earlier run.
+resolves its dead letter of an earlier run; a walk that read every page resolves
+every pending letter of the ledger at ``DCL_BASE_URL`` (when the spider goes
+idle), since it has read whatever those pages held: the pages asked for by
+offset after a failed one, and the versions of a model since gone, which a walk
+without failures never asks for again.
 
 JOBDIR: Scrapy's queue and dupefilter resume the walk after a graceful stop;
 the walk's counts (:class:`~matter_crawler.dcl.walk.Walk`) are saved with the
@@ -65,11 +69,13 @@ from ..dcl.parsing import (
     versions_url,
 )
 from ..dcl.records import DclRecord
-from ..dcl.walk import LIST_STAGES, MODEL_VERSIONS, VERSIONS, Walk
+from ..dcl.walk import LIST_STAGES, MODEL_VERSIONS, STAGES, VERSIONS, Walk
 from ..exceptions import DeadLettered
 from ..parsing import PageParseError
 from ..request_url import requested_url
 from ..signals import dead_letter_resolved, send_dead_letter
+from ..storage import Database
+from ..storage.dead_letters import pending_letters
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,8 @@ class DclSpider(Spider):
         # **kwargs: scrapyd passes _job, and Scrapy its own keyword arguments
         super().__init__(**kwargs)
         self.walk: Walk | None = None
+        # pending letters of earlier walks of this ledger: resolved by a complete walk
+        self.superseded_letters: list[str] = []
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> DclSpider:
@@ -103,6 +111,8 @@ class DclSpider(Spider):
         spider.session = CrawlSession.from_crawler(crawler)
         spider.session.register_state(STATE_NAME, spider._saved_state)
         crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        crawler.signals.connect(spider.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(spider.spider_idle, signal=signals.spider_idle)
         return spider
 
     # -- start --------------------------------------------------------------------------
@@ -321,6 +331,27 @@ class DclSpider(Spider):
         if self.current_walk().list_over(stage, page):
             return
         yield self.list_request(stage, page, offset=(page - 1) * self.page_limit)
+
+    async def spider_opened(self) -> None:
+        letters = await Database.from_crawler(self.crawler).run(pending_letters)
+        prefix = f"{self.base_url}/"
+        self.superseded_letters = [
+            letter["url"]
+            for letter in letters
+            if letter["stage"] in STAGES and letter["url"].startswith(prefix)
+        ]
+
+    def spider_idle(self) -> None:
+        """The walk is over: if it read every page, no earlier letter of the ledger stands."""
+        if not self.superseded_letters or self.walk is None or not self.walk.complete():
+            return
+        logger.info(
+            "The walk read every page: resolving %d dead letters of earlier walks",
+            len(self.superseded_letters),
+        )
+        for url in self.superseded_letters:
+            self.crawler.signals.send_catch_log(signal=dead_letter_resolved, url=url)
+        self.superseded_letters = []
 
     # -- state and progress -------------------------------------------------------------
 

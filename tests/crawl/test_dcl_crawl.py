@@ -16,14 +16,15 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, insert, select
 
 from matter_crawler.core.session import RUNNING_MARKER
-from matter_crawler.storage.models import Base
+from matter_crawler.storage.models import Base, DeadLetter
 
 from ..helpers import (
     crawl_runs,
@@ -421,7 +422,46 @@ def test_a_fault_run_stores_or_dead_letters_every_record(simulated_site, databas
     run_crawl(site.base_url, database_url, spider=SPIDER, settings=settings).check()
     assert differences(database_url, truth) == []
     assert crawl_runs(database_url)[-1]["stage"] == "done"
-    # the letters of pages read again are resolved (a page asked by offset after a failed
-    # one is not asked again by a walk without failures: its letter stays)
-    pending = query(database_url, "select url from dead_letters where resolved_at is null")
-    assert [url for (url,) in pending if "pagination.offset" not in url] == []
+    # the letters of pages read again are resolved, and the rest by the complete walk
+    # (a page asked by offset after a failed one is not asked again by a walk without
+    # failures)
+    assert query(database_url, "select url from dead_letters where resolved_at is null") == []
+
+
+def test_a_complete_walk_resolves_the_ledger_s_older_letters(simulated_site, database_url):
+    site = simulated_site(products=40, seed=26, dcl=True)
+    settings = dcl_settings(site, DCL_PAGE_LIMIT=7)
+    run_crawl(site.base_url, database_url, spider=SPIDER, settings=settings).check()
+    # letters no walk without failures asks for again: a page by offset, the versions of
+    # a model since gone; and letters that are not this ledger's
+    superseded = [
+        (f"{site.base_url}/dcl/model/models?pagination.offset=14&pagination.limit=7", "models"),
+        (f"{site.base_url}/dcl/model/versions/65521/65535", "versions"),
+    ]
+    others = [
+        (f"{site.base_url}/csa_product/gone/", "detail"),
+        ("https://on.dcl.csa-iot.org/dcl/model/models?pagination.offset=14", "models"),
+    ]
+    engine = create_engine(database_url)
+    failed = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(DeadLetter),
+            [
+                {"url": url, "stage": stage, "failure_class": "server", "last_error": "HTTP 503",
+                 "attempts": 3, "first_failed_at": failed, "last_failed_at": failed}
+                for url, stage in superseded + others
+            ],
+        )  # fmt: skip
+    engine.dispose()
+
+    result = run_crawl(site.base_url, database_url, spider=SPIDER, settings=settings).check()
+    run = crawl_runs(database_url)[-1]
+    assert (run["stage"], run["dead_letters_resolved"]) == ("done", 2)
+    assert "resolving 2 dead letters of earlier walks" in result.output
+    assert query(
+        database_url, "select url, resolved_run_id from dead_letters order by url"
+    ) == sorted([(url, run["id"]) for url, _ in superseded] + [(url, None) for url, _ in others])
+    # asked for by no request
+    requested = dcl_requests(site)
+    assert not [url for url, _ in superseded if url.removeprefix(site.base_url) in requested]
