@@ -1,8 +1,9 @@
-"""Where ``scrapy export`` writes: checks on the output file, and its replacement on success.
+"""Where the commands write: checks on the output file, and its replacement on success.
 
 Never the database (nor its -wal, -shm or -journal file, by any name or link);
 an existing file only with ``--force``, keeping its permissions; the new file is
-written beside it and renamed over it only when complete (docs/security.md).
+written beside it and renamed over it only when complete (docs/security.md). The
+feed and report extensions replace their files the same way (:func:`write_file`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def default_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def kept_mode(path: Path) -> int:
+    """The permissions of the file at ``path``, which its replacement keeps; else the default."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:  # none, or a dangling symlink: the link is replaced, not its target
+        return default_mode()
 
 
 def _is_database(path: Path, database: Path) -> bool:
@@ -53,14 +62,9 @@ def check_output(path: Path, *, force: bool, database: Path | None) -> int:
         raise CommandError(f"{path} is a directory: give a file name")
     if not path.parent.is_dir():
         raise CommandError(f"no directory {path.parent} to write {path.name} in")
-    if os.path.lexists(path):
-        if not force:
-            raise CommandError(f"{path} exists: add --force to replace it")
-        try:
-            return stat.S_IMODE(path.stat().st_mode)
-        except OSError:  # a dangling symlink: the link is replaced, not its target
-            return default_mode()
-    return default_mode()
+    if os.path.lexists(path) and not force:
+        raise CommandError(f"{path} exists: add --force to replace it")
+    return kept_mode(path)
 
 
 @contextmanager
@@ -79,6 +83,24 @@ def replaced_when_done(path: Path, mode: int) -> Iterator[tuple[Path, int]]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """``data`` to ``path``, renamed into place when complete."""
+    with (
+        replaced_when_done(path, mode) as (_partial, descriptor),
+        open(descriptor, "wb") as stream,
+    ):
+        stream.write(data)
+
+
+def write_output(output: str, data: bytes, mode: int) -> None:
+    """``data`` to ``output`` (``-``: standard output), renamed into place when complete."""
+    if output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    write_file(Path(output), data, mode)
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from ._database import (
     database_url,
     open_read_only_database,
 )
-from ._export_files import check_output, default_mode, replaced_when_done
+from ._export_files import check_output, default_mode, write_output
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -53,19 +53,6 @@ def parse_since(text: str, now: datetime) -> datetime:
             f"--since {text!r}: give days (30) or a date (2026-11-01)", print_help=False
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def write_bytes(output: str, data: bytes, mode: int) -> None:
-    """``data`` to ``output`` (``-``: standard output), renamed into place when complete."""
-    if output == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    with (
-        replaced_when_done(Path(output), mode) as (_partial, descriptor),
-        open(descriptor, "wb") as stream,
-    ):
-        stream.write(data)
 
 
 class Command(DatabaseCommand, ScrapyCommand):
@@ -154,6 +141,6 @@ class Command(DatabaseCommand, ScrapyCommand):
             feed_url=opts.feed_url,
             include=opts.include,
         )
-        write_bytes(opts.output, data, mode)
+        write_output(opts.output, data, mode)
         target = "standard output" if opts.output == "-" else opts.output
         print(f"Wrote {len(entries)} feed entries to {target} (Atom)", file=sys.stderr)

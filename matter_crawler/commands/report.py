@@ -31,8 +31,7 @@ from ._database import (
     database_url,
     open_read_only_database,
 )
-from ._export_files import check_output, default_mode
-from .feed import write_bytes
+from ._export_files import check_output, default_mode, write_output
 
 
 def parse_day(option: str, text: str | None) -> date | None:
@@ -98,7 +97,7 @@ class Command(DatabaseCommand, ScrapyCommand):
             data = read_report(engine, opts.since, opts.until)
         finally:
             engine.dispose()
-        write_bytes(opts.output, render_report(data).encode("utf-8"), mode)
+        write_output(opts.output, render_report(data).encode("utf-8"), mode)
         target = "standard output" if opts.output == "-" else opts.output
         print(
             f"Wrote the report ({data.totals['listed']} listed products, {len(data.runs)} runs) "

@@ -15,8 +15,9 @@ from pathlib import Path
 from scrapy.crawler import Crawler
 from sqlalchemy import Engine
 
+from ..commands._export_files import kept_mode, write_file
 from ..reporting.feed import parse_include, read_entries, render_atom
-from .written_at_close import WrittenAtClose, replace_file
+from .written_at_close import WrittenAtClose
 
 
 def write_feed_file(
@@ -31,7 +32,8 @@ def write_feed_file(
     """Write the feed to ``path`` atomically (keeping its permissions); the entries written."""
     now = datetime.now(UTC)
     entries = read_entries(engine, now - timedelta(days=days), limit, include)
-    replace_file(path, render_atom(entries, site_url=site_url, now=now, include=include))
+    data = render_atom(entries, site_url=site_url, now=now, include=include)
+    write_file(path, data, kept_mode(path))
     return len(entries)
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from ..commands._export_files import kept_mode, write_file
 from ..reporting.report_data import read_report
 from ..reporting.report_html import render_report
-from .written_at_close import WrittenAtClose, replace_file
+from .written_at_close import WrittenAtClose
 
 
 class HtmlReportWriter(WrittenAtClose):
@@ -24,5 +25,5 @@ class HtmlReportWriter(WrittenAtClose):
     def write(self, engine: Engine) -> dict[str, int]:
         data = read_report(engine, None, None)
         page = render_report(data).encode("utf-8")
-        replace_file(self.path, page)
+        write_file(self.path, page, kept_mode(self.path))
         return {"bytes": len(page)}

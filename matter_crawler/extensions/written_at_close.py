@@ -14,8 +14,6 @@ the reactor's). An empty setting (the default) turns the extension off.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -24,23 +22,9 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from sqlalchemy import Engine
 
-from ..commands._export_files import default_mode, replaced_when_done
 from ..storage import Database
 
 logger = logging.getLogger(__name__)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` in one rename, keeping the permissions of the file it replaces."""
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        mode = default_mode()
-    with (
-        replaced_when_done(path, mode) as (_partial, descriptor),
-        os.fdopen(descriptor, "wb") as stream,
-    ):
-        stream.write(data)
 
 
 class WrittenAtClose:
