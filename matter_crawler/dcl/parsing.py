@@ -195,6 +195,8 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
         answer = json.loads(body)
     except (UnicodeDecodeError, ValueError) as error:
         raise PageParseError(f"{what} is not JSON: {error}") from None
+    except RecursionError:  # a hostile answer nested thousands deep
+        raise PageParseError(f"{what} is nested too deeply to be read") from None
     if not isinstance(answer, dict):
         raise PageParseError(f"{what} is not a JSON object: {_show(answer)}")
     return answer
@@ -263,7 +265,7 @@ def is_not_found(body: bytes) -> bool:
     """Whether a 404's body is the gateway's NotFound error (gRPC code 5), not a bad path."""
     try:
         answer = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return False
     return isinstance(answer, dict) and answer.get("code") == 5
 

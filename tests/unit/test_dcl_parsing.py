@@ -182,6 +182,7 @@ def test_a_bad_value_is_a_problem_of_its_record_not_of_the_page():
         (b'{"vendorInfo": []}', "has no pagination object"),
         (b'{"vendorInfo": [], "pagination": {"next_key": 5, "total": "0"}}', "next_key"),
         (b'{"vendorInfo": [], "pagination": {"next_key": null, "total": 3}}', "total"),
+        (b'{"vendorInfo": ' + b"[" * 100_000, "nested too deeply"),
     ],
 )
 def test_an_answer_of_the_wrong_shape_fails_the_page(body, reason):
@@ -194,6 +195,9 @@ def test_a_single_record_answer_of_the_wrong_shape_fails():
         parse_record(b'{"model": {}}', "model_version", BASE, f"{BASE}/x")
     with pytest.raises(PageParseError, match="not JSON"):
         parse_record(b"", "vendor", BASE, f"{BASE}/x")
+    with pytest.raises(PageParseError, match="nested too deeply"):
+        parse_record(b"[" * 100_000, "vendor", BASE, f"{BASE}/x")
+    assert not is_not_found(b"[" * 100_000)
 
 
 def test_urls():
