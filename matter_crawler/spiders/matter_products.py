@@ -263,6 +263,9 @@ class MatterProductsSpider(Spider):
         if saved:
             # at once, before any wait: a resumed job's queue is served meanwhile
             self.plan = CrawlPlan.from_state(saved["plan"])
+            # the cards the stopped process read: not asked for again, and the re-walk at
+            # the end of a full run stops at them as it would have in one process
+            self.seen_urls = set(saved.get("seen_urls", ()))
         self.known = await self.database.run(load_known_products)
         # what this run set out to do survives even a hard kill (the same run goes on)
         run = self.session.restored_state("spider_run") or {}
@@ -410,7 +413,9 @@ class MatterProductsSpider(Spider):
         return self.plan
 
     def _saved_state(self) -> dict[str, Any] | None:
-        return {"plan": self.plan.to_state()} if self.plan is not None else None
+        if self.plan is None:
+            return None
+        return {"plan": self.plan.to_state(), "seen_urls": sorted(self.seen_urls)}
 
     def _saved_run(self) -> dict[str, Any] | None:
         if self.plan is None:

@@ -122,13 +122,19 @@ def stop_at(site, share: float, crawl) -> None:
 
 
 @pytest.mark.slow
-# early (the listing barely begun) and mid-crawl; the hard kill below takes mid and late
-@pytest.mark.parametrize("share", [0.03, 0.4])
-def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share):
+# early (the listing barely begun) and mid-crawl; the hard kill below takes mid and late.
+# With CONCURRENT_ITEMS=1 the listing runs ahead of the product pages: the stop finds
+# many cards read whose pages are still queued (the resumed run must know it read them).
+@pytest.mark.parametrize(
+    ("share", "items"), [(0.03, None), (0.4, None), (0.03, 1)], ids=["early", "mid", "ahead"]
+)
+def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share, items):
     site = simulated_site(products=PRODUCTS, seed=31, latency_ms=25)
     database_url = f"sqlite:///{tmp_path}/matter.sqlite3"
     jobdir = tmp_path / "job"
     settings = {**PACED, "JOBDIR": str(jobdir)}
+    if items is not None:
+        settings["CONCURRENT_ITEMS"] = items
     crawl = start_crawl(
         site.base_url, database_url, settings=settings, log_path=tmp_path / "first.log"
     )
