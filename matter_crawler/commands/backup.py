@@ -88,7 +88,6 @@ class Command(DatabaseCommand, ScrapyCommand):
         mode = check_output(target, force=opts.force, database=source)
         if not os.path.lexists(target):
             mode = stat.S_IMODE(source.stat().st_mode)
-        timeout = self.settings.get("DATABASE_BUSY_TIMEOUT")
         said = monotonic()
 
         def progress(copied: int, total: int) -> None:
@@ -103,7 +102,7 @@ class Command(DatabaseCommand, ScrapyCommand):
                 copied = copy_sqlite(
                     source,
                     partial,
-                    busy_timeout=float(timeout) if timeout is not None else 5.0,
+                    busy_timeout=self.settings.getfloat("DATABASE_BUSY_TIMEOUT"),
                     progress=progress,
                 )
                 if not copied.sound:

@@ -23,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..core.liveness import ProcessIdentity
+from ..extensions.database_lock import MODES, WAIT
 from ..storage import prune as pruning
 from ..storage.lock import Acquired, LockBackend, LockHolder, Refused, backend_for
 from ._database import CommandError, DatabaseCommand, database_url, shown_url
@@ -107,25 +109,31 @@ class Command(DatabaseCommand, ScrapyCommand):
         """The writer lock, as a crawl takes it (DATABASE_LOCK: refuse, or wait)."""
         assert self.settings is not None
         mode = self.settings.get("DATABASE_LOCK")
+        if mode not in MODES:
+            raise CommandError(f"DATABASE_LOCK must be one of {', '.join(MODES)}, not {mode!r}")
         stale_after = self.settings.getfloat("DATABASE_LOCK_STALE_AFTER")
         waiting = False
         while True:
             me = LockHolder.new(ProcessIdentity.current(), None, datetime.now(UTC))
-            outcome = backend.try_acquire(engine, me, stale_after, me.acquired_at)
+            try:
+                outcome = backend.try_acquire(engine, me, stale_after, me.acquired_at)
+            except DBAPIError:
+                if mode != WAIT:
+                    raise
+                outcome = None  # busy past DATABASE_BUSY_TIMEOUT with the crawl's write: ask again
             if isinstance(outcome, Acquired):
                 if outcome.took_over is not None:
                     self.note(
                         f"took over the lock of {outcome.took_over.describe()}: {outcome.why_stale}"
                     )
                 return outcome.holder
-            assert isinstance(outcome, Refused)
             name = shown_url(database_url(self.settings))
-            if mode != "wait":
+            if isinstance(outcome, Refused) and mode != WAIT:
                 raise CommandError(
                     f"{name} is in use by {outcome.describe()}: nothing deleted; prune when "
                     "it ends (-s DATABASE_LOCK=wait waits for it)"
                 )
-            if not waiting:
+            if isinstance(outcome, Refused) and not waiting:
                 self.note(f"waiting for {outcome.describe()} to end (DATABASE_LOCK=wait)")
                 waiting = True
             time.sleep(WAIT_POLL_SECONDS)
