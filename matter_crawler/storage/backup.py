@@ -45,10 +45,11 @@ def copy_sqlite(
     *,
     busy_timeout: float,
     progress: Callable[[int, int], None] | None = None,
+    step_pages: int = STEP_PAGES,
 ) -> Copied:
     """Copy ``source`` into the new, empty file ``target`` from one snapshot.
 
-    ``progress(copied, total)`` is called after each step, in pages.
+    ``progress(copied, total)`` is called after each step of ``step_pages`` pages.
     """
     uri = f"file:{quote(str(source.resolve()))}?mode=ro"
     reader = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
@@ -62,7 +63,7 @@ def copy_sqlite(
                 if progress is not None:
                     progress(total - remaining, total)
 
-            reader.backup(copy, pages=STEP_PAGES, progress=step, sleep=0)
+            reader.backup(copy, pages=step_pages, progress=step, sleep=0)
             reader.execute("COMMIT")
             copy.execute("PRAGMA journal_mode=DELETE")
             pages = copy.execute("PRAGMA page_count").fetchone()[0]
