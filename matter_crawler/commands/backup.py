@@ -111,6 +111,8 @@ class Command(DatabaseCommand, ScrapyCommand):
                         f" {target} not written"
                     )
                 flush(partial)
+            except sqlite3.Error as error:
+                raise CommandError(f"cannot copy {source}: {error}: {target} not written") from None
             finally:
                 for suffix in SIDE_FILES:
                     partial.with_name(partial.name + suffix).unlink(missing_ok=True)

@@ -68,7 +68,10 @@ def copy_sqlite(
             copy.execute("PRAGMA journal_mode=DELETE")
             pages = copy.execute("PRAGMA page_count").fetchone()[0]
             page_size = copy.execute("PRAGMA page_size").fetchone()[0]
-            integrity = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+            try:
+                integrity = [row[0] for row in copy.execute("PRAGMA integrity_check")]
+            except sqlite3.DatabaseError as error:  # too damaged to be checked at all
+                integrity = [str(error)]
         finally:
             copy.close()
     finally:

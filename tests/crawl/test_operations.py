@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import subprocess
 import sys
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -374,6 +376,30 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
     assert "is the database" in itself.stderr
     assert database.read_bytes() == before
 
+    # any schema revision is copied as it is, the database left alone
+    with sqlite3.connect(database) as conn:
+        conn.execute("update alembic_version set version_num = '9999_from_the_future'")
+    newer = tmp_path / "newer.sqlite3"
+    ok(scrapy(url, "backup", "-o", str(newer)))
+    with closing(sqlite3.connect(newer)) as conn:
+        assert conn.execute("select version_num from alembic_version").fetchall() == [
+            ("9999_from_the_future",)
+        ]
+    # a copy that fails integrity_check is not kept: a database with a page overwritten
+    broken = tmp_path / "broken.sqlite3"
+    shutil.copyfile(database, broken)
+    with closing(sqlite3.connect(broken)) as conn:
+        page_size, pages = (
+            conn.execute(f"pragma {name}").fetchone()[0] for name in ("page_size", "page_count")
+        )
+    with broken.open("r+b") as file:
+        file.seek(page_size * (pages // 2))
+        file.write(b"\xff" * page_size)
+    failed = scrapy(sqlite_url(broken), "backup", "-o", str(tmp_path / "copy-of-broken.sqlite3"))
+    assert failed.returncode == 1, failed.stdout
+    assert "the copy failed PRAGMA integrity_check" in failed.stderr
+    assert not (tmp_path / "copy-of-broken.sqlite3").exists()
+
     # PostgreSQL: pg_dump, said before any connection is tried
     postgresql = scrapy(
         "postgresql+psycopg://someone:secret@127.0.0.1:9/matter",
@@ -387,7 +413,7 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
     assert "Traceback" not in postgresql.stderr
     assert sorted(
         path.name for path in tmp_path.iterdir() if "copy" in path.name or "pg" in path.name
-    ) == ["copy.sqlite3"]
+    ) == ["copy.sqlite3"]  # no partial file left by any of them
 
 
 # -- LOG_FORMAT=json -------------------------------------------------------------------------
