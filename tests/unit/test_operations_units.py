@@ -18,7 +18,7 @@ from scrapy.settings import Settings
 from sqlalchemy import create_engine, insert
 
 from matter_crawler.commands.prune import parse_age
-from matter_crawler.json_log import JsonFormatter, use_json_log
+from matter_crawler.json_log import JsonFormatter, json_handler, use_json_log
 from matter_crawler.storage import prune
 from matter_crawler.storage.backup import copy_sqlite
 from matter_crawler.storage.models import Base, CrawlLock, CrawlRun, DeadLetter, ProductChange
@@ -209,3 +209,22 @@ def test_a_stepwise_backup_copies_one_snapshot_while_a_writer_commits(tmp_path):
         rows = conn.execute("SELECT (SELECT count(*) FROM a), (SELECT count(*) FROM b)").fetchone()
     assert rows[0] == rows[1] >= 3000  # one snapshot: each commit wholly in, or wholly out
     assert after > rows[0]  # the writer committed on while the copy was made
+
+
+def test_the_json_handler_is_built_from_scrapys_log_settings(tmp_path):
+    with pytest.raises(ValueError, match="Invalid format 'json'"):
+        logging.Formatter("json")  # why "json" gives no valid LOG_FORMAT a second meaning
+    log = tmp_path / "crawl.log"
+    log.write_text("old\n")
+    settings = Settings({"LOG_FILE": str(log), "LOG_FILE_APPEND": False, "LOG_ENCODING": "latin-1"})
+    handler = json_handler(settings)
+    try:
+        assert isinstance(handler, logging.FileHandler)
+        assert (handler.mode, handler.encoding) == ("w", "latin-1")
+        assert log.read_text() == ""  # not appended to
+    finally:
+        handler.close()
+    assert isinstance(json_handler(Settings({"LOG_ENABLED": False})), logging.NullHandler)
+    stream = json_handler(Settings({"LOG_LEVEL": "ERROR"}))
+    assert type(stream) is logging.StreamHandler
+    assert stream.level == logging.ERROR
