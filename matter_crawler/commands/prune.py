@@ -26,9 +26,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..core.liveness import ProcessIdentity
-from ..extensions.database_lock import MODES, WAIT
 from ..storage import prune as pruning
-from ..storage.lock import Acquired, LockBackend, LockHolder, Refused, backend_for
+from ..storage.lock import MODES, WAIT, Acquired, LockBackend, LockHolder, Refused, backend_for
 from ._database import CommandError, DatabaseCommand, database_url, shown_url
 from ._text import table, utc_time
 
