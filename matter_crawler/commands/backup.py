@@ -1,18 +1,18 @@
-"""``scrapy backup -o FILE``: a consistent copy of the SQLite database, even mid-crawl.
+"""``scrapy backup -o FILE``: a consistent copy of the database, even mid-crawl.
 
-The copy is SQLite's online backup of one snapshot
-(:mod:`matter_crawler.storage.backup`): the database as it was when the command
-started, whatever a running crawl commits meanwhile, and the crawl is not held
-up. It is written to a new temporary file beside FILE, checked with ``PRAGMA
-integrity_check``, flushed to disk and only then renamed to FILE, so FILE is
-either the old file or a complete, checked copy. An existing FILE is replaced
-only with ``--force``; the database itself never. A new FILE gets the
-database file's permissions.
+SQLite: SQLite's online backup of one snapshot (:mod:`matter_crawler.storage.backup`):
+the database as it was when the command started, whatever a running crawl commits
+meanwhile, and the crawl is not held up. It is checked with ``PRAGMA
+integrity_check``. A new FILE gets the database file's permissions.
 
-The database is neither upgraded nor changed: the copy is of what is there,
-whatever release wrote it. On
-PostgreSQL the command refuses and names ``pg_dump``, the server's own tool for
-a consistent copy of a database in use.
+PostgreSQL: ``pg_dump``'s archive (custom format, for ``pg_restore``), which is one
+snapshot too, read back with ``pg_restore --list``.
+
+Either is written to a new temporary file beside FILE, flushed to disk and only
+then renamed to FILE, so FILE is either the old file or a complete, checked copy.
+An existing FILE is replaced only with ``--force``; the database itself never. The
+database is neither upgraded nor changed: the copy is of what is there, whatever
+release wrote it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..redaction import mask_credentials
-from ..storage.backup import copy_sqlite
+from ..storage.backup import BackupFailed, copy_sqlite, dump_postgresql
 from ._database import (
     FIRST_CRAWL_HINT,
     CommandError,
@@ -56,14 +56,14 @@ class Command(DatabaseCommand, ScrapyCommand):
         return "-o FILE [--force]"
 
     def short_desc(self) -> str:
-        return "Copy the SQLite database consistently, even while a crawl writes"
+        return "Copy the database consistently, even while a crawl writes"
 
     def long_desc(self) -> str:
         return (
-            "Copy the SQLite database (DATABASE_URL) to FILE with SQLite's online backup: one "
-            "consistent snapshot, taken while a crawl may be writing, checked with PRAGMA "
-            "integrity_check before it is renamed into place. --force replaces an existing "
-            "FILE. On PostgreSQL, use pg_dump."
+            "Copy the database (DATABASE_URL) to FILE: one consistent snapshot, taken while a "
+            "crawl may be writing. SQLite: SQLite's online backup, checked with PRAGMA "
+            "integrity_check. PostgreSQL: a pg_dump archive (custom format), read back with "
+            "pg_restore --list. FILE appears only when complete; --force replaces it."
         )
 
     def add_options(self, parser: argparse.ArgumentParser) -> None:
@@ -83,9 +83,37 @@ class Command(DatabaseCommand, ScrapyCommand):
     def execute(self, args: list[str], opts: argparse.Namespace) -> None:
         assert self.settings is not None
         url = database_url(self.settings)
-        source = self.sqlite_file(url)
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise CommandError(
+                f"DATABASE_URL {mask_credentials(url)!r} is not a database URL"
+            ) from None
         target = Path(opts.output)
-        mode = check_output(target, force=opts.force, database=source)
+        if backend == "postgresql":
+            self.dump(url, target, force=opts.force)
+        else:
+            self.copy(url, self.sqlite_file(url, backend), target, force=opts.force)
+
+    def dump(self, url: str, target: Path, *, force: bool) -> None:
+        mode = check_output(target, force=force, database=None)
+        with replaced_when_done(target, mode) as (partial, descriptor):
+            os.close(descriptor)  # pg_dump writes the file
+            try:
+                entries = dump_postgresql(url, partial)
+            except BackupFailed as error:
+                raise CommandError(f"{error}: {target} not written") from None
+            flush(partial)
+        flush(target.parent)
+        size = target.stat().st_size / 1e6
+        print(
+            f"Backed up {shown_url(url)} to {target}: pg_dump archive ({size:.1f} MB), "
+            f"{entries:,} entries listed by pg_restore"
+        )
+
+    def copy(self, url: str, source: Path, target: Path, *, force: bool) -> None:
+        assert self.settings is not None
+        mode = check_output(target, force=force, database=source)
         if not os.path.lexists(target):
             mode = stat.S_IMODE(source.stat().st_mode)
         said = monotonic()
@@ -123,23 +151,14 @@ class Command(DatabaseCommand, ScrapyCommand):
             "integrity_check ok"
         )
 
-    def sqlite_file(self, url: str) -> Path:
-        """The database's file; CommandError for PostgreSQL (pg_dump) and other databases."""
-        try:
-            backend = make_url(url).get_backend_name()
-        except ArgumentError:
-            raise CommandError(
-                f"DATABASE_URL {mask_credentials(url)!r} is not a database URL"
-            ) from None
-        if backend == "postgresql":
-            raise CommandError(
-                f"{shown_url(url)} is a PostgreSQL database: back it up with PostgreSQL's "
-                "pg_dump (e.g. pg_dump --format=custom --file=FILE DBNAME), which copies a "
-                "consistent snapshot while a crawl writes; scrapy backup copies SQLite files"
-            )
+    def sqlite_file(self, url: str, backend: str) -> Path:
+        """The SQLite database's file; CommandError for other databases, or not ours."""
         path = database_file(url)
         if backend != "sqlite" or path is None:
-            raise CommandError(f"{shown_url(url)}: scrapy backup copies SQLite database files")
+            raise CommandError(
+                f"{shown_url(url)}: scrapy backup copies SQLite database files and PostgreSQL "
+                "databases"
+            )
         if not path.is_file():
             self.open_database()  # the other commands' message for a missing file
         # read, not upgraded: a database of any schema revision is copied as it is

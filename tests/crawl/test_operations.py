@@ -255,61 +255,63 @@ def test_prune_refuses_a_bad_age(tmp_path):
 # -- backup ----------------------------------------------------------------------------------
 
 
-def check_copy(path: Path) -> dict[str, Any]:
-    """A backup: one sound SQLite file whose rows hang together; what it holds."""
+def check_sqlite_copy(path: Path) -> None:
+    """One sound SQLite file, nothing beside it."""
     assert not path.with_name(path.name + "-wal").exists()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
-        def one(sql: str) -> Any:
-            return conn.execute(sql).fetchone()[0]
 
-        runs = {row[0] for row in conn.execute("select id from crawl_runs")}
-        # every change row names a stored run and product, every product its runs
-        assert (
-            one(
-                "select count(*) from product_changes where run_id not in (select id "
-                "from crawl_runs)"
-            )
-            == 0
-        )
-        assert (
-            one(
-                "select count(*) from product_changes where product_url not in (select "
-                "url from products)"
-            )
-            == 0
-        )
-        assert (
-            one(
-                "select count(*) from products where first_seen_run_id not in (select id "
-                "from crawl_runs) or last_fetched_run_id not in (select id from "
-                "crawl_runs)"
-            )
-            == 0
-        )
-        return {
-            "runs": runs,
-            "running": {
-                row[0] for row in conn.execute("select id from crawl_runs where status = 'running'")
-            },
-            "listed": one("select count(*) from products where delisted_at is null"),
-            "fetched": one(
-                "select count(*) from products where last_fetched_run_id = (select max(id) "
-                "from crawl_runs)"
-            ),
-            "changes": one("select count(*) from product_changes"),
-        }
-    finally:
-        conn.close()
+def restored(dump: Path, url: str) -> str:
+    """A pg_dump archive restored into the empty PostgreSQL database ``url``; its URL."""
+    libpq = url.replace("postgresql+psycopg://", "postgresql://")
+    done = subprocess.run(
+        ["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={libpq}", str(dump)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return url
+
+
+def held_in(url: str) -> dict[str, Any]:
+    """What a copy holds; every change row names a stored run and product, every product
+    its runs."""
+
+    def one(sql: str) -> Any:
+        return query(url, sql)[0][0]
+
+    assert not one(
+        "select count(*) from product_changes where run_id not in (select id from crawl_runs) "
+        "or product_url not in (select url from products)"
+    )
+    assert not one(
+        "select count(*) from products where first_seen_run_id not in (select id from "
+        "crawl_runs) or last_fetched_run_id not in (select id from crawl_runs)"
+    )
+    return {
+        "runs": {row[0] for row in query(url, "select id from crawl_runs")},
+        "running": {
+            row[0] for row in query(url, "select id from crawl_runs where status = 'running'")
+        },
+        "listed": one("select count(*) from products where delisted_at is null"),
+        "fetched": one(
+            "select count(*) from products where last_fetched_run_id = (select max(id) "
+            "from crawl_runs)"
+        ),
+    }
 
 
 @pytest.mark.slow
-def test_backups_taken_while_a_crawl_writes_are_consistent_and_open(simulated_site, tmp_path):
-    database = tmp_path / "matter.sqlite3"
-    url = sqlite_url(database)
+@pytest.mark.both_databases
+def test_backups_taken_while_a_crawl_writes_are_consistent_and_open(
+    simulated_site, database_url, database_backend, make_database_url, tmp_path
+):
+    url = database_url
+    sqlite = database_backend == "sqlite"
     site = simulated_site(products=200, seed=62)
     run_crawl(site.base_url, url).check()
     site.mutate(add=60, change=40)
@@ -317,41 +319,50 @@ def test_backups_taken_while_a_crawl_writes_are_consistent_and_open(simulated_si
     crawl = start_crawl(
         site.base_url, url, settings=SLOW, args=FULL_REFRESH, log_path=tmp_path / "crawl.log"
     )
-    copies: list[tuple[Path, dict[str, Any]]] = []
+    targets = [tmp_path / f"backup-{n}.{'sqlite3' if sqlite else 'dump'}" for n in range(3)]
     try:
         run_id = holding_run(url, crawl)
         products_written(url, run_id, 5)  # the crawl is writing
-        for number in range(3):
-            target = tmp_path / f"backup-{number}.sqlite3"
+        for target in targets:
             result = ok(scrapy(url, "backup", "-o", str(target)))
             assert crawl.poll() is None, "the crawl ended before the backup did"
             assert f"to {target}:" in result.stdout
-            assert "integrity_check ok" in result.stdout
-            copies.append((target, check_copy(target)))
+            if sqlite:
+                assert "integrity_check ok" in result.stdout
+            else:
+                assert "pg_dump archive" in result.stdout
+                assert "entries listed by pg_restore" in result.stdout
         site.set_faults(latency_ms=0)
         assert crawl.wait(timeout=240) == 0, (tmp_path / "crawl.log").read_text()[-3000:]
     finally:
         stop_process(crawl)
+    copies = []
+    for number, target in enumerate(targets):
+        if sqlite:
+            check_sqlite_copy(target)
+            copies.append(sqlite_url(target))
+        else:
+            copies.append(restored(target, make_database_url(f"restored{number}")))
+    held = [held_in(copy) for copy in copies]
     # each copy is the database mid-run: run 2 in progress, the rows written so far
-    for _target, held in copies:
-        assert held["runs"] == {1, 2}
-        assert held["running"] == {run_id} == {2}
-    listed = [held["listed"] for _target, held in copies]
+    for each in held:
+        assert each["runs"] == {1, 2}
+        assert each["running"] == {run_id} == {2}
+    listed = [each["listed"] for each in held]
     assert listed == sorted(listed)
     assert listed[0] >= 200
     assert listed[-1] <= 260
-    fetched = [held["fetched"] for _target, held in copies]
+    fetched = [each["fetched"] for each in held]
     assert fetched == sorted(fetched)
     assert fetched[0] >= 5
     # the crawl was not disturbed: its database is the site
     assert database_differences(url, site.truth()) == []
     # a copy is a database like any other: the commands read it
-    target, held = copies[-1]
-    runs = json.loads(ok(scrapy(sqlite_url(target), "runs", "--json")).stdout)
+    runs = json.loads(ok(scrapy(copies[-1], "runs", "--json")).stdout)
     assert [(run["id"], run["status"]) for run in runs] == [(run_id, "running"), (1, "finished")]
     exported = tmp_path / "copy.jsonl"
-    ok(scrapy(sqlite_url(target), "export", "-o", str(exported)))
-    assert len(exported.read_text().splitlines()) == held["listed"]
+    ok(scrapy(copies[-1], "export", "-o", str(exported)))
+    assert len(exported.read_text().splitlines()) == held[-1]["listed"]
 
 
 def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
@@ -363,7 +374,8 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
     target = tmp_path / "copy.sqlite3"
     ok(scrapy(url, "backup", "-o", str(target)))
     assert stat.S_IMODE(target.stat().st_mode) == 0o600  # a new copy: the database's mode
-    assert check_copy(target)["listed"] == 30
+    check_sqlite_copy(target)
+    assert held_in(sqlite_url(target))["listed"] == 30
 
     # an existing file only with --force, keeping its permissions; never the database
     target.write_bytes(b"keep me")
@@ -377,7 +389,8 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
     assert target.read_bytes() == b"keep me"
     ok(scrapy(url, "backup", "-o", str(target), "--force"))
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
-    assert check_copy(target)["listed"] == 30
+    check_sqlite_copy(target)
+    assert held_in(sqlite_url(target))["listed"] == 30
     before = database.read_bytes()
     itself = scrapy(url, "backup", "-o", str(database), "--force")
     assert itself.returncode == 1
@@ -408,7 +421,7 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
     assert "the copy failed PRAGMA integrity_check" in failed.stderr
     assert not (tmp_path / "copy-of-broken.sqlite3").exists()
 
-    # PostgreSQL: pg_dump, said before any connection is tried
+    # PostgreSQL: pg_dump's error, the password shown nowhere
     postgresql = scrapy(
         "postgresql+psycopg://someone:secret@127.0.0.1:9/matter",
         "backup",
@@ -416,7 +429,7 @@ def test_backup_refuses_what_it_must_not_write(simulated_site, tmp_path):
         str(tmp_path / "pg.dump"),
     )
     assert postgresql.returncode == 1
-    assert "pg_dump" in postgresql.stderr
+    assert "scrapy backup: error: pg_dump failed: " in postgresql.stderr
     assert "secret" not in postgresql.stderr
     assert "Traceback" not in postgresql.stderr
     assert sorted(
