@@ -20,6 +20,7 @@ from scrapy.commands import ScrapyCommand
 from scrapy.exceptions import UsageError
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..json_log import use_json_log
 from ..storage.dead_letters import count_pending, pending_letters
 from ._database import CommandError, DatabaseCommand, first_line
 from ._text import dumps, one_line, table, utc_time
@@ -92,6 +93,9 @@ class Command(DatabaseCommand, ScrapyCommand):
             except SQLAlchemyError as error:
                 self.replay_error = CommandError(f"database error: {first_line(error)}")
             self.requires_crawler_process = self.pending_before > 0
+            if self.requires_crawler_process:
+                assert self.settings is not None
+                use_json_log(self.settings)  # LOG_FORMAT=json, as for scrapy crawl
 
     def execute(self, args: list[str], opts: argparse.Namespace) -> None:
         if opts.replay:

@@ -49,13 +49,10 @@ from ..core.liveness import ProcessIdentity
 from ..core.session import CrawlSession
 from ..storage import Database
 from ..storage.database import database_reason
-from ..storage.lock import Acquired, LockHolder, Refused, backend_for
+from ..storage.lock import MODES, REFUSE, Acquired, LockHolder, Refused, backend_for
 
 logger = logging.getLogger(__name__)
 
-REFUSE = "refuse"
-WAIT = "wait"
-MODES = (REFUSE, WAIT)
 #: How often a waiting crawl asks again, and how often it says it is still waiting.
 WAIT_POLL_SECONDS = 1.0
 WAIT_LOG_SECONDS = 60.0

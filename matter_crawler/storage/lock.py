@@ -45,6 +45,10 @@ from .models import CrawlLock
 locks = CrawlLock.__table__
 
 WRITER = "writer"
+#: DATABASE_LOCK: what a writer (a crawl, ``scrapy prune``) does when another holds the lock.
+REFUSE = "refuse"
+WAIT = "wait"
+MODES = (REFUSE, WAIT)
 #: What a crawl's command line holds (scrapy crawl, python -m scrapy, scrapyd's runner).
 CRAWL_PROGRAM = "scrapy"
 #: Key of PostgreSQL's advisory lock a crawl holds (b"matter\x00\x02"); the schema

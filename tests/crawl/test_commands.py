@@ -457,6 +457,9 @@ COMMANDS = [
     ["db", "upgrade"],
     ["db", "current"],
     ["crosscheck", "-o", "OUT/findings.csv"],
+    ["backup", "-o", "OUT/copy.sqlite3"],
+    ["prune", "--older-than", "180d"],
+    ["prune", "--older-than", "180d", "--dry-run"],
 ]
 
 
