@@ -14,6 +14,13 @@ listing pages are still being read the number of product pages is not known
 yet; it is extrapolated from the product pages wanted per listing page so far
 (``detail.estimated`` is then true). A spider that counts its own stages returns
 them under ``"stages"`` (:func:`spider_stages`; the ``dcl`` spider).
+
+Each snapshot also says where the crawl is held back: the process's CPU (% of one
+core, from :func:`os.times`), bytes received per second (Scrapy's
+``downloader/response_bytes``), the database writer's busy share (the batch
+store's ``store/batch_seconds_total``), each over the last
+:data:`RESOURCE_WINDOW` seconds, the queues per stage, and the verdict of
+:func:`~matter_crawler.monitoring.bottleneck.bottleneck`.
 """
 
 from __future__ import annotations
@@ -21,19 +28,23 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic, time
 from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.asyncio import create_looping_call
 
-from ..adaptive.memory import resident_memory_bytes
+from ..adaptive.memory import memory_ceiling_mb, resident_memory_bytes
+from .bottleneck import DomainView, bottleneck
 from .crawlstate import (
+    SlotState,
     breaker_states,
     domain_slots,
     requests_in_flight,
     scheduler_depth,
+    stage_queues,
 )
 from .eta import EtaEstimator, SmoothedRate
 
@@ -45,6 +56,35 @@ logger = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, ProgressAggregator] = weakref.WeakKeyDictionary()
+
+#: Seconds over which CPU, bytes/s and the writer's busy share are measured.
+RESOURCE_WINDOW = 5.0
+#: Domain -> the adaptive controller's decisions ({} without the controller).
+AdaptiveState = Callable[[], Mapping[str, Mapping[str, Any]]]
+
+
+class WindowedRate:
+    """The rate of a cumulative reading over about the last ``window`` seconds."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.readings: deque[tuple[float, float]] = deque()
+
+    def update(self, now: float, value: float) -> float | None:
+        readings = self.readings
+        readings.append((now, value))
+        while len(readings) > 2 and now - readings[1][0] >= self.window:
+            readings.popleft()
+        first_time, first_value = readings[0]
+        if now <= first_time:
+            return None
+        return (value - first_value) / (now - first_time)
+
+
+def process_cpu_seconds() -> float:
+    """User and system CPU time of this process so far."""
+    times = os.times()
+    return times.user + times.system
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +176,11 @@ class ProgressAggregator:
         self._started_epoch: float | None = None
         self._working = False  # the rates start with the first finished page
         self._timer: Any = None
+        self.adaptive_state: AdaptiveState = dict  # the progress extension plugs the controller in
+        self.memory_limit_mb = memory_ceiling_mb(crawler.settings)
+        self._cpu = WindowedRate(RESOURCE_WINDOW)
+        self._bytes = WindowedRate(RESOURCE_WINDOW)
+        self._writer = WindowedRate(RESOURCE_WINDOW)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProgressAggregator:
@@ -235,6 +280,26 @@ class ProgressAggregator:
             progress_share, eta_seconds, band = None, None, None
 
         queued, delayed = scheduler_depth(crawler)
+        in_flight = requests_in_flight(crawler)
+        slots = domain_slots(crawler)
+        breakers = breaker_states(crawler)
+        adaptive = self.adaptive_state()
+        rss = resident_memory_bytes()
+        cpu = self._cpu.update(now, process_cpu_seconds())
+        cpu_percent = None if cpu is None else round(cpu * 100, 1)
+        received = self._bytes.update(now, stats.get_value("downloader/response_bytes", 0))
+        writer_busy = self._writer.update(now, stats.get_value("store/batch_seconds_total", 0.0))
+        verdict = bottleneck(
+            cpu_percent=cpu_percent,
+            writer_busy=writer_busy,
+            rss_mb=rss / 2**20,
+            memory_limit_mb=self.memory_limit_mb,
+            memory_pressure=any(state.get("memory_pressure") for state in adaptive.values()),
+            in_flight=in_flight,
+            queued=queued,
+            delayed=delayed,
+            domains=domain_views(slots, adaptive, breakers),
+        )
         epoch = time()
         stage_name = getattr(spider, "stage", None)
         counts_stage = stage_name() if callable(stage_name) else "crawl"
@@ -279,22 +344,27 @@ class ProgressAggregator:
             },
             "requests": {
                 "sent": stats.get_value("downloader/request_count", 0),
-                "in_flight": requests_in_flight(crawler),
+                "in_flight": in_flight,
                 "queued": queued,
                 "delayed": delayed,
                 "retries": stats.get_value("retry/count", 0),
                 "dead_letters": stats.get_value("dead_letters/count", 0),
             },
-            "breakers": breaker_states(crawler),
+            "queues": stage_queues(crawler),
+            "breakers": breakers,
             "domains": {
                 domain: {
                     "concurrency": slot.concurrency,
                     "delay": slot.delay,
                     "active": slot.active,
                 }
-                for domain, slot in domain_slots(crawler).items()
+                for domain, slot in slots.items()
             },
-            "memory_bytes": resident_memory_bytes(),
+            "memory_bytes": rss,
+            "cpu_percent": cpu_percent,
+            "bytes_per_second": None if received is None else round(received),
+            "writer_busy": None if writer_busy is None else round(writer_busy, 3),
+            "bottleneck": verdict.as_dict(),
         }
         self.latest = snapshot
         return snapshot
@@ -302,6 +372,49 @@ class ProgressAggregator:
     def current(self) -> Snapshot:
         """The latest snapshot (taken now if there is none yet)."""
         return self.latest if self.latest is not None else self.take_snapshot()
+
+
+def domain_views(
+    slots: Mapping[str, SlotState],
+    adaptive: Mapping[str, Mapping[str, Any]],
+    breakers: Mapping[str, str],
+) -> list[DomainView]:
+    """Each domain with a slot or a breaker, its limits from the controller (else the slot)."""
+    views = []
+    for name in {*slots, *breakers}:
+        slot = slots.get(name)
+        state = adaptive.get(name)
+        concurrency = slot.concurrency if slot is not None else 0
+        delay = slot.delay if slot is not None else 0.0
+        if state is not None:
+            views.append(
+                DomainView(
+                    name,
+                    concurrency=int(state["concurrency"]),
+                    max_concurrency=int(state["max_concurrency"]),
+                    delay=float(state["delay"]),
+                    min_delay=float(state["min_delay"]),
+                    active=slot.active if slot is not None else 0,
+                    ceiling=state["ceiling"],
+                    latency=state["latency"],
+                    baseline=state["baseline_latency"],
+                    paused=bool(state["paused"]),
+                    breaker=breakers.get(name, "closed"),
+                )
+            )
+        else:  # no controller: the slot's own values are the limits
+            views.append(
+                DomainView(
+                    name,
+                    concurrency=concurrency,
+                    max_concurrency=concurrency,
+                    delay=delay,
+                    min_delay=delay,
+                    active=slot.active if slot is not None else 0,
+                    breaker=breakers.get(name, "closed"),
+                )
+            )
+    return views
 
 
 def job_label(spider: Any) -> str:

@@ -1,0 +1,144 @@
+"""Where the crawl is held back: a verdict, with its reason, from plain numbers.
+
+:func:`bottleneck` is pure: the progress aggregator hands it, once a second, what
+it read (process CPU, the database writer's busy share, memory and its ceiling,
+the requests in flight and waiting, and each domain's limits and state from the
+download slots, the adaptive controller and the breakers) and puts the verdict
+in the snapshot (``bottleneck``), on the live page and in the
+``matter_crawler_bottleneck`` gauge.
+
+The reasoning, first match wins:
+
+1. **memory**: resident memory at the memory ceiling (``ADAPTIVE_MEMORY_LIMIT_MB``,
+   capped by Scrapy's ``MEMUSAGE_LIMIT_MB``) or the controller holding concurrency
+   down for it. Nothing else matters while memory holds every domain down.
+2. **site**, breaker open: the site fails; its requests wait out the cool-down.
+3. **site**, throttled: the site asked to wait (Retry-After): the domain is paused.
+4. **idle**: nothing in flight and nothing queued (only retries waiting for their
+   time, or nothing at all: the crawl is between stages or ending).
+5. **cpu**: the crawl process uses :data:`CPU_BUSY` of one core or more. Scrapy
+   runs on one thread: past that, pages wait for the parser, not the site. Checked
+   before the site's limits because a busy process also makes latency look high.
+6. **database**: the writer was busy :data:`WRITER_BUSY` of the time: batches are
+   written back to back and the item pipeline waits for them.
+7. **site**, capacity: the controller learned a ceiling (trouble above it) below
+   the concurrency politeness allows: the site cannot take more.
+8. **site**, latency: the smoothed latency is :data:`LATENCY_RISE` times its
+   baseline or more: the site slows down under the load.
+9. **politeness**: the domain runs at its politeness ceiling (its maximum
+   concurrency with its slot full, or its minimum delay): the crawl goes as fast
+   as the settings allow; only a faster profile or a higher
+   ``ADAPTIVE_DOMAIN_LIMITS`` would go faster.
+10. **none**: below every limit: the controller is still climbing, or the crawl
+    waits for pages it has not discovered yet.
+
+The domain named is the first that matches, busiest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: Process CPU (% of one core) from which the crawl is CPU-bound.
+CPU_BUSY = 85.0
+#: Share of wall time the database writer spent writing from which it holds the crawl back.
+WRITER_BUSY = 0.8
+#: Smoothed latency over baseline from which the site is slowing down.
+LATENCY_RISE = 2.0
+#: The verdicts, in the order of the reasoning (the gauge has one series per verdict).
+VERDICTS = ("memory", "site", "idle", "cpu", "database", "politeness", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainView:
+    """One domain as the verdict needs it (limits from the controller, else the slot)."""
+
+    name: str
+    concurrency: int
+    max_concurrency: int
+    delay: float
+    min_delay: float
+    active: int  # requests in its download slot
+    ceiling: int | None = None  # the controller's learned ceiling
+    latency: float | None = None  # smoothed, seconds
+    baseline: float | None = None
+    paused: bool = False  # waiting out a Retry-After
+    breaker: str = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    verdict: str
+    reason: str
+    domain: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"verdict": self.verdict, "reason": self.reason, "domain": self.domain}
+
+
+def bottleneck(
+    *,
+    cpu_percent: float | None,
+    writer_busy: float | None,
+    rss_mb: float,
+    memory_limit_mb: float,
+    memory_pressure: bool,
+    in_flight: int,
+    queued: int,
+    delayed: int,
+    domains: Sequence[DomainView],
+) -> Verdict:
+    """The verdict for one moment (see the module's docstring for the reasoning)."""
+    if memory_pressure or (memory_limit_mb > 0 and rss_mb >= memory_limit_mb):
+        return Verdict(
+            "memory",
+            f"memory at {rss_mb:.0f} MB (ceiling {memory_limit_mb:.0f} MB): "
+            "concurrency is held down",
+        )
+    busiest = sorted(domains, key=lambda domain: -domain.active)
+    for domain in busiest:
+        if domain.breaker == "open":
+            return Verdict(
+                "site", f"breaker open: {domain.name} is failing; waiting for it", domain.name
+            )
+    for domain in busiest:
+        if domain.paused:
+            return Verdict(
+                "site", f"throttled: {domain.name} asked to wait (Retry-After)", domain.name
+            )
+    if in_flight == 0 and queued == 0:
+        if delayed:
+            return Verdict("idle", f"only {delayed} retries waiting for their time")
+        return Verdict("idle", "nothing to fetch: between stages or ending")
+    if cpu_percent is not None and cpu_percent >= CPU_BUSY:
+        return Verdict("cpu", f"the crawl process uses {cpu_percent:.0f}% of a core")
+    if writer_busy is not None and writer_busy >= WRITER_BUSY:
+        return Verdict("database", f"the database writer is busy {writer_busy:.0%} of the time")
+    for domain in busiest:
+        if domain.ceiling is not None and domain.ceiling < domain.max_concurrency:
+            return Verdict(
+                "site",
+                f"capacity: {domain.name} is troubled above {domain.ceiling} requests at "
+                f"once (politeness allows {domain.max_concurrency})",
+                domain.name,
+            )
+    for domain in busiest:
+        if domain.latency and domain.baseline and domain.latency >= LATENCY_RISE * domain.baseline:
+            return Verdict(
+                "site",
+                f"latency rising: {domain.name} answers in {domain.latency * 1000:.0f} ms "
+                f"(baseline {domain.baseline * 1000:.0f} ms)",
+                domain.name,
+            )
+    for domain in busiest:
+        full = domain.concurrency >= domain.max_concurrency and domain.active >= domain.concurrency
+        spaced = 0 < domain.delay <= domain.min_delay
+        if full or spaced:
+            return Verdict(
+                "politeness",
+                f"politeness ceiling: {domain.name} at {domain.concurrency} requests at once, "
+                f"{domain.delay:g} s apart",
+                domain.name,
+            )
+    return Verdict("none", "below every limit: the crawl is speeding up or discovering pages")
