@@ -35,6 +35,7 @@ from scrapy.http.request import NO_CALLBACK
 from twisted.python.failure import Failure
 
 from ..adaptive.extension import adaptive_state
+from ..adaptive.memory import memory_ceiling_mb
 from ..monitoring.events import EventHub
 from ..monitoring.progress import ProgressAggregator, Snapshot, job_label
 from ..monitoring.resources import FileResource, JsonResource, PackageFileResource
@@ -93,6 +94,7 @@ class ProgressMonitor:
         self.server.put("links", JsonResource(lambda: self.links))
         self.aggregator.listeners.append(self.snapshot)
         self.aggregator.adaptive_state = lambda: adaptive_state(crawler)
+        self.aggregator.memory_limit_mb = memory_ceiling_mb(crawler.settings)
         self.tasks = TaskTracker.from_crawler(crawler)
         if task_events:
             self.tasks.emit = self.hub.task

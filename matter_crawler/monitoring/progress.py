@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from scrapy.utils.asyncio import create_looping_call
 
-from ..adaptive.memory import memory_ceiling_mb, resident_memory_bytes
+from ..adaptive.memory import resident_memory_bytes
 from .bottleneck import DomainView, bottleneck
 from .crawlstate import (
     SlotState,
@@ -176,8 +176,9 @@ class ProgressAggregator:
         self._started_epoch: float | None = None
         self._working = False  # the rates start with the first finished page
         self._timer: Any = None
-        self.adaptive_state: AdaptiveState = dict  # the progress extension plugs the controller in
-        self.memory_limit_mb = memory_ceiling_mb(crawler.settings)
+        # the progress extension plugs in the controller and the memory ceiling
+        self.adaptive_state: AdaptiveState = dict
+        self.memory_limit_mb = 0.0
         self._cpu = WindowedRate(RESOURCE_WINDOW)
         self._bytes = WindowedRate(RESOURCE_WINDOW)
         self._writer = WindowedRate(RESOURCE_WINDOW)
