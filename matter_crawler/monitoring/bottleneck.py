@@ -16,9 +16,14 @@ The reasoning, first match wins:
 3. **site**, throttled: the site asked to wait (Retry-After): the domain is paused.
 4. **idle**: nothing in flight and nothing queued (only retries waiting for their
    time, or nothing at all: the crawl is between stages or ending).
-5. **cpu**: the crawl process uses :data:`CPU_BUSY` of one core or more. Scrapy
-   runs on one thread: past that, pages wait for the parser, not the site. Checked
-   before the site's limits because a busy process also makes latency look high.
+5. **cpu**: the crawl's reactor thread runs, or waits for a CPU, :data:`CPU_BUSY`
+   of the time or more (Linux's schedstat; elsewhere the process's CPU time stands
+   in). Scrapy parses, schedules and reads every answer on that one thread: when it
+   is never idle, pages wait for it, not for the site. Waiting counts because on a
+   machine busy with other work (the simulated site on a 2-core machine) the crawl
+   is short of CPU all the same, while its CPU time alone stays near half a core.
+   Checked before the site's limits because a busy reactor also makes latency look
+   high: Scrapy's latency includes the time the reactor took to read the answer.
 6. **database**: the writer was busy :data:`WRITER_BUSY` of the time: batches are
    written back to back and the item pipeline waits for them.
 7. **site**, capacity: the controller learned a ceiling (trouble above it) below
@@ -80,6 +85,7 @@ class Verdict:
 def bottleneck(
     *,
     cpu_percent: float | None,
+    cpu_demand_percent: float | None = None,
     writer_busy: float | None,
     rss_mb: float,
     memory_limit_mb: float,
@@ -111,8 +117,12 @@ def bottleneck(
         if delayed:
             return Verdict("idle", f"only {delayed} retries waiting for their time")
         return Verdict("idle", "nothing to fetch: between stages or ending")
-    if cpu_percent is not None and cpu_percent >= CPU_BUSY:
-        return Verdict("cpu", f"the crawl process uses {cpu_percent:.0f}% of a core")
+    busy = cpu_demand_percent if cpu_demand_percent is not None else cpu_percent
+    if busy is not None and busy >= CPU_BUSY:
+        used = "" if cpu_percent is None else f" (its CPU time: {cpu_percent:.0f}% of a core)"
+        return Verdict(
+            "cpu", f"the crawl's thread runs or waits for a CPU {busy:.0f}% of the time{used}"
+        )
     if writer_busy is not None and writer_busy >= WRITER_BUSY:
         return Verdict("database", f"the database writer is busy {writer_busy:.0%} of the time")
     for domain in busiest:

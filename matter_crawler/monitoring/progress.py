@@ -16,7 +16,8 @@ yet; it is extrapolated from the product pages wanted per listing page so far
 them under ``"stages"`` (:func:`spider_stages`; the ``dcl`` spider).
 
 Each snapshot also says where the crawl is held back: the process's CPU (% of one
-core, from :func:`os.times`), bytes received per second (Scrapy's
+core, from :func:`os.times`), the reactor thread's CPU demand (running or waiting
+for a CPU, from ``/proc/self/schedstat``), bytes received per second (Scrapy's
 ``downloader/response_bytes``), the database writer's busy share (the batch
 store's ``store/batch_seconds_total``), each over the last
 :data:`RESOURCE_WINDOW` seconds, the queues per stage, and the verdict of
@@ -85,6 +86,18 @@ def process_cpu_seconds() -> float:
     """User and system CPU time of this process so far."""
     times = os.times()
     return times.user + times.system
+
+
+def reactor_thread_demand_seconds() -> float | None:
+    """Seconds the main thread (the reactor's) ran or waited for a CPU so far (Linux's
+    ``/proc/self/schedstat``; None elsewhere). Waiting counts: on a machine busy with
+    other work the crawl is short of CPU all the same."""
+    try:
+        with open("/proc/self/schedstat", "rb") as schedstat:
+            running, waiting = schedstat.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return (int(running) + int(waiting)) / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +193,7 @@ class ProgressAggregator:
         self.adaptive_state: AdaptiveState = dict
         self.memory_limit_mb = 0.0
         self._cpu = WindowedRate(RESOURCE_WINDOW)
+        self._demand = WindowedRate(RESOURCE_WINDOW)
         self._bytes = WindowedRate(RESOURCE_WINDOW)
         self._writer = WindowedRate(RESOURCE_WINDOW)
 
@@ -288,10 +302,14 @@ class ProgressAggregator:
         rss = resident_memory_bytes()
         cpu = self._cpu.update(now, process_cpu_seconds())
         cpu_percent = None if cpu is None else round(cpu * 100, 1)
+        demand_seconds = reactor_thread_demand_seconds()
+        demand = None if demand_seconds is None else self._demand.update(now, demand_seconds)
+        cpu_demand = None if demand is None else round(demand * 100, 1)
         received = self._bytes.update(now, stats.get_value("downloader/response_bytes", 0))
         writer_busy = self._writer.update(now, stats.get_value("store/batch_seconds_total", 0.0))
         verdict = bottleneck(
             cpu_percent=cpu_percent,
+            cpu_demand_percent=cpu_demand,
             writer_busy=writer_busy,
             rss_mb=rss / 2**20,
             memory_limit_mb=self.memory_limit_mb,
@@ -363,6 +381,7 @@ class ProgressAggregator:
             },
             "memory_bytes": rss,
             "cpu_percent": cpu_percent,
+            "cpu_demand_percent": cpu_demand,
             "bytes_per_second": None if received is None else round(received),
             "writer_busy": None if writer_busy is None else round(writer_busy, 3),
             "bottleneck": verdict.as_dict(),

@@ -87,6 +87,19 @@ def test_cpu_bound_fast_on_a_zero_latency_site():
     assert verdict(cpu_percent=CPU_BUSY - 1).verdict != "cpu"
 
 
+def test_cpu_bound_when_the_thread_waits_for_a_cpu_the_machine_gives_elsewhere():
+    # measured: fast on a zero-latency site, the site on the same 2 cores: the crawl's
+    # thread ran half the time and waited for a CPU the other half; latency looked 20x up
+    starved = domain(concurrency=32, active=32, latency=0.1, baseline=0.005)
+    found = verdict(starved, cpu_percent=50, cpu_demand_percent=99.8)
+    assert found.verdict == "cpu"
+    assert found.reason == (
+        "the crawl's thread runs or waits for a CPU 100% of the time (its CPU time: 50% of a core)"
+    )
+    # idle between answers: the latency is the site's
+    assert verdict(starved, cpu_percent=30, cpu_demand_percent=40).reason.startswith("latency")
+
+
 def test_breaker_open_during_an_outage():
     found = verdict(domain(breaker="open", active=0), in_flight=0, queued=0, delayed=30)
     assert (found.verdict, found.domain) == ("site", SITE)
