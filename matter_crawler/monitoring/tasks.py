@@ -8,8 +8,10 @@ task), it failed for good (``failed``), a downloader middleware replaced it by
 another request (``redirected``), that request was then dropped by the dupefilter
 (``dropped``), or the crawl closed first (``cancelled``, :meth:`TaskTracker.close`).
 
-The id is kept in ``request.meta[TASK_ID]``. Copies of a request (a retry, a
-redirect) carry it; only an id still in flight means anything, so each task ends
+The id is kept in ``request.meta[TASK_ID]``, with a mark of this tracker (a request
+resumed from a JOBDIR disk queue carries an id of an earlier process, which means
+nothing here). Copies of a request (a retry, a redirect) carry it; only an id still
+in flight means anything, so each task ends
 once: the first end wins and later ones are ignored, and a copy that reaches the
 downloader or the dupefilter while its original is still in flight ends the
 original (a redirect: the original never reaches a callback). Requests a callback
@@ -26,7 +28,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator
 from itertools import count
-from time import monotonic, time
+from time import monotonic, time, time_ns
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,13 +47,14 @@ _per_crawler: weakref.WeakKeyDictionary[Crawler, TaskTracker] = weakref.WeakKeyD
 class TaskTracker:
     """Ids and start times of the tasks in flight; sends their start and their one end."""
 
-    __slots__ = ("__weakref__", "_ids", "emit", "in_flight")
+    __slots__ = ("__weakref__", "_ids", "_mark", "emit", "in_flight")
 
     def __init__(self, emit: Emit | None = None) -> None:
         self.emit = emit  # None: tracking is off (no ids, no events)
         #: task id -> (monotonic start, epoch start, stage, url, request)
         self.in_flight: dict[int, tuple[float, float, str | None, str, Request]] = {}
         self._ids = count(1)
+        self._mark = time_ns()  # tells this tracker's ids from a resumed JOBDIR's
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> TaskTracker:
@@ -71,13 +74,13 @@ class TaskTracker:
         if emit is None:
             return
         meta = request.meta
-        previous = meta.get(TASK_ID)
+        previous = self._current(meta.get(TASK_ID))
         if previous is not None:
             entry = self.in_flight.get(previous)
             if entry is not None and entry[4] is not request:
                 self._end(previous, "redirected", to=request.url)
         task_id = next(self._ids)
-        meta[TASK_ID] = task_id
+        meta[TASK_ID] = (self._mark, task_id)
         stage = meta.get("stage")
         now = time()
         self.in_flight[task_id] = (monotonic(), now, stage, request.url, request)
@@ -89,7 +92,7 @@ class TaskTracker:
         """End the request's task with ``outcome``; False if it has none in flight."""
         if request is None or self.emit is None:
             return False
-        task_id = request.meta.get(TASK_ID)
+        task_id = self._current(request.meta.get(TASK_ID))
         if task_id is None or task_id not in self.in_flight:
             return False
         self._end(task_id, outcome, url, **fields)
@@ -114,6 +117,12 @@ class TaskTracker:
         """A ``started`` event for each task in flight (for a page that opens mid-crawl)."""
         for task_id, (_, epoch, stage, url, _request) in self.in_flight.items():
             yield stage, url, {"id": task_id, "t": round(epoch, 3)}
+
+    def _current(self, key: Any) -> int | None:
+        """The task id in a ``request.meta[TASK_ID]`` value, if this tracker gave it."""
+        if isinstance(key, tuple) and len(key) == 2 and key[0] == self._mark:
+            return key[1]
+        return None
 
     def _end(self, task_id: int, outcome: str, url: str | None = None, **fields: Any) -> None:
         started, _, stage, task_url, _request = self.in_flight.pop(task_id)

@@ -197,7 +197,7 @@ def test_each_task_starts_once_and_ends_once_with_a_duration():
     assert ended["duration_ms"] >= 0
     # the retry is a copy carrying the old id: it reaches the downloader as a new task
     retry = request.replace()
-    assert retry.meta[TASK_ID] == 1
+    assert retry.meta[TASK_ID][1] == 1
     tracker.start(retry)
     assert events[-1]["id"] == 2
     assert [event["outcome"] for event in events] == ["started", "retry", "started"]
@@ -215,6 +215,17 @@ def test_a_redirect_ends_its_original_when_it_starts_or_is_dropped():
     ends = [(e["outcome"], e["id"], e.get("to")) for e in events if e["outcome"] != "started"]
     assert ends == [("redirected", 1, "http://x/a/"), ("dropped", 2, "http://x/")]
     assert list(tracker.in_flight) == [3]
+
+
+def test_an_id_from_an_earlier_process_means_nothing():
+    earlier, _ = tracked()
+    resumed = Request("http://x/a")
+    earlier.start(resumed)  # as written to a JOBDIR's disk queue by the crawl before
+    tracker, events = tracked()
+    tracker.start(Request("http://x/b"))  # task 1 of this process, in flight
+    assert not tracker.end(resumed, "done")
+    tracker.start(resumed)  # not a redirect of this process's task 1
+    assert [(e["outcome"], e["id"]) for e in events] == [("started", 1), ("started", 2)]
 
 
 def test_close_cancels_what_is_in_flight_and_a_tracker_without_emit_does_nothing():

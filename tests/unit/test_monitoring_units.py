@@ -645,7 +645,15 @@ def test_dashboard_loads_and_uses_only_exported_metrics():
         for name in re.findall(r"\b(matter_crawler_[a-z_]+|up)\b(?=\{)", expression):
             assert name in exported, f"panel {title!r} uses {name}, which is not exported"
     titles = " ".join(title.lower() for title, _ in expressions)
-    for subject in ("per second", "failure class", "circuit", "concurrency", "progress", "eta"):
+    for subject in (
+        "per second",
+        "failure class",
+        "circuit",
+        "concurrency",
+        "progress",
+        "eta",
+        "held back",
+    ):
         assert subject in titles
     crosscheck = [e for title, e in expressions if "cross-check" in title.lower()]
     for name in ("findings", "field_mismatches", "products", "consistent"):
