@@ -1,13 +1,17 @@
 """Live progress of a crawl: snapshots with an ETA, task events, a live page, terminal output.
 
 Wires the :class:`~matter_crawler.monitoring.progress.ProgressAggregator`
-(a snapshot every ``PROGRESS_INTERVAL`` seconds) and an
-:class:`~matter_crawler.monitoring.events.EventHub` (an event for every request
-that finishes, fails or is retried) to their outputs:
+(a snapshot every ``PROGRESS_INTERVAL`` seconds, with the bottleneck verdict) and an
+:class:`~matter_crawler.monitoring.events.EventHub` (with ``PROGRESS_TASK_EVENTS``, an
+event when a request reaches the downloader and one when its task ends, from the
+:class:`~matter_crawler.monitoring.tasks.TaskTracker` and, for pages whose callback ran,
+:class:`~matter_crawler.extensions.task_events.TaskEventsMiddleware`; stage events from
+the snapshots; a batch event per committed batch) to their outputs:
 
 - the crawl's HTTP server (:mod:`matter_crawler.monitoring.server`): ``/status``
   (the latest snapshot as JSON), ``/events`` (Server-Sent Events) and ``/``
-  (the live page: progress bar, ETA, per-stage counts, breakers, finished tasks),
+  (the live page: progress bar, ETA, per-stage counts, breakers, where the crawl is
+  held back, tasks in flight, finished tasks),
   ``/links`` (what the page links: ``feed.atom``, the file at ``FEED_ATOM_PATH`` as the
   last crawl wrote it, served at ``/feed.atom``, when that setting is set);
 - ``PROGRESS_EVENTS_FILE``: the same events as JSON lines (``%(name)s``,
@@ -15,8 +19,8 @@ that finishes, fails or is retried) to their outputs:
 - the log: a progress line every ``PROGRESS_LOG_INTERVAL`` seconds;
 - a progress bar on stderr when it is a terminal (``PROGRESS_BAR``: auto, true, false).
 
-Per request the handlers do O(1) work: a tuple into the ring of recent tasks,
-and JSON only while an events file or a browser listens.
+Per request the handlers do O(1) work: a dict entry for the task in flight, a tuple
+into the ring of recent tasks, and JSON only while an events file or a browser listens.
 """
 
 from __future__ import annotations
