@@ -740,5 +740,16 @@ def test_snapshot_of_a_spider_without_progress_counts_responses():
         }
     }
     assert snapshot["stage"] == "crawl"
+    # no engine: nothing in flight or queued; the rates need a second reading
+    assert snapshot["bottleneck"]["verdict"] == "idle"
+    assert (snapshot["queues"], snapshot["cpu_percent"], snapshot["bytes_per_second"]) == (
+        {},
+        None,
+        None,
+    )
+    crawler.stats.set_value("downloader/response_bytes", 10_000)
+    later = ProgressAggregator.from_crawler(crawler).take_snapshot()
+    assert later["bytes_per_second"] > 0
+    assert later["cpu_percent"] is not None
     json.dumps(snapshot)  # JSON-safe
     time.sleep(0)
