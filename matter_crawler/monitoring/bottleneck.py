@@ -28,12 +28,14 @@ The reasoning, first match wins:
    written back to back and the item pipeline waits for them.
 7. **site**, capacity: the controller learned a ceiling (trouble above it) below
    the concurrency politeness allows: the site cannot take more.
-8. **site**, latency: the smoothed latency is :data:`LATENCY_RISE` times its
-   baseline or more: the site slows down under the load.
-9. **politeness**: the domain runs at its politeness ceiling (its maximum
+8. **politeness**: the domain runs at its politeness ceiling (its maximum
    concurrency with its slot full, or its minimum delay): the crawl goes as fast
    as the settings allow; only a faster profile or a higher
-   ``ADAPTIVE_DOMAIN_LIMITS`` would go faster.
+   ``ADAPTIVE_DOMAIN_LIMITS`` would go faster. Checked before latency: requests
+   spaced by the minimum delay leave at that pace however fast the site answers,
+   and a controller still at its maximum tolerates the latency it sees.
+9. **site**, latency: the smoothed latency is :data:`LATENCY_RISE` times its
+   baseline or more: the site slows down under the load.
 10. **none**: below every limit: the controller is still climbing, or the crawl
     waits for pages it has not discovered yet.
 
@@ -134,14 +136,6 @@ def bottleneck(
                 domain.name,
             )
     for domain in busiest:
-        if domain.latency and domain.baseline and domain.latency >= LATENCY_RISE * domain.baseline:
-            return Verdict(
-                "site",
-                f"latency rising: {domain.name} answers in {domain.latency * 1000:.0f} ms "
-                f"(baseline {domain.baseline * 1000:.0f} ms)",
-                domain.name,
-            )
-    for domain in busiest:
         full = domain.concurrency >= domain.max_concurrency and domain.active >= domain.concurrency
         spaced = 0 < domain.delay <= domain.min_delay
         if full or spaced:
@@ -149,6 +143,14 @@ def bottleneck(
                 "politeness",
                 f"politeness ceiling: {domain.name} at {domain.concurrency} requests at once, "
                 f"{domain.delay:g} s apart",
+                domain.name,
+            )
+    for domain in busiest:
+        if domain.latency and domain.baseline and domain.latency >= LATENCY_RISE * domain.baseline:
+            return Verdict(
+                "site",
+                f"latency rising: {domain.name} answers in {domain.latency * 1000:.0f} ms "
+                f"(baseline {domain.baseline * 1000:.0f} ms)",
                 domain.name,
             )
     return Verdict("none", "below every limit: the crawl is speeding up or discovering pages")

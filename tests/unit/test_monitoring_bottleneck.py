@@ -97,7 +97,9 @@ def test_cpu_bound_when_the_thread_waits_for_a_cpu_the_machine_gives_elsewhere()
         "the crawl's thread runs or waits for a CPU 100% of the time (its CPU time: 50% of a core)"
     )
     # idle between answers: the latency is the site's
-    assert verdict(starved, cpu_percent=30, cpu_demand_percent=40).reason.startswith("latency")
+    below_ceiling = domain(concurrency=16, active=16, latency=0.1, baseline=0.005)
+    found = verdict(below_ceiling, cpu_percent=30, cpu_demand_percent=40)
+    assert found.reason.startswith("latency")
 
 
 def test_breaker_open_during_an_outage():
@@ -135,6 +137,16 @@ def test_database_writer_busy():
     assert verdict(writer_busy=WRITER_BUSY).verdict == "database"
     assert verdict(writer_busy=WRITER_BUSY - 0.01).verdict == "none"
     assert verdict(writer_busy=0.95, cpu_percent=95).verdict == "cpu"  # CPU first
+
+
+def test_politeness_before_latency_a_spaced_slot_goes_at_its_delay_whatever_the_latency():
+    # seen on the live page: balanced (0.25 s apart) on a site answering in 150 ms, the
+    # controller's baseline from robots.txt (8 ms); the slot's pace was its delay's
+    spaced = domain(
+        concurrency=4, max_concurrency=8, delay=0.25, min_delay=0.25, latency=0.154, baseline=0.008
+    )
+    assert verdict(spaced).verdict == "politeness"
+    assert verdict(domain(latency=0.154, baseline=0.008)).verdict == "site"  # no delay floor
 
 
 def test_latency_rising():
