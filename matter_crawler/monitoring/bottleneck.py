@@ -39,13 +39,18 @@ The reasoning, first match wins:
 10. **none**: below every limit: the controller is still climbing, or the crawl
     waits for pages it has not discovered yet.
 
-The domain named is the first that matches, busiest first.
+The domain named is the first that matches, busiest first. :func:`domain_views`
+builds the domains from the slots, the controller's state and the breakers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .crawlstate import SlotState
 
 #: Process CPU (% of one core) from which the crawl is CPU-bound.
 CPU_BUSY = 85.0
@@ -154,3 +159,46 @@ def bottleneck(
                 domain.name,
             )
     return Verdict("none", "below every limit: the crawl is speeding up or discovering pages")
+
+
+def domain_views(
+    slots: Mapping[str, SlotState],
+    adaptive: Mapping[str, Mapping[str, Any]],
+    breakers: Mapping[str, str],
+) -> list[DomainView]:
+    """Each domain with a slot or a breaker, its limits from the controller (else the slot)."""
+    views = []
+    for name in {*slots, *breakers}:
+        slot = slots.get(name)
+        state = adaptive.get(name)
+        concurrency = slot.concurrency if slot is not None else 0
+        delay = slot.delay if slot is not None else 0.0
+        if state is not None:
+            views.append(
+                DomainView(
+                    name,
+                    concurrency=int(state["concurrency"]),
+                    max_concurrency=int(state["max_concurrency"]),
+                    delay=float(state["delay"]),
+                    min_delay=float(state["min_delay"]),
+                    active=slot.active if slot is not None else 0,
+                    ceiling=state["ceiling"],
+                    latency=state["latency"],
+                    baseline=state["baseline_latency"],
+                    paused=bool(state["paused"]),
+                    breaker=breakers.get(name, "closed"),
+                )
+            )
+        else:  # no controller: the slot's own values are the limits
+            views.append(
+                DomainView(
+                    name,
+                    concurrency=concurrency,
+                    max_concurrency=concurrency,
+                    delay=delay,
+                    min_delay=delay,
+                    active=slot.active if slot is not None else 0,
+                    breaker=breakers.get(name, "closed"),
+                )
+            )
+    return views

@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic, time
@@ -38,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 from scrapy.utils.asyncio import create_looping_call
 
 from ..adaptive.memory import resident_memory_bytes
-from .bottleneck import DomainView, bottleneck
+from .bottleneck import bottleneck, domain_views
 from .crawlstate import (
-    SlotState,
     breaker_states,
     domain_slots,
     requests_in_flight,
@@ -48,6 +46,7 @@ from .crawlstate import (
     stage_queues,
 )
 from .eta import EtaEstimator, SmoothedRate
+from .usage import WindowedRate, process_cpu_seconds, reactor_thread_demand_seconds
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -62,42 +61,6 @@ _per_crawler: weakref.WeakKeyDictionary[Crawler, ProgressAggregator] = weakref.W
 RESOURCE_WINDOW = 5.0
 #: Domain -> the adaptive controller's decisions ({} without the controller).
 AdaptiveState = Callable[[], Mapping[str, Mapping[str, Any]]]
-
-
-class WindowedRate:
-    """The rate of a cumulative reading over about the last ``window`` seconds."""
-
-    def __init__(self, window: float) -> None:
-        self.window = window
-        self.readings: deque[tuple[float, float]] = deque()
-
-    def update(self, now: float, value: float) -> float | None:
-        readings = self.readings
-        readings.append((now, value))
-        while len(readings) > 2 and now - readings[1][0] >= self.window:
-            readings.popleft()
-        first_time, first_value = readings[0]
-        if now <= first_time:
-            return None
-        return (value - first_value) / (now - first_time)
-
-
-def process_cpu_seconds() -> float:
-    """User and system CPU time of this process so far."""
-    times = os.times()
-    return times.user + times.system
-
-
-def reactor_thread_demand_seconds() -> float | None:
-    """Seconds the main thread (the reactor's) ran or waited for a CPU so far (Linux's
-    ``/proc/self/schedstat``; None elsewhere). Waiting counts: on a machine busy with
-    other work the crawl is short of CPU all the same."""
-    try:
-        with open("/proc/self/schedstat", "rb") as schedstat:
-            running, waiting = schedstat.read().split()[:2]
-    except (OSError, ValueError):
-        return None
-    return (int(running) + int(waiting)) / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,49 +355,6 @@ class ProgressAggregator:
     def current(self) -> Snapshot:
         """The latest snapshot (taken now if there is none yet)."""
         return self.latest if self.latest is not None else self.take_snapshot()
-
-
-def domain_views(
-    slots: Mapping[str, SlotState],
-    adaptive: Mapping[str, Mapping[str, Any]],
-    breakers: Mapping[str, str],
-) -> list[DomainView]:
-    """Each domain with a slot or a breaker, its limits from the controller (else the slot)."""
-    views = []
-    for name in {*slots, *breakers}:
-        slot = slots.get(name)
-        state = adaptive.get(name)
-        concurrency = slot.concurrency if slot is not None else 0
-        delay = slot.delay if slot is not None else 0.0
-        if state is not None:
-            views.append(
-                DomainView(
-                    name,
-                    concurrency=int(state["concurrency"]),
-                    max_concurrency=int(state["max_concurrency"]),
-                    delay=float(state["delay"]),
-                    min_delay=float(state["min_delay"]),
-                    active=slot.active if slot is not None else 0,
-                    ceiling=state["ceiling"],
-                    latency=state["latency"],
-                    baseline=state["baseline_latency"],
-                    paused=bool(state["paused"]),
-                    breaker=breakers.get(name, "closed"),
-                )
-            )
-        else:  # no controller: the slot's own values are the limits
-            views.append(
-                DomainView(
-                    name,
-                    concurrency=concurrency,
-                    max_concurrency=concurrency,
-                    delay=delay,
-                    min_delay=delay,
-                    active=slot.active if slot is not None else 0,
-                    breaker=breakers.get(name, "closed"),
-                )
-            )
-    return views
 
 
 def job_label(spider: Any) -> str:

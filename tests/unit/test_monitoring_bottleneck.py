@@ -14,11 +14,12 @@ from matter_crawler.monitoring.bottleneck import (
     WRITER_BUSY,
     DomainView,
     bottleneck,
+    domain_views,
 )
 from matter_crawler.monitoring.crawlstate import SlotState
 from matter_crawler.monitoring.events import EventHub
-from matter_crawler.monitoring.progress import WindowedRate, domain_views
 from matter_crawler.monitoring.tasks import TASK_ID, TaskTracker
+from matter_crawler.monitoring.usage import WindowedRate
 
 SITE = "127.0.0.1"
 
