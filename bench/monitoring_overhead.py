@@ -4,9 +4,12 @@ Crawls of one simulated catalogue (profile ``fast``, every other component on),
 alternating between:
 
 - off: ``PROMETHEUS_ENABLED=False``, ``PROGRESS_ENABLED=False`` (no server either);
-- on: the defaults (metrics, progress, server; nobody scraping or watching);
+- on, task events off: the defaults with ``PROGRESS_TASK_EVENTS=False`` (metrics,
+  snapshots, server; no task ids, no task events);
+- on: the defaults (task events too; nobody scraping or watching);
 - on, watched: the defaults plus a ``/metrics`` scrape every second and the
-  JSON-lines events file (an event encoded and written for every request).
+  JSON-lines events file (two events encoded and written for every request: its
+  start and its end).
 
 CPU seconds come from the crawl process's own rusage (``bench/common.run_measured``).
 Prints medians and the ratios against "off" measured in the same run.
@@ -14,8 +17,10 @@ Prints medians and the ratios against "off" measured in the same run.
 Crawl timings on a shared 2-core machine are noisy, so a first table measures the
 per-request cost directly, in this process: the signals one product page sends
 (request_reached_downloader, response_downloaded, response_received,
-item_scraped), dispatched through Scrapy's signal manager with the monitoring
-extensions connected, against the same signals with nothing connected.
+item_scraped), dispatched through Scrapy's signal manager, and the callback's
+output through the task events' spider middleware, with the monitoring extensions
+connected (task events off, on, on with a live subscriber), against the same with
+nothing connected.
 
     python bench/monitoring_overhead.py [--products 3000] [--repeat 3]
 """
@@ -61,28 +66,46 @@ def per_request_cost(requests: int = 20000) -> list[list[object]]:
 
     from matter_crawler.extensions.progress import ProgressMonitor
     from matter_crawler.extensions.prometheus import PrometheusExporter
+    from matter_crawler.extensions.task_events import TaskEventsMiddleware
     from matter_crawler.items import ProductItem
+    from matter_crawler.profiles import CrawlProfile
 
     project = Settings()
     project.setmodule("matter_crawler.settings")
+    CrawlProfile().update_settings(project)  # the memory ceiling comes from the profile
     # the monitoring's own settings, with the project's defaults (the crawl's other parts are
     # not built here)
     defaults = {
         name: project[name]
         for name in project
-        if name.startswith(("MONITORING_", "PROMETHEUS_", "PROGRESS_"))
+        if name.startswith(("MONITORING_", "PROMETHEUS_", "PROGRESS_", "ADAPTIVE_MEMORY_"))
     }
 
     def run(connect: str) -> float:
-        crawler = get_crawler(Spider, {**defaults, "PROGRESS_BAR": False, "MONITORING_PORT": 0})
+        task_events = "task events off" not in connect
+        crawler = get_crawler(
+            Spider,
+            {
+                **defaults,
+                "PROGRESS_BAR": False,
+                "MONITORING_PORT": 0,
+                "PROGRESS_TASK_EVENTS": task_events,
+            },
+        )
         crawler.spider = Spider("bench")
         keep = []
+        output = list  # the callback's output as the engine takes it
         if connect != "nothing":
             keep += [
                 PrometheusExporter.from_crawler(crawler),
                 ProgressMonitor.from_crawler(crawler),
             ]
-        if connect == "monitoring, watched":
+            middleware = TaskEventsMiddleware.from_crawler(crawler)
+
+            def output(result):
+                return list(middleware.process_spider_output(response, result))
+
+        if connect.endswith("watched"):
             keep[1].hub.subscribe(lambda kind, data: None)  # as a browser on /events
         request = Request(
             "http://127.0.0.1/csa_product/x/",
@@ -103,14 +126,27 @@ def per_request_cost(requests: int = 20000) -> list[list[object]]:
             send(
                 signals.response_received, response=response, request=request, spider=crawler.spider
             )
+            output([item])
             send(signals.item_scraped, item=item, response=response, spider=crawler.spider)
         return (time.perf_counter() - started) / requests * 1e6
 
-    base = median([run("nothing") for _ in range(3)])
-    rows = [["signals alone (nothing connected)", base, 0.0]]
-    for connect in ("monitoring", "monitoring, watched"):
-        cost = median([run(connect) for _ in range(3)])
-        rows.append([connect, cost, cost - base])
+    kinds = (
+        "nothing",
+        "monitoring, task events off",
+        "monitoring (task events on)",
+        "monitoring (task events on), watched",
+    )
+    costs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(3):  # interleaved: a machine busy for a while slows every kind alike
+        for kind in kinds:
+            costs[kind].append(run(kind))
+    base = median(costs["nothing"])
+    events_off = median(costs["monitoring, task events off"])
+    rows = []
+    for kind in kinds:
+        cost = median(costs[kind])
+        label = "signals alone (nothing connected)" if kind == "nothing" else kind
+        rows.append([label, cost, cost - base, cost - events_off if kind != "nothing" else ""])
     return rows
 
 
@@ -122,10 +158,20 @@ def main() -> int:
 
     print(f"Machine: {machine()}\n")
     print("Per product page, in-process (4 signals; medians of 3 x 20,000):\n")
-    print(markdown_table(["handlers", "us per page", "monitoring's share, us"], per_request_cost()))
+    print(
+        markdown_table(
+            ["handlers", "us per page", "monitoring's share, us", "task events' share, us"],
+            per_request_cost(),
+        )
+    )
     print()
 
-    results: dict[str, list[tuple[float, float, int]]] = {"off": [], "on": [], "on, watched": []}
+    results: dict[str, list[tuple[float, float, int]]] = {
+        "off": [],
+        "on, task events off": [],
+        "on": [],
+        "on, watched": [],
+    }
     scrape_counts: list[int] = []
     with (
         tempfile.TemporaryDirectory() as scratch_dir,
@@ -147,6 +193,8 @@ def main() -> int:
                 ]  # fmt: skip
                 if name == "off":
                     command += ["-s", "PROMETHEUS_ENABLED=False", "-s", "PROGRESS_ENABLED=False"]
+                if name == "on, task events off":
+                    command += ["-s", "PROGRESS_TASK_EVENTS=False"]
                 if name == "on, watched":
                     command += ["-s", f"PROGRESS_EVENTS_FILE={scratch / 'events.jsonl'}"]
                 site.reset_stats()
@@ -169,28 +217,47 @@ def main() -> int:
                 pages = site.stats()["requests_total"]
                 runs.append((measurement.wall, measurement.cpu, pages))
 
-    base_rate = median([pages / wall for wall, _, pages in results["off"]])
-    base_cpu = median([cpu / pages * 1000 for _, cpu, pages in results["off"]])
+    def rate_of(runs):
+        return median([pages / wall for wall, _, pages in runs])
+
+    def cpu_of(runs):
+        return median([cpu / pages * 1000 for _, cpu, pages in runs])
+
+    base_rate, base_cpu = rate_of(results["off"]), cpu_of(results["off"])
+    quiet_rate, quiet_cpu = (
+        rate_of(results["on, task events off"]),
+        cpu_of(results["on, task events off"]),
+    )
     rows = []
     for name, runs in results.items():
-        rate = median([pages / wall for wall, _, pages in runs])
-        cpu_per_1000 = median([cpu / pages * 1000 for _, cpu, pages in runs])
+        rate, cpu_per_1000 = rate_of(runs), cpu_of(runs)
+        with_events = name in ("on", "on, watched")
         rows.append(
             [
                 f"monitoring {name}",
                 runs[0][2],
                 rate,
                 f"{rate / base_rate:.2f}x",
-                median([cpu for _, cpu, _ in runs]),
+                f"{rate / quiet_rate:.2f}x" if with_events else "",
                 cpu_per_1000,
                 f"{cpu_per_1000 / base_cpu:.2f}x",
+                f"{cpu_per_1000 / quiet_cpu:.2f}x" if with_events else "",
             ]
         )
     print(f"Monitoring overhead: crawls of a {options.products:,}-product simulated catalogue")
     print(f"Medians of {options.repeat} run(s) each, interleaved\n")
     print(
         markdown_table(
-            ["run", "pages", "pages/s", "vs. off", "CPU s", "CPU s / 1,000 pages", "vs. off"],
+            [
+                "run",
+                "pages",
+                "pages/s",
+                "vs. off",
+                "vs. task events off",
+                "CPU s / 1,000 pages",
+                "vs. off",
+                "vs. task events off",
+            ],
             rows,
         )
     )

@@ -82,6 +82,8 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     # closest to the spider: a page whose callback raised is dead-lettered, never lost
     "matter_crawler.middlewares.callback_errors.CallbackErrorMiddleware": 1100,
+    # closest to the engine: the end of each page's task (PROGRESS_TASK_EVENTS)
+    "matter_crawler.extensions.task_events.TaskEventsMiddleware": 10,
 }
 
 ITEM_PIPELINES = {
@@ -261,6 +263,7 @@ PROGRESS_LOG_INTERVAL = 10.0  # seconds between progress lines in the log (0: no
 PROGRESS_BAR = "auto"  # a progress bar on stderr: auto (when a terminal), true, false
 PROGRESS_EVENTS_FILE = None  # JSON-lines events file; %(name)s, %(job)s, %(time)s replaced
 PROGRESS_RECENT_TASKS = 100  # finished tasks a newly opened live page is shown
+PROGRESS_TASK_EVENTS = True  # task events: started, and its end with duration_ms
 # What local clients may hold (0: no limit). Over MONITORING_MAX_CONNECTIONS a connection is
 # closed at once; over MONITORING_MAX_CLIENTS an /events client gets 503 with Retry-After; an
 # /events client with more than MONITORING_CLIENT_BUFFER bytes unread, or that reads nothing

@@ -419,6 +419,7 @@ class AdaptiveConcurrency:
                 "decreases": controller.decreases,
                 "min_concurrency": controller.limits.min_concurrency,
                 "max_concurrency": controller.limits.max_concurrency,
+                "min_delay": controller.limits.min_delay,
             }
             for key, controller in self.controllers.items()
         }

@@ -19,6 +19,9 @@ queue early after a resume. Created first, the scheduler also asks the crawl
 session to recover a JOBDIR left by a killed process before the dupefilter
 reads its fingerprints (see :mod:`matter_crawler.core.session`).
 
+It also counts the requests it holds per stage (``meta["stage"]``; ``None`` for
+requests without one) for the progress snapshot's queues (:meth:`stage_counts`).
+
 Stats: ``scheduler/delayed/held`` (every request put in the heap),
 ``scheduler/delayed/held_again`` (those among them that came back from a
 resumed disk queue before their time) and ``scheduler/delayed/released``.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import Counter
 from time import time
 from typing import TYPE_CHECKING, Any, Self
 
@@ -55,6 +59,7 @@ class DelayedRequestScheduler(Scheduler):
         self._order = itertools.count()
         self._wakeup: Any = None
         self._releasing: Request | None = None  # the due request handed to engine.crawl()
+        self._stages: Counter[str | None] = Counter()
         return super().open(spider)
 
     def close(self, reason: str) -> Any:
@@ -75,13 +80,18 @@ class DelayedRequestScheduler(Scheduler):
             self._releasing = None
             heapq.heappush(self._waiting, (0.0, next(self._order), request))
             return True
-        not_before = request.meta.get(NOT_BEFORE)
+        meta = request.meta
+        not_before = meta.get(NOT_BEFORE)
         if not_before is None or not_before <= time():
-            return super().enqueue_request(request)
+            accepted = super().enqueue_request(request)
+            if accepted:
+                self._stages[meta.get("stage")] += 1
+            return accepted
         if not request.dont_filter and self.df.request_seen(request):
             self.df.log(request, self.spider)
             return False
         self._hold(request, not_before)
+        self._stages[meta.get("stage")] += 1
         return True
 
     def next_request(self) -> Request | None:
@@ -91,6 +101,7 @@ class DelayedRequestScheduler(Scheduler):
             _, _, request = heapq.heappop(self._waiting)
             self._arm_wakeup()
             self.stats.inc_value("scheduler/delayed/released")
+            self._stages[request.meta.get("stage")] -= 1
             return request
         while True:
             request = super().next_request()
@@ -98,6 +109,7 @@ class DelayedRequestScheduler(Scheduler):
                 return None
             not_before = request.meta.get(NOT_BEFORE)
             if not_before is None or not_before <= now:
+                self._stages[request.meta.get("stage")] -= 1
                 return request
             # only a resumed disk queue holds requests not yet due: enqueue_request keeps them
             self.stats.inc_value("scheduler/delayed/held_again")
@@ -109,6 +121,10 @@ class DelayedRequestScheduler(Scheduler):
     def waiting(self) -> int:
         """How many requests wait for their not-before time."""
         return len(self._waiting)
+
+    def stage_counts(self) -> dict[str | None, int]:
+        """Requests held per stage (as scheduled in this run: low after a JOBDIR resume)."""
+        return {stage: held for stage, held in self._stages.items() if held > 0}
 
     def _hold(self, request: Request, not_before: float) -> None:
         heapq.heappush(self._waiting, (not_before, next(self._order), request))

@@ -1,13 +1,17 @@
 """Live progress of a crawl: snapshots with an ETA, task events, a live page, terminal output.
 
 Wires the :class:`~matter_crawler.monitoring.progress.ProgressAggregator`
-(a snapshot every ``PROGRESS_INTERVAL`` seconds) and an
-:class:`~matter_crawler.monitoring.events.EventHub` (an event for every request
-that finishes, fails or is retried) to their outputs:
+(a snapshot every ``PROGRESS_INTERVAL`` seconds, with the bottleneck verdict) and an
+:class:`~matter_crawler.monitoring.events.EventHub` (with ``PROGRESS_TASK_EVENTS``, an
+event when a request reaches the downloader and one when its task ends, from the
+:class:`~matter_crawler.monitoring.tasks.TaskTracker` and, for pages whose callback ran,
+:class:`~matter_crawler.extensions.task_events.TaskEventsMiddleware`; stage events from
+the snapshots; a batch event per committed batch) to their outputs:
 
 - the crawl's HTTP server (:mod:`matter_crawler.monitoring.server`): ``/status``
   (the latest snapshot as JSON), ``/events`` (Server-Sent Events) and ``/``
-  (the live page: progress bar, ETA, per-stage counts, breakers, finished tasks),
+  (the live page: progress bar, ETA, per-stage counts, breakers, where the crawl is
+  held back, tasks in flight, finished tasks),
   ``/links`` (what the page links: ``/feed.atom`` and ``/report.html``, the files at
   ``FEED_ATOM_PATH`` and ``REPORT_HTML_PATH`` as the last crawl wrote them, when those
   settings are set: :mod:`matter_crawler.monitoring.written_files`);
@@ -16,8 +20,8 @@ that finishes, fails or is retried) to their outputs:
 - the log: a progress line every ``PROGRESS_LOG_INTERVAL`` seconds;
 - a progress bar on stderr when it is a terminal (``PROGRESS_BAR``: auto, true, false).
 
-Per request the handlers do O(1) work: a tuple into the ring of recent tasks,
-and JSON only while an events file or a browser listens.
+Per request the handlers do O(1) work: a dict entry for the task in flight, a tuple
+into the ring of recent tasks, and JSON only while an events file or a browser listens.
 """
 
 from __future__ import annotations
@@ -32,16 +36,20 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.http import Request, Response
+from scrapy.http.request import NO_CALLBACK
 from twisted.python.failure import Failure
 
+from ..adaptive.extension import adaptive_state
+from ..adaptive.memory import memory_ceiling_mb
 from ..monitoring.events import EventHub
 from ..monitoring.progress import ProgressAggregator, Snapshot, job_label
 from ..monitoring.resources import JsonResource, PackageFileResource
 from ..monitoring.server import MonitoringServer
 from ..monitoring.stream import EventsResource
+from ..monitoring.tasks import TASK_ID, TaskTracker
 from ..monitoring.terminal import ProgressBar, progress_line
 from ..monitoring.written_files import serve_written_files
-from ..signals import request_dead_lettered, request_retrying
+from ..signals import batch_stored, request_dead_lettered, request_retrying
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,7 @@ STATIC_PACKAGE = "matter_crawler.monitoring"
 STATIC_FILES = {
     "": ("static/index.html", b"text/html; charset=utf-8"),
     "static/app.js": ("static/app.js", b"text/javascript; charset=utf-8"),
+    "static/bottleneck.js": ("static/bottleneck.js", b"text/javascript; charset=utf-8"),
     "static/style.css": ("static/style.css", b"text/css; charset=utf-8"),
 }
 
@@ -66,6 +75,7 @@ class ProgressMonitor:
         bar: ProgressBar | None,
         events_path: str | None,
         recent_tasks: int,
+        task_events: bool = True,
     ) -> None:
         self.crawler = crawler
         self.aggregator = ProgressAggregator.from_crawler(crawler)
@@ -83,6 +93,14 @@ class ProgressMonitor:
         self.links = serve_written_files(self.server, crawler.settings)
         self.server.put("links", JsonResource(lambda: self.links))
         self.aggregator.listeners.append(self.snapshot)
+        self.aggregator.adaptive_state = lambda: adaptive_state(crawler)
+        self.aggregator.memory_limit_mb = memory_ceiling_mb(crawler.settings)
+        self.tasks = TaskTracker.from_crawler(crawler)
+        if task_events:
+            self.tasks.emit = self.hub.task
+            self.hub.in_flight = self.tasks.started_events
+        self._stages_started: set[str] = set()
+        self._stages_complete: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -96,16 +114,22 @@ class ProgressMonitor:
             bar=ProgressBar() if ProgressBar.wanted(bar_setting) else None,
             events_path=settings.get("PROGRESS_EVENTS_FILE") or None,
             recent_tasks=settings.getint("PROGRESS_RECENT_TASKS"),
+            task_events=settings.getbool("PROGRESS_TASK_EVENTS"),
         )
         connect = crawler.signals.connect
         connect(monitor.spider_opened, signal=signals.spider_opened)
         connect(monitor.spider_closed, signal=signals.spider_closed)
-        connect(monitor.response_received, signal=signals.response_received)
-        connect(monitor.item_scraped, signal=signals.item_scraped)
-        connect(monitor.item_dropped, signal=signals.item_dropped)
-        connect(monitor.spider_error, signal=signals.spider_error)
-        connect(monitor.retrying, signal=request_retrying)
-        connect(monitor.dead_lettered, signal=request_dead_lettered)
+        connect(monitor.batch_stored, signal=batch_stored)
+        if monitor.tasks.enabled:
+            connect(monitor.request_reached_downloader, signal=signals.request_reached_downloader)
+            connect(monitor.request_dropped, signal=signals.request_dropped)
+            connect(monitor.response_received, signal=signals.response_received)
+            connect(monitor.item_scraped, signal=signals.item_scraped)
+            connect(monitor.item_dropped, signal=signals.item_dropped)
+            connect(monitor.item_error, signal=signals.item_error)
+            connect(monitor.spider_error, signal=signals.spider_error)
+            connect(monitor.retrying, signal=request_retrying)
+            connect(monitor.dead_lettered, signal=request_dead_lettered)
         return monitor
 
     # -- life cycle ------------------------------------------------------------------------
@@ -127,6 +151,7 @@ class ProgressMonitor:
 
     def snapshot(self, snapshot: Snapshot) -> None:
         """Every snapshot: to the hub (file, live page), the bar; the log line when due."""
+        self._stage_events(snapshot)
         self.hub.snapshot(snapshot)
         if snapshot["finished"]:
             return
@@ -138,30 +163,76 @@ class ProgressMonitor:
             logger.info("Progress: %s", progress_line(snapshot))
 
     def spider_closed(self, reason: str) -> None:
+        self.tasks.close()  # what is still in flight never will be: cancelled
         final = self.aggregator.finish(reason)
         if self.aggregator.listeners.count(self.snapshot):
             self.aggregator.listeners.remove(self.snapshot)
+        self.hub.event("stage", stage="run", state="finished", reason=reason)
         if self.bar is not None:
             self.bar.close()
         if self.log_interval > 0:
             logger.info("Progress: %s", progress_line(final))
         self.hub.close(reason)
 
-    # -- task events (per request: O(1)) -----------------------------------------------------
+    # -- stage and batch events ------------------------------------------------------------
 
-    def response_received(self, response: Response, request: Request, **_: Any) -> None:
-        stage = request.meta.get("stage")
-        if stage == "detail":
-            return  # reported with the product's name when its item is scraped or dropped
-        self.hub.task(
-            "done", stage, response.url, status=response.status, page=request.meta.get("page")
+    def _stage_events(self, snapshot: Snapshot) -> None:
+        """``stage`` events from the snapshot: started (pages done or the spider's stage),
+        complete (nothing remaining of a known total), once each; once a second."""
+        current = snapshot["stage"]
+        for name, stage in snapshot["stages"].items():
+            finished = stage["done"] + stage["failed"]
+            if name not in self._stages_started and (finished or name == current):
+                self._stages_started.add(name)
+                self.hub.event("stage", stage=name, state="started")
+            if (
+                name in self._stages_started
+                and name not in self._stages_complete
+                and stage["remaining"] == 0
+                and not stage["estimated"]
+                and finished
+            ):
+                self._stages_complete.add(name)
+                self.hub.event("stage", stage=name, state="complete", pages=finished)
+
+    def batch_stored(
+        self, products: int, sightings: int, seconds: float, dcl_records: int = 0, **_: Any
+    ) -> None:
+        self.hub.event(
+            "batch",
+            size=products + dcl_records + sightings,
+            products=products,
+            sightings=sightings,
+            seconds=round(seconds, 4),
         )
 
+    # -- task events (per request: O(1)) -----------------------------------------------------
+
+    def request_reached_downloader(self, request: Request, **_: Any) -> None:
+        self.tasks.start(request)
+
+    def request_dropped(self, request: Request, **_: Any) -> None:
+        self.tasks.dropped(request)
+
+    def response_received(self, response: Response, request: Request, **_: Any) -> None:
+        # a download no callback sees (robots.txt, engine.download()): done on arrival;
+        # the others end once their callback ran (TaskEventsMiddleware)
+        if request.callback is NO_CALLBACK:
+            self.tasks.end(request, "done", response.url, status=response.status)
+
+    def _end(self, request: Request | None, outcome: str, url: str | None, **fields: Any) -> None:
+        """End the request's task; a request that never reached the downloader (no task)
+        gets an event of its own, without an id."""
+        if request is not None and TASK_ID in request.meta:
+            self.tasks.end(request, outcome, url, **fields)
+        else:
+            self.hub.task(outcome, _stage(request), url, **fields)
+
     def item_scraped(self, item: Any, response: Any, **_: Any) -> None:
-        if isinstance(response, Response) and response.meta.get("stage") == "detail":
-            self.hub.task(
+        if isinstance(response, Response):
+            self.tasks.end(
+                response.request,
                 "done",
-                "detail",
                 response.url,
                 status=response.status,
                 name=getattr(item, "model", None),
@@ -169,21 +240,30 @@ class ProgressMonitor:
             )
 
     def item_dropped(self, item: Any, response: Any, exception: BaseException, **_: Any) -> None:
-        if isinstance(response, Response) and response.meta.get("stage") == "detail":
-            self.hub.task(
-                "invalid",
-                "detail",
+        if isinstance(response, Response):
+            fields = {
+                "name": getattr(item, "model", None),
+                "manufacturer": getattr(item, "manufacturer", None),
+                "reason": str(exception),
+            }
+            if not self.tasks.end(response.request, "invalid", response.url, **fields):
+                # the page's task ended with an earlier item: this item still shows
+                self.hub.task("invalid", _stage(response.request), response.url, **fields)
+
+    def item_error(self, item: Any, response: Any, failure: Failure, **_: Any) -> None:
+        if isinstance(response, Response):
+            self.tasks.end(
+                response.request,
+                "failed",
                 response.url,
-                name=getattr(item, "model", None),
-                manufacturer=getattr(item, "manufacturer", None),
-                reason=str(exception),
+                failure_class="item_error",
+                reason=failure.getErrorMessage(),
             )
 
     def spider_error(self, failure: Failure, response: Any, **_: Any) -> None:
-        request = getattr(response, "request", None)
-        self.hub.task(
+        self._end(
+            getattr(response, "request", None),
             "failed",
-            _stage(request),
             getattr(response, "url", None),
             failure_class="spider_error",
             reason=failure.getErrorMessage(),
@@ -198,9 +278,9 @@ class ProgressMonitor:
         delay: float,
         **_: Any,
     ) -> None:
-        self.hub.task(
+        self._end(
+            request,
             "retry",
-            _stage(request),
             request.url,
             failure_class=failure_class,
             reason=reason,
@@ -209,10 +289,19 @@ class ProgressMonitor:
         )
 
     def dead_lettered(
-        self, url: str, stage: str | None, failure_class: str, reason: str, attempts: int, **_: Any
+        self,
+        request: Request | None,
+        url: str,
+        stage: str | None,
+        failure_class: str,
+        reason: str,
+        attempts: int,
+        **_: Any,
     ) -> None:
         if failure_class == "invalid":
             return  # item_dropped reported it, with the product's name
-        self.hub.task(
-            "failed", stage, url, failure_class=failure_class, reason=reason, attempts=attempts
-        )
+        fields = {"failure_class": failure_class, "reason": reason, "attempts": attempts}
+        if request is not None and TASK_ID in request.meta:
+            self.tasks.end(request, "failed", url, **fields)
+        else:
+            self.hub.task("failed", stage, url, **fields)

@@ -5,7 +5,11 @@ The parts, one concern per module, wired into Scrapy by two extensions
 
 - :mod:`.crawlstate`: reads the engine's live state (in flight, queued, slots, breakers, memory).
 - :mod:`.eta`: smoothed rates and the ETA with its uncertainty band (pure arithmetic).
-- :mod:`.progress`: the in-memory aggregator: per-stage counts, rates, ETA, snapshots.
+- :mod:`.progress`: the in-memory aggregator: per-stage counts, rates, ETA, CPU, bytes/s,
+  queues, snapshots.
+- :mod:`.bottleneck`: where the crawl is held back, a verdict from plain numbers (pure).
+- :mod:`.usage`: CPU time, the reactor thread's CPU demand, rates over a window.
+- :mod:`.tasks`: task ids from the downloader on, and exactly one end for each task.
 - :mod:`.events`: the event hub: recent tasks, the JSON-lines events file, live subscribers.
 - :mod:`.metrics`: the per-crawl Prometheus registry and its metrics.
 - :mod:`.discovery`: the Prometheus file-based service-discovery file shared by jobs.

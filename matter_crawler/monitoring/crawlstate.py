@@ -55,6 +55,22 @@ def scheduler_depth(crawler: Crawler) -> tuple[int, int]:
     return max(0, total - delayed), delayed
 
 
+def stage_queues(crawler: Crawler) -> dict[str, dict[str, int]]:
+    """Per stage: requests the scheduler holds (``queued``) and in the downloader
+    (``in_flight``); requests without a stage count under ``other``."""
+    engine = _engine(crawler)
+    if engine is None:
+        return {}
+    queues: dict[str, dict[str, int]] = {}
+    counts = getattr(getattr(engine, "scheduler", None), "stage_counts", None)
+    for stage, held in (counts() if callable(counts) else {}).items():
+        queues.setdefault(stage or "other", {"queued": 0, "in_flight": 0})["queued"] += held
+    for request in list(getattr(getattr(engine, "downloader", None), "active", ())):
+        stage = request.meta.get("stage") or "other"
+        queues.setdefault(stage, {"queued": 0, "in_flight": 0})["in_flight"] += 1
+    return queues
+
+
 def domain_slots(crawler: Crawler) -> dict[str, SlotState]:
     """Every download slot's concurrency, delay and requests (slots idle for 60 s are gone)."""
     engine = _engine(crawler)

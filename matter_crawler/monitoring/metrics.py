@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from ..adaptive.memory import resident_memory_bytes
 from ..middlewares.breaker import CircuitState
 from ..middlewares.classify import FailureClass
+from .bottleneck import VERDICTS
 from .crawlstate import (
     breaker_states,
     domain_slots,
@@ -286,9 +287,15 @@ class CrawlStateCollector(Collector):
             "eta_uncertainty_seconds", "Half-width of the ETA's uncertainty band."
         )
         memory = self._gauge("memory_resident_bytes", "Resident memory of the crawl process.")
+        held_back = self._gauge(
+            "bottleneck",
+            "Where the crawl is held back: 1 for the current verdict, 0 for the others "
+            "(the reason is in /status).",
+            ("verdict",),
+        )
         adaptive_families = tuple(self._adaptive_families())
         families = (start, in_flight, queued, delayed, concurrency, delay, active, circuit,
-                    progress, pages, eta, eta_band, memory)  # fmt: skip
+                    progress, pages, eta, eta_band, memory, held_back)  # fmt: skip
         if empty:
             yield from families
             yield from adaptive_families
@@ -322,6 +329,9 @@ class CrawlStateCollector(Collector):
             eta.add_metric(values, snapshot["eta"]["seconds"])
             eta_band.add_metric(values, snapshot["eta"]["band"] or 0.0)
         memory.add_metric(values, resident_memory_bytes())
+        verdict = snapshot.get("bottleneck", {}).get("verdict")
+        for candidate in VERDICTS:
+            held_back.add_metric([*values, candidate], float(verdict == candidate))
         yield from families
         yield from self._adaptive(*adaptive_families)
 

@@ -14,6 +14,14 @@ listing pages are still being read the number of product pages is not known
 yet; it is extrapolated from the product pages wanted per listing page so far
 (``detail.estimated`` is then true). A spider that counts its own stages returns
 them under ``"stages"`` (:func:`spider_stages`; the ``dcl`` spider).
+
+Each snapshot also says where the crawl is held back: the process's CPU (% of one
+core, from :func:`os.times`), the reactor thread's CPU demand (running or waiting
+for a CPU, from ``/proc/self/schedstat``), bytes received per second (Scrapy's
+``downloader/response_bytes``), the database writer's busy share (the batch
+store's ``store/batch_seconds_total``), each over the last
+:data:`RESOURCE_WINDOW` seconds, the queues per stage, and the verdict of
+:func:`~matter_crawler.monitoring.bottleneck.bottleneck`.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from time import monotonic, time
 from typing import TYPE_CHECKING, Any
@@ -29,13 +37,16 @@ from typing import TYPE_CHECKING, Any
 from scrapy.utils.asyncio import create_looping_call
 
 from ..adaptive.memory import resident_memory_bytes
+from .bottleneck import bottleneck, domain_views
 from .crawlstate import (
     breaker_states,
     domain_slots,
     requests_in_flight,
     scheduler_depth,
+    stage_queues,
 )
 from .eta import EtaEstimator, SmoothedRate
+from .usage import WindowedRate, process_cpu_seconds, reactor_thread_demand_seconds
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
@@ -45,6 +56,11 @@ logger = logging.getLogger(__name__)
 Snapshot = dict[str, Any]
 
 _per_crawler: weakref.WeakKeyDictionary[Crawler, ProgressAggregator] = weakref.WeakKeyDictionary()
+
+#: Seconds over which CPU, bytes/s and the writer's busy share are measured.
+RESOURCE_WINDOW = 5.0
+#: Domain -> the adaptive controller's decisions ({} without the controller).
+AdaptiveState = Callable[[], Mapping[str, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,13 @@ class ProgressAggregator:
         self._started_epoch: float | None = None
         self._working = False  # the rates start with the first finished page
         self._timer: Any = None
+        # the progress extension plugs in the controller and the memory ceiling
+        self.adaptive_state: AdaptiveState = dict
+        self.memory_limit_mb = 0.0
+        self._cpu = WindowedRate(RESOURCE_WINDOW)
+        self._demand = WindowedRate(RESOURCE_WINDOW)
+        self._bytes = WindowedRate(RESOURCE_WINDOW)
+        self._writer = WindowedRate(RESOURCE_WINDOW)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ProgressAggregator:
@@ -235,6 +258,30 @@ class ProgressAggregator:
             progress_share, eta_seconds, band = None, None, None
 
         queued, delayed = scheduler_depth(crawler)
+        in_flight = requests_in_flight(crawler)
+        slots = domain_slots(crawler)
+        breakers = breaker_states(crawler)
+        adaptive = self.adaptive_state()
+        rss = resident_memory_bytes()
+        cpu = self._cpu.update(now, process_cpu_seconds())
+        cpu_percent = None if cpu is None else round(cpu * 100, 1)
+        demand_seconds = reactor_thread_demand_seconds()
+        demand = None if demand_seconds is None else self._demand.update(now, demand_seconds)
+        cpu_demand = None if demand is None else round(demand * 100, 1)
+        received = self._bytes.update(now, stats.get_value("downloader/response_bytes", 0))
+        writer_busy = self._writer.update(now, stats.get_value("store/batch_seconds_total", 0.0))
+        verdict = bottleneck(
+            cpu_percent=cpu_percent,
+            cpu_demand_percent=cpu_demand,
+            writer_busy=writer_busy,
+            rss_mb=rss / 2**20,
+            memory_limit_mb=self.memory_limit_mb,
+            memory_pressure=any(state.get("memory_pressure") for state in adaptive.values()),
+            in_flight=in_flight,
+            queued=queued,
+            delayed=delayed,
+            domains=domain_views(slots, adaptive, breakers),
+        )
         epoch = time()
         stage_name = getattr(spider, "stage", None)
         counts_stage = stage_name() if callable(stage_name) else "crawl"
@@ -279,22 +326,28 @@ class ProgressAggregator:
             },
             "requests": {
                 "sent": stats.get_value("downloader/request_count", 0),
-                "in_flight": requests_in_flight(crawler),
+                "in_flight": in_flight,
                 "queued": queued,
                 "delayed": delayed,
                 "retries": stats.get_value("retry/count", 0),
                 "dead_letters": stats.get_value("dead_letters/count", 0),
             },
-            "breakers": breaker_states(crawler),
+            "queues": stage_queues(crawler),
+            "breakers": breakers,
             "domains": {
                 domain: {
                     "concurrency": slot.concurrency,
                     "delay": slot.delay,
                     "active": slot.active,
                 }
-                for domain, slot in domain_slots(crawler).items()
+                for domain, slot in slots.items()
             },
-            "memory_bytes": resident_memory_bytes(),
+            "memory_bytes": rss,
+            "cpu_percent": cpu_percent,
+            "cpu_demand_percent": cpu_demand,
+            "bytes_per_second": None if received is None else round(received),
+            "writer_busy": None if writer_busy is None else round(writer_busy, 3),
+            "bottleneck": verdict.as_dict(),
         }
         self.latest = snapshot
         return snapshot

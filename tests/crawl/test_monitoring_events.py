@@ -66,6 +66,7 @@ METRIC_TYPES = {
     "matter_crawler_eta_seconds": "gauge",
     "matter_crawler_eta_uncertainty_seconds": "gauge",
     "matter_crawler_memory_resident_bytes": "gauge",
+    "matter_crawler_bottleneck": "gauge",
     "matter_crawler_adaptive_concurrency": "gauge",
     "matter_crawler_adaptive_concurrency_ceiling": "gauge",
     "matter_crawler_adaptive_concurrency_bound": "gauge",
@@ -188,7 +189,7 @@ def test_status_metrics_and_the_events_file_of_a_real_crawl(simulated_site, tmp_
     *body, last = events
     assert last["type"] == "closed"
     assert last["reason"] == "finished"
-    assert all(event["type"] in ("snapshot", "task") for event in body)
+    assert all(event["type"] in ("snapshot", "task", "stage", "batch") for event in body)
 
     # snapshots: about one a second, the one /status served among them, the last one final
     snapshots = [event for event in body if event["type"] == "snapshot"]
@@ -205,7 +206,7 @@ def test_status_metrics_and_the_events_file_of_a_real_crawl(simulated_site, tmp_
     assert during.status["job"] == "events-test"
 
     # task events: every retry, and every product page's outcome, once
-    tasks = [event for event in body if event["type"] == "task"]
+    tasks = [event for event in body if event["type"] == "task" and event["outcome"] != "started"]
     retries = [task for task in tasks if task["outcome"] == "retry"]
     assert stats["retry/count"] > 0  # the site's faults
     assert len(retries) == stats["retry/count"]

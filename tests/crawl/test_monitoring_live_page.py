@@ -1,7 +1,8 @@
 """The live page in real headless Chromium (Debian's, driven by Playwright) during a
 crawl of the simulated site: the progress bar advances, product names holding markup
-(``<script>alert(1)</script>``, ``<Labs> & Co.``) show as text and run nothing, and a
-Ctrl-C'd crawl closes the page's stream and frees its port.
+(``<script>alert(1)</script>``, ``<Labs> & Co.``) show as text and run nothing, tasks in
+flight show with their age, the bottleneck verdict shows, and a Ctrl-C'd crawl closes
+the page's stream and frees its port.
 
 Playwright runs in a child process: its sync API refuses to run where an asyncio
 loop may be running (pytest here runs with the asyncio reactor). That child starts
@@ -66,6 +67,17 @@ with sync_playwright() as playwright:
     result["stages"] = page.inner_text("#stages")
     result["connection"] = page.text_content("#connection")
     result["links_hidden"] = page.eval_on_selector("#links", "e => e.hidden")
+    # tasks in flight, with their age, and where the crawl is held back
+    page.wait_for_function(
+        "() => document.querySelectorAll('#in-flight tbody tr').length > 0", timeout=30000
+    )
+    result["in_flight"] = page.eval_on_selector_all(
+        "#in-flight tbody tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
+    )
+    result["in_flight_count"] = page.text_content("#in-flight-count")
+    result["verdict"] = page.text_content("#bottleneck-verdict")
+    result["verdict_reason"] = page.text_content("#bottleneck-reason")
+    result["queues"] = page.inner_text("#queues")
     print(json.dumps(result), flush=True)
     sys.stdin.readline()  # the test stops the crawl now
     page.wait_for_function(
@@ -157,7 +169,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         assert 0 < first < later < 1
         assert seen["name"] == "<script>alert(1)</script>"  # as text, not as an element
         assert seen["manufacturer_rows"] >= 1  # O'Reilly "Smart" Home <Labs> & Co.
-        assert seen["scripts"] == 1  # only static/app.js
+        assert seen["scripts"] == 2  # only static/app.js and static/bottleneck.js
         assert seen["dialogs"] == 0
         assert seen["errors"] == []
         assert seen["connection"] == "live"
@@ -165,6 +177,17 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         assert re.fullmatch(r"\d+s|\d+m\d\ds|\?", seen["eta"])
         assert "list" in seen["stages"]
         assert "detail" in seen["stages"]
+        # tasks in flight: id, age in seconds, stage, URL of the simulated site
+        assert 1 <= len(seen["in_flight"]) == int(seen["in_flight_count"]) <= 2
+        for task_id, age, stage, task_url in seen["in_flight"]:
+            assert int(task_id) > 0
+            assert re.fullmatch(r"\d+\.\d s", age), age
+            assert stage in ("list", "detail")
+            assert task_url.startswith(site.base_url)
+        # 2 at a time without the controller: the slot's own limit, full
+        assert seen["verdict"] in ("politeness", "idle"), seen["verdict"]
+        assert seen["verdict_reason"]
+        assert "queued" in seen["queues"]
 
         crawl.send_signal(signal.SIGINT)  # Ctrl-C
         assert crawl.wait(timeout=60) == 0

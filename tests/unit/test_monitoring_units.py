@@ -611,11 +611,12 @@ def test_metric_names_follow_prometheus_conventions():
 
 
 def test_static_files_load_with_pkgutil_and_never_insert_markup():
-    for name in ("static/index.html", "static/app.js", "static/style.css"):
+    for name in ("static/index.html", "static/app.js", "static/bottleneck.js", "static/style.css"):
         assert pkgutil.get_data("matter_crawler.monitoring", name)
-    script = pkgutil.get_data("matter_crawler.monitoring", "static/app.js").decode()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
-        assert sink not in script, f"app.js uses {sink}"
+    for name in ("app.js", "bottleneck.js"):
+        script = pkgutil.get_data("matter_crawler.monitoring", f"static/{name}").decode()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in script, f"{name} uses {sink}"
     page = pkgutil.get_data("matter_crawler.monitoring", "static/index.html").decode()
     assert "<script>" not in page  # no inline script: the CSP allows only static/app.js
 
@@ -644,7 +645,15 @@ def test_dashboard_loads_and_uses_only_exported_metrics():
         for name in re.findall(r"\b(matter_crawler_[a-z_]+|up)\b(?=\{)", expression):
             assert name in exported, f"panel {title!r} uses {name}, which is not exported"
     titles = " ".join(title.lower() for title, _ in expressions)
-    for subject in ("per second", "failure class", "circuit", "concurrency", "progress", "eta"):
+    for subject in (
+        "per second",
+        "failure class",
+        "circuit",
+        "concurrency",
+        "progress",
+        "eta",
+        "held back",
+    ):
         assert subject in titles
     crosscheck = [e for title, e in expressions if "cross-check" in title.lower()]
     for name in ("findings", "field_mismatches", "products", "consistent"):
@@ -731,5 +740,16 @@ def test_snapshot_of_a_spider_without_progress_counts_responses():
         }
     }
     assert snapshot["stage"] == "crawl"
+    # no engine: nothing in flight or queued; the rates need a second reading
+    assert snapshot["bottleneck"]["verdict"] == "idle"
+    assert (snapshot["queues"], snapshot["cpu_percent"], snapshot["bytes_per_second"]) == (
+        {},
+        None,
+        None,
+    )
+    crawler.stats.set_value("downloader/response_bytes", 10_000)
+    later = ProgressAggregator.from_crawler(crawler).take_snapshot()
+    assert later["bytes_per_second"] > 0
+    assert later["cpu_percent"] is not None
     json.dumps(snapshot)  # JSON-safe
     time.sleep(0)

@@ -172,3 +172,25 @@ async def test_a_due_request_wakes_an_idle_engine_before_its_heartbeat():
     assert waited is not None, "the delayed request was never downloaded"
     assert 1.0 <= waited < 3.0
     assert crawler.stats.get_value("scheduler/delayed/released") == 1
+
+
+def test_requests_held_are_counted_per_stage_queued_or_waiting():
+    opened = Opened()
+    scheduler = opened.scheduler
+    try:
+        start = time()
+        for path, stage in (("/l1", "list"), ("/d1", "detail"), ("/d2", "detail"), ("/x", None)):
+            meta = {"stage": stage} if stage else {}
+            assert scheduler.enqueue_request(Request(f"http://127.0.0.1:1{path}", meta=meta))
+        retry = delayed("/d3", start + 0.2)
+        retry.meta["stage"] = "detail"
+        assert scheduler.enqueue_request(retry)
+        assert not scheduler.enqueue_request(Request("http://127.0.0.1:1/d1"))  # a duplicate
+        assert scheduler.stage_counts() == {"list": 1, "detail": 3, None: 1}
+        drain(scheduler)  # the queue; the retry still waits
+        assert scheduler.stage_counts() == {"detail": 1}
+        wait_for(lambda: time() > start + 0.2, timeout=5, message="the retry due")
+        drain(scheduler)
+        assert scheduler.stage_counts() == {}
+    finally:
+        opened.close()

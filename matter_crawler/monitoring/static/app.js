@@ -110,6 +110,7 @@
   }
 
   function showTask(t) {
+    if (t.outcome === "started") return; // in flight: bottleneck.js shows it
     const row = document.createElement("tr");
     row.className = "task task-" + String(t.outcome).replace(/[^a-z]/g, "");
     cell(row, new Date(t.t * 1000).toLocaleTimeString("en-GB"));
@@ -133,6 +134,7 @@
     what.title = t.url || "";
     const details = [];
     if (t.status) details.push(String(t.status));
+    if (t.duration_ms !== undefined) details.push(t.duration_ms + " ms");
     if (t.failure_class) details.push(t.failure_class);
     if (t.attempt) details.push("attempt " + t.attempt);
     if (t.delay !== undefined) details.push("retry in " + t.delay + " s");
@@ -164,6 +166,7 @@
     .catch(() => {});
 
   const source = new EventSource("events");
+  window.matterEvents = source; // shared with bottleneck.js: one stream per page
   source.addEventListener("open", () => setConnection("live", "live"));
   source.addEventListener("error", () => {
     if (byId("connection").dataset.state !== "closed") setConnection("lost", "reconnecting…");
