@@ -47,6 +47,7 @@ STATIC_PACKAGE = "matter_crawler.monitoring"
 STATIC_FILES = {
     "": ("static/index.html", b"text/html; charset=utf-8"),
     "static/app.js": ("static/app.js", b"text/javascript; charset=utf-8"),
+    "static/control.js": ("static/control.js", b"text/javascript; charset=utf-8"),
     "static/style.css": ("static/style.css", b"text/css; charset=utf-8"),
 }
 
