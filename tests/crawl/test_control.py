@@ -276,3 +276,38 @@ def test_requests_without_the_token_or_from_a_web_page_are_refused(simulated_sit
     assert "Traceback" not in output, output[-3000:]
     assert token not in output
     assert not token_file.exists()
+
+
+def test_a_crawl_killed_while_paused_loses_nothing(simulated_site, tmp_path):
+    """The pause saves the crawl's state (its counters exact at the pause, where the periodic
+    save would be up to 30 s old); killed then, the crawl resumes from the database."""
+    site = simulated_site(products=600, seed=24, latency_ms=60)
+    truth = site.truth()
+    database = sqlite_url(tmp_path / "killed.sqlite3")
+    jobdir = tmp_path / "job"
+    log_path = tmp_path / "crawl.log"
+    settings = {"MONITORING_PORT": 0, "JOBDIR": str(jobdir), "CONCURRENT_REQUESTS": 4}
+    crawl = start_crawl(site.base_url, database, settings=settings, log_path=log_path)
+    try:
+        url, _ = monitoring_address(log_path)
+        wait_for(
+            lambda: site.stats()["by_kind"].get("detail", 0) >= 30,
+            timeout=120,
+            message="product pages",
+        )
+        assert control(url, "pause")["state"] == "paused"
+        sent = site.stats()["requests_total"]
+        saved = json.loads((jobdir / "matter_crawler.state.json").read_text())
+        assert saved["counters"]["downloader/request_count"] == sent
+        crawl.kill()
+        crawl.wait(timeout=30)
+    finally:
+        stop_process(crawl)
+    assert sent < len(truth)
+    resumed = run_crawl(site.base_url, database, settings=settings)
+    resumed.check()
+    assert "did not stop cleanly" in resumed.output
+    assert database_differences(database, truth) == []
+    assert query(database, "select count(*), count(distinct url) from products") == [
+        (len(truth), len(truth))
+    ]
