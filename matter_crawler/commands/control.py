@@ -137,7 +137,7 @@ class Command(ScrapyCommand):
                 wait=0.0 if opts.no_wait else opts.timeout,
             )
         except ControlFailed as error:
-            print(f"scrapy control: {error}", file=sys.stderr)
+            print(f"scrapy control: error: {error}", file=sys.stderr)
             self.exitcode = 1
             return
         if opts.json:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import stat
 import subprocess
@@ -254,6 +255,23 @@ def test_requests_without_the_token_or_from_a_web_page_are_refused(simulated_sit
             assert status == expected, (what, status, body)
             assert not [h for h in answer_headers if h.startswith("access-control-")], what
             assert token.encode() not in body
+        # scrapy control with a wrong token, or a token file it cannot read: one line, exit 1
+        for extra, environment, expected in (
+            ([], {"MATTER_CONTROL_TOKEN": "wrong"}, "HTTP 401 a valid control token is required"),
+            (["--token-file", str(tmp_path / "none")], {}, "cannot read the control token"),
+        ):
+            failed = subprocess.run(
+                [sys.executable, "-m", "scrapy", "control", "pause", "--url", url, *extra],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, **environment},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert failed.returncode == 1
+            assert failed.stderr.startswith("scrapy control: error: ")
+            assert expected in failed.stderr
         assert state(url)["state"] == "running"  # nothing paused it
         assert crawl.poll() is None
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from matter_crawler.adaptive.extension import AdaptiveConcurrency
@@ -14,6 +16,7 @@ from matter_crawler.extensions.control import profile_settings, token_path, writ
 from matter_crawler.monitoring.eta import EtaEstimator
 
 from ..adaptive_helpers import project_settings_with, ramp
+from ..helpers import PROJECT_ROOT, free_port
 from .test_adaptive_settings import crawler_with
 
 
@@ -99,3 +102,23 @@ def test_a_paused_span_is_not_counted_as_slowness():
 
     assert abs(crawl(hold=True) - 100) < 1  # 1,000 pages at 10 a second
     assert crawl(hold=False) > 150  # what it would say if the pause counted
+
+
+def test_scrapy_control_says_why_it_cannot_reach_the_crawl_or_what_it_wants(tmp_path):
+    def control(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "scrapy", "control", *args],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    url = f"http://127.0.0.1:{free_port()}"
+    gone = control("pause", "--url", url)
+    assert gone.returncode == 1
+    assert gone.stderr.startswith(f"scrapy control: error: {url}/control: ")
+    assert "Connection refused" in gone.stderr
+    assert control("profile", "--url", url).returncode == 2  # profile needs a NAME
+    assert control("jump", "--url", url).returncode == 2
