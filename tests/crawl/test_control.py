@@ -238,6 +238,7 @@ def test_requests_without_the_token_or_from_a_web_page_are_refused(simulated_sit
                 403,
             ),
             "cross-site fetch": ("POST", {**good, "Sec-Fetch-Site": "cross-site"}, 403),
+            "same-site fetch": ("POST", {**good, "Sec-Fetch-Site": "same-site"}, 403),
             "GET": ("GET", good, 405),
             "preflight": (
                 "OPTIONS",
@@ -253,6 +254,8 @@ def test_requests_without_the_token_or_from_a_web_page_are_refused(simulated_sit
         for what, (method, headers, expected) in refused.items():
             status, answer_headers, body = raw(port, method, "/control/pause", headers, b"x=1")
             assert status == expected, (what, status, body)
+            if status == 401:
+                assert answer_headers["www-authenticate"].startswith("Bearer"), what
             assert not [h for h in answer_headers if h.startswith("access-control-")], what
             assert token.encode() not in body
         # scrapy control with a wrong token, or a token file it cannot read: one line, exit 1
