@@ -26,7 +26,8 @@ never logged, served or counted.
   its ``CRAWL_PROFILE`` again.
 
 ``CONTROL_ENABLED = False``: no control routes, no token file. Stats: ``control/<command>``
-(commands carried out) and ``control/refused`` (requests refused).
+(commands carried out) and ``control/refused`` (commands refused for their origin,
+header or token).
 """
 
 from __future__ import annotations

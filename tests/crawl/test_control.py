@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ..helpers import (
     PROJECT_ROOT,
     crawl_runs,
@@ -94,8 +96,9 @@ def events(path: Path, kind: str) -> list[dict[str, Any]]:
     return [event for event in map(json.loads, lines) if event["type"] == kind]
 
 
+@pytest.mark.slow
 def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, tmp_path):
-    site = simulated_site(products=800, seed=21, latency_ms=60)
+    site = simulated_site(products=1000, seed=21, latency_ms=150)
     truth = site.truth()
     database = sqlite_url(tmp_path / "control.sqlite3")
     jobdir = tmp_path / "job"
@@ -158,10 +161,11 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         wait_for(
             lambda: site.stats()["max_concurrency"] >= 4, timeout=120, message="4 requests out"
         )
-        wait_for(lambda: site.stats()["requests_total"] >= 80, timeout=120, message="crawling on")
+        wait_for(lambda: site.stats()["requests_total"] >= 40, timeout=120, message="crawling on")
         assert site.stats()["max_concurrency"] == 4
 
-        # stop: graceful, as Ctrl-C; the token file goes with the crawl
+        # stop, from a pause: graceful, as Ctrl-C; the token file goes with the crawl
+        assert control(url, "pause")["state"] == "paused"
         assert control(url, "stop")["state"] == "stopping"
         assert crawl.wait(timeout=120) == 0
     finally:
@@ -176,6 +180,7 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         ("paused", "polite"),
         ("resumed", "polite"),
         ("profile", "fast"),
+        ("paused", "fast"),
         ("stopping", "fast"),
     ]
     assert token not in events_file.read_text()
