@@ -53,6 +53,7 @@ from ..adaptive.extension import AdaptiveConcurrency
 from ..adaptive.limits import limits_from_settings, tuning_from_settings
 from ..core.session import CrawlSession
 from ..monitoring.control import ControlError, ControlResource
+from ..monitoring.crawlstate import requests_in_flight
 from ..monitoring.server import MonitoringServer
 from ..profiles import PROFILES
 from ..storage.database import resolve_database_url
@@ -149,13 +150,11 @@ class CrawlControl:
     # -- what the server asks ------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        engine = self.crawler.engine
-        downloader = getattr(engine, "downloader", None)
         return {
             "state": self.state,
             "profile": self.profile,
             "profiles": list(PROFILES),
-            "in_flight": len(downloader.active) if downloader is not None else 0,
+            "in_flight": requests_in_flight(self.crawler),
             "paused_seconds": round(self._paused_total(), 1),
             "token_file": str(self.path),
         }

@@ -32,6 +32,7 @@ from ..adaptive.memory import resident_memory_bytes
 from .crawlstate import (
     breaker_states,
     domain_slots,
+    engine_paused,
     requests_in_flight,
     scheduler_depth,
 )
@@ -210,7 +211,7 @@ class ProgressAggregator:
         if finished_pages and not self._working:
             self._working = True  # before this, time went into planning and robots.txt
         # paused by the live control: the paused span is not slowness, so the rates skip it
-        paused = bool(getattr(crawler.engine, "paused", False))
+        paused = engine_paused(crawler)
         if self._working:
             feed = "hold" if paused else "update"
             getattr(self.eta, feed)(now, finished_pages)
