@@ -81,7 +81,7 @@
             message(data.error || "refused (" + answer.status + ")", true);
             return;
           }
-          message(command + ": " + data.state);
+          message(""); // the state shown says what happened
           show(data);
         }),
       )
