@@ -106,12 +106,13 @@ class CrawlControl:
         self.crawler = crawler
         self.path = path
         self.token = secrets.token_urlsafe(32)
-        self.state = "starting"  # running, pausing, paused, stopping, closed
+        self.state = "starting"  # running, pausing, paused, stopping, closed; off: no token
         self.profile: str = crawler.settings.get("CRAWL_PROFILE")
         self.paused_seconds = 0.0  # paused time so far, earlier pauses included
         self._paused_since: float | None = None
         self._drain: Any = None
-        MonitoringServer.from_crawler(crawler).put("control", ControlResource(self))
+        self.server = MonitoringServer.from_crawler(crawler)
+        self.server.put("control", ControlResource(self))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -134,11 +135,19 @@ class CrawlControl:
     # -- life cycle ----------------------------------------------------------------------
 
     def spider_opened(self) -> None:
-        write_token(self.path, self.token)
+        try:
+            write_token(self.path, self.token)
+        except OSError as error:
+            self.state = "off"
+            logger.error("Live control is off: cannot write its token to %s: %s", self.path, error)
+            return
         self.state = "running"
         logger.info("Live control on: its token is in %s (mode 0600)", self.path)
+        self.server.start()  # started by the monitoring extensions too; idempotent
 
     def spider_closed(self) -> None:
+        if self.state == "off":
+            return
         self.state = "closed"
         self._stop_drain()
         try:
@@ -163,7 +172,7 @@ class CrawlControl:
         self.crawler.stats.inc_value("control/refused")
 
     def command(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        if self.state in ("starting", "stopping", "closed"):
+        if self.state in ("starting", "stopping", "closed", "off"):
             raise ControlError(409, f"the crawl is {self.state}")
         if name == "pause":
             self.pause()

@@ -10,13 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from matter_crawler.adaptive.extension import AdaptiveConcurrency
 from matter_crawler.adaptive.limits import Limits, limits_from_settings
-from matter_crawler.extensions.control import profile_settings, token_path, write_token
+from matter_crawler.extensions.control import (
+    CrawlControl,
+    profile_settings,
+    token_path,
+    write_token,
+)
+from matter_crawler.monitoring.control import ControlError
 from matter_crawler.monitoring.eta import EtaEstimator
 
 from ..adaptive_helpers import project_settings_with, ramp
-from ..helpers import PROJECT_ROOT, free_port
+from ..helpers import PROJECT_ROOT, free_port, project_crawler
 from .test_adaptive_settings import crawler_with
 
 
@@ -122,3 +130,17 @@ def test_scrapy_control_says_why_it_cannot_reach_the_crawl_or_what_it_wants(tmp_
     assert "Connection refused" in gone.stderr
     assert control("profile", "--url", url).returncode == 2  # profile needs a NAME
     assert control("jump", "--url", url).returncode == 2
+
+
+def test_a_token_that_cannot_be_written_turns_the_control_off_not_the_crawl(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    crawler = project_crawler(settings={"CONTROL_TOKEN_FILE": str(blocker / "token")})
+    control = CrawlControl.from_crawler(crawler)
+    control.spider_opened()  # its directory cannot be made: the parent is a file
+    assert control.state == "off"
+    assert "Live control is off: cannot write its token" in caplog.text
+    with pytest.raises(ControlError) as refused:
+        control.command("pause", {})
+    assert refused.value.status == 409
+    assert control.describe()["state"] == "off"

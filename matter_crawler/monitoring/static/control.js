@@ -32,7 +32,7 @@
       }
       select.value = state.profile;
     }
-    const live = !["stopping", "closed", "starting"].includes(state.state);
+    const live = !["stopping", "closed", "starting", "off"].includes(state.state);
     byId("control-pause").disabled = !live || state.state !== "running";
     byId("control-resume").disabled = !live || state.state === "running";
     byId("control-stop").disabled = !live;
