@@ -103,6 +103,8 @@ EXTENSIONS = {
     # monitoring (docs/monitoring.md): metrics, then live progress; both share one HTTP server
     "matter_crawler.extensions.prometheus.PrometheusExporter": 400,
     "matter_crawler.extensions.progress.ProgressMonitor": 410,
+    # pause, resume, stop, profile switch from the live page or `scrapy control`
+    "matter_crawler.extensions.control.CrawlControl": 420,
     # rewrites the Atom feed at FEED_ATOM_PATH when a crawl ends (off while it is empty)
     "matter_crawler.extensions.feed.AtomFeedWriter": 500,
     # rewrites the HTML report at REPORT_HTML_PATH when a crawl ends (off while it is empty)
@@ -272,6 +274,11 @@ MONITORING_MAX_CONNECTIONS = 64
 MONITORING_MAX_CLIENTS = 10
 MONITORING_CLIENT_BUFFER = 256 * 1024
 MONITORING_IDLE_TIMEOUT = 30.0
+# Live control (POST /control/...: pause, resume, stop, profile), authenticated by a random
+# per-crawl token in a file of mode 0600: this path, else JOBDIR/matter_crawler.control-token,
+# else <SQLite database file>.control-token; with none of these the control is off.
+CONTROL_ENABLED = True
+CONTROL_TOKEN_FILE = None
 
 # -- commands (see docs/commands.md) ---------------------------------------------------------
 # `scrapy export`: longest the database may take to produce the next rows (0: no limit)

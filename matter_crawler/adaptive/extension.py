@@ -203,6 +203,20 @@ class AdaptiveConcurrency:
             self._record(key, controller)
         return controller
 
+    def set_bounds(self, limits: Limits, tuning: Tuning) -> None:
+        """New bounds for every domain (a profile switched live), each kept in its ceiling."""
+        self.limits, self.tuning = limits, tuning
+        for key, controller in self.controllers.items():
+            bounds = controller.limits = self.limits_for(key)
+            controller.tuning, old = tuning, controller.concurrency
+            controller.concurrency = min(max(old, bounds.min_concurrency), bounds.max_concurrency)
+            controller.delay = min(max(controller.delay, bounds.min_delay), bounds.max_delay)
+            slot = self._slot(key)
+            self._apply(key, controller, slot)
+            if slot is not None and controller.concurrency > old:
+                self._downloader.process_slot(slot)
+            self._record(key, controller)
+
     def _slot(self, key: str) -> Slot | None:
         return self._live_slots.get(key)
 

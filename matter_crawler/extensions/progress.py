@@ -58,6 +58,7 @@ STATIC_FILES = {
     "": ("static/index.html", b"text/html; charset=utf-8"),
     "static/app.js": ("static/app.js", b"text/javascript; charset=utf-8"),
     "static/bottleneck.js": ("static/bottleneck.js", b"text/javascript; charset=utf-8"),
+    "static/control.js": ("static/control.js", b"text/javascript; charset=utf-8"),
     "static/style.css": ("static/style.css", b"text/css; charset=utf-8"),
 }
 

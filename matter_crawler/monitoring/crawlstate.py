@@ -40,6 +40,11 @@ def requests_in_flight(crawler: Crawler) -> int:
     return len(getattr(downloader, "active", ()))
 
 
+def engine_paused(crawler: Crawler) -> bool:
+    """Whether the engine is paused (the live control's pause)."""
+    return bool(getattr(_engine(crawler), "paused", False))
+
+
 def scheduler_depth(crawler: Crawler) -> tuple[int, int]:
     """(queued, delayed): requests the scheduler holds, and of those, waiting for a time."""
     engine = _engine(crawler)

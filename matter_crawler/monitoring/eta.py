@@ -60,6 +60,11 @@ class SmoothedRate:
         self._s1 = keep * self._s1 + alpha * sample
         self._s2 = keep * self._s2 + alpha * sample * sample
 
+    def hold(self, now: float, count: float) -> None:
+        """Skip the time up to ``now`` (a paused crawl): the next sample starts from here."""
+        if self._time is not None:
+            self._time, self._count = now, count
+
     @property
     def rate(self) -> float | None:
         """Events per second, or None before two samples."""
@@ -95,6 +100,11 @@ class EtaEstimator:
         """Feed the cumulative units of work done (pages) at time ``now``."""
         self.fast.update(now, done)
         self.slow.update(now, done)
+
+    def hold(self, now: float, done: float) -> None:
+        """A paused span: left out of both rates (see :meth:`SmoothedRate.hold`)."""
+        self.fast.hold(now, done)
+        self.slow.hold(now, done)
 
     @property
     def rate(self) -> float | None:

@@ -16,6 +16,8 @@ Events, each one JSON object with a ``type``:
   ``finished`` when the crawl ends.
 - ``batch``: a batch was committed to the database (``size``, ``seconds``).
 - ``snapshot``: the progress aggregator's snapshot, once a second.
+- ``run``: the live control changed the run (``state``: ``paused``, ``resumed``,
+  ``stopping``, ``profile``; with ``t`` and ``profile``).
 - ``closed``: the crawl closed (``reason``), last of all.
 
 Per request the hub keeps a small tuple in a ring of recent finished tasks (so
@@ -94,6 +96,10 @@ class EventHub:
             self._send("snapshot", encode("snapshot", snapshot))
         if self._file is not None:
             self._file.flush()  # once a second: a tail -f sees the crawl live
+
+    def run(self, state: str, **fields: Any) -> None:
+        """Record a change of the run made by the live control (rare: always encoded)."""
+        self._send("run", encode("run", {"state": state, **fields}))
 
     def close(self, reason: str) -> None:
         """Send ``closed`` and close the events file (idempotent)."""

@@ -41,6 +41,7 @@ from .bottleneck import bottleneck, domain_views
 from .crawlstate import (
     breaker_states,
     domain_slots,
+    engine_paused,
     requests_in_flight,
     scheduler_depth,
     stage_queues,
@@ -232,14 +233,17 @@ class ProgressAggregator:
         finished_pages = sum(stage.finished for stage in stages.values())
         if finished_pages and not self._working:
             self._working = True  # before this, time went into planning and robots.txt
+        # paused by the live control: the paused span is not slowness, so the rates skip it
+        paused = engine_paused(crawler)
         if self._working:
-            self.eta.update(now, finished_pages)
-            self.item_rate.update(now, stats.get_value("item_scraped_count", 0))
+            feed = "hold" if paused else "update"
+            getattr(self.eta, feed)(now, finished_pages)
+            getattr(self.item_rate, feed)(now, stats.get_value("item_scraped_count", 0))
             for name, stage in stages.items():
                 rate = self._stage_rates.get(name)
                 if rate is None:
                     rate = self._stage_rates[name] = SmoothedRate(self._window)
-                rate.update(now, stage.finished)
+                getattr(rate, feed)(now, stage.finished)
 
         remaining_parts = [stage.remaining for stage in stages.values()]
         known = None not in remaining_parts
@@ -294,6 +298,7 @@ class ProgressAggregator:
             "stage": "done" if done_reason else counts_stage,
             "mode": getattr(getattr(spider, "plan", None), "mode", None),
             "finished": reason is not None,
+            "paused": paused,
             "reason": reason,
             "progress": progress_share,
             "eta": {

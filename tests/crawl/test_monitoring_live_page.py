@@ -169,7 +169,7 @@ def test_live_page_in_chromium_advances_and_shows_markup_as_text(simulated_site,
         assert 0 < first < later < 1
         assert seen["name"] == "<script>alert(1)</script>"  # as text, not as an element
         assert seen["manufacturer_rows"] >= 1  # O'Reilly "Smart" Home <Labs> & Co.
-        assert seen["scripts"] == 2  # only static/app.js and static/bottleneck.js
+        assert seen["scripts"] == 3  # only static/app.js, static/bottleneck.js, static/control.js
         assert seen["dialogs"] == 0
         assert seen["errors"] == []
         assert seen["connection"] == "live"

@@ -16,11 +16,14 @@ import configparser
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -369,3 +372,73 @@ def test_deploy_schedule_cancel_and_resume(scrapyd, simulated_site, tmp_path):
     # the resumed session fetched what was left, not everything again
     fetched_after = slow.stats()["by_kind"]["detail"] - fetched_before
     assert fetched_after <= len(truth) - stored_before
+
+
+@pytest.mark.slow
+def test_a_scrapyd_job_is_controlled_through_its_monitoring_server(
+    scrapyd, simulated_site, tmp_path
+):
+    """Its address is in the job's log, its token in the job's JOBDIR; scrapy control
+    pauses, resumes and stops it (docs/scrapyd.md, "Control a running job")."""
+    deploy(scrapyd, version="1")
+    site = simulated_site(products=600, seed=13, latency_ms=100)
+    database = sqlite_url(tmp_path / "controlled.sqlite3")
+    settings = {
+        "CSA_BASE_URL": site.base_url,
+        "DATABASE_URL": database,
+        "CRAWL_PROFILE": "fast",
+        "CONCURRENT_REQUESTS": "2",
+        "MONITORING_PORT": "0",
+    }
+    scrapyd.schedule("controlled", settings, {})
+    address = wait_for(
+        lambda: re.search(
+            r"Monitoring server on (http://127\.0\.0\.1:\d+/)", scrapyd.log("controlled")
+        ),
+        timeout=120,
+        message="the job's monitoring address",
+    )
+    url = address.group(1)
+    token_file = (
+        scrapyd.directory
+        / "jobs"
+        / PROJECT
+        / SPIDER
+        / "controlled"
+        / "matter_crawler.control-token"
+    )
+    wait_for(token_file.exists, message="the job's token file")
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
+
+    def control(*args: str) -> dict[str, Any]:
+        completed = subprocess.run(
+            [sys.executable, "-m", "scrapy", "control", *args, "--url", url, "--json"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        return json.loads(completed.stdout)
+
+    assert control("pause")["state"] == "paused"
+    since = time.time()
+    time.sleep(2.0)
+    assert site.requests_log(since=since) == []
+    assert scrapyd.running("controlled")
+    assert control("resume")["state"] == "running"
+    wait_for(lambda: site.requests_log(since=since), timeout=30, message="requests again")
+    assert control("stop")["state"] == "stopping"
+    wait_finished(scrapyd, "controlled")
+    (run,) = crawl_runs(database)
+    assert (run["status"], run["finish_reason"], run["job_id"]) == (
+        "stopped",
+        "shutdown",
+        "controlled",
+    )
+    assert not token_file.exists()
+    log = scrapyd.log("controlled")
+    assert "Crawl paused (live control)" in log
+    assert token not in log

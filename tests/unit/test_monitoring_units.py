@@ -611,14 +611,20 @@ def test_metric_names_follow_prometheus_conventions():
 
 
 def test_static_files_load_with_pkgutil_and_never_insert_markup():
-    for name in ("static/index.html", "static/app.js", "static/bottleneck.js", "static/style.css"):
+    for name in (
+        "static/index.html",
+        "static/app.js",
+        "static/bottleneck.js",
+        "static/control.js",
+        "static/style.css",
+    ):
         assert pkgutil.get_data("matter_crawler.monitoring", name)
-    for name in ("app.js", "bottleneck.js"):
+    for name in ("app.js", "bottleneck.js", "control.js"):
         script = pkgutil.get_data("matter_crawler.monitoring", f"static/{name}").decode()
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
             assert sink not in script, f"{name} uses {sink}"
     page = pkgutil.get_data("matter_crawler.monitoring", "static/index.html").decode()
-    assert "<script>" not in page  # no inline script: the CSP allows only static/app.js
+    assert "<script>" not in page  # no inline script: the CSP allows only the static scripts
 
 
 def _dashboard_expressions() -> list[tuple[str, str]]:
