@@ -306,8 +306,9 @@ def test_basic_auth_is_required(scrapyd):
 @pytest.mark.slow
 def test_deploy_schedule_cancel_and_resume(scrapyd, simulated_site, tmp_path):
     answer = deploy(scrapyd, version="1")
-    assert (answer["status"], answer["project"], answer["spiders"]) == ("ok", PROJECT, 1)
-    assert scrapyd.api(f"listspiders.json?project={PROJECT}")["spiders"] == [SPIDER]
+    # the egg holds both spiders: the catalogue's and the ledger's
+    assert (answer["status"], answer["project"], answer["spiders"]) == ("ok", PROJECT, 2)
+    assert scrapyd.api(f"listspiders.json?project={PROJECT}")["spiders"] == ["dcl", SPIDER]
     assert scrapyd.api(f"listversions.json?project={PROJECT}")["versions"] == ["1"]
 
     # a whole crawl, with settings and a spider argument
