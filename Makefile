@@ -15,7 +15,7 @@ test: setup
 test-fast: setup
 	.venv/bin/pytest -n 2 --dist loadgroup -m "not postgresql" tests/unit tests/sitesim
 
-# every benchmark of docs/benchmarks.md in one run (about 25 minutes; see bench/run_all.py --help)
+# every benchmark of docs/benchmarks.md in one run (about 85 minutes, an hour of it the real-site-cost section; see bench/run_all.py --help)
 bench: setup
 	@# the bench extra (crawlee, aiohttp), installed again only when setup.py changes
 	[ .venv/.installed-bench -nt setup.py ] || { .venv/bin/pip install -q -e '.[bench]' && touch .venv/.installed-bench; }

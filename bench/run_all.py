@@ -28,10 +28,15 @@ measures and why the comparison is fair.
 3. Scale: a ``--scale-products`` catalogue (default 100,000) crawled by
    matter-crawler with JOBDIR: peak memory, and pages/s in the second half of
    the crawl's pages against the first, timed from the site's request log.
+4. What a user pays on the real site (``bench/real_site_cost.py``): requests
+   and wall time of a first full crawl, a daily and a weekly run of a
+   ``--real-site-products`` catalogue (default 6,000) with ``--real-site-latency-ms``
+   (300) at the real site's politeness ceiling, profile polite.
 
     .venv/bin/python bench/run_all.py [--repeat 3] [--products 6000] [--concurrency 16]
         [--crawlers matter,bare,crawlee,limit] [--storage-items 100000]
         [--scale-products 100000] [--skip-crawl] [--skip-storage] [--skip-scale]
+        [--skip-real-site-cost] [--real-site-products 6000] [--real-site-latency-ms 300]
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ from pathlib import Path
 
 from common import ROOT, machine
 from crawl_section import CRAWLERS, crawl_section
+from real_site_cost import add_options as add_real_site_options
+from real_site_cost import real_site_cost_section
 from report import Report
 from scale_section import scale_section
 from storage_section import storage_section
 
-# One module per section (crawl_section.py, storage_section.py, scale_section.py);
+# One module per section (crawl_section.py, storage_section.py, scale_section.py,
+# real_site_cost.py);
 # report.py prints the tables and judges the targets. This file: options and order.
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,6 +90,8 @@ def main() -> int:
     parser.add_argument("--skip-crawl", action="store_true")
     parser.add_argument("--skip-storage", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-real-site-cost", action="store_true")
+    add_real_site_options(parser, prefix="real-site-")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the report")
     options = parser.parse_args()
     unknown = set(options.crawlers) - set(CRAWLERS)
@@ -115,6 +125,8 @@ def main() -> int:
             storage_section(options, scratch, report)
         if not options.skip_scale:
             scale_section(options, scratch, report)
+        if not options.skip_real_site_cost:
+            real_site_cost_section(options, scratch, report)
         report.text(f"Total time: {time.monotonic() - clock:.0f} s.")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
