@@ -6,6 +6,12 @@ set by :mod:`matter_crawler.profiles`, not here, so that ``CRAWL_PROFILE``
 works and ``-s`` still overrides any of them.
 """
 
+# Scrapy's TLS modules build deprecated aliases with inspect.stack() when first
+# imported; each frame of the stack then costs a walk of sys.modules. Imported here,
+# the first of the project's modules Scrapy loads, the stack is short and sys.modules
+# small: about 0.2 s of CPU less at every start than from deep in a component's imports.
+import scrapy.core.downloader.contextfactory  # noqa: F401
+
 from matter_crawler import __version__
 
 BOT_NAME = "matter_crawler"
@@ -35,6 +41,8 @@ ADDONS = {
     "matter_crawler.profiles.CrawlProfile": 0,
     # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
     "matter_crawler.rendering.addon.Rendering": 10,
+    # stock components switched off by their own setting are not even imported
+    "matter_crawler.switched_off.SwitchedOffComponents": 20,
 }
 
 # -- politeness toward the real site -----------------------------------------------
