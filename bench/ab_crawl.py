@@ -51,9 +51,9 @@ class VariantBench(CrawlBench):
         run, measurement = self._measured(name, round_, command, root, dict(os.environ))
         run.details = adaptive_stats(measurement.output)
         if not run.problems:
-            from sqlalchemy import create_engine  # noqa: PLC0415
+            from sqlalchemy import create_engine
 
-            from matter_crawler.verify import stored_records  # noqa: PLC0415
+            from matter_crawler.verify import stored_records
 
             engine = create_engine(f"sqlite:///{database}")
             try:
@@ -119,11 +119,17 @@ def main() -> int:
     print(
         markdown_table(
             [
-                "variant", "output", "wall s", "CPU s", "CPU s / 1,000 pages",
-                "peak MiB", f"CPU vs. {first}", "CPU of each round",
+                "variant",
+                "output",
+                "wall s",
+                "CPU s",
+                "CPU s / 1,000 pages",
+                "peak MiB",
+                f"CPU vs. {first}",
+                "CPU of each round",
             ],
             rows,
-        )  # fmt: skip
+        )
     )
     return 0
 

@@ -28,10 +28,15 @@ measures and why the comparison is fair.
 3. Scale: a ``--scale-products`` catalogue (default 100,000) crawled by
    matter-crawler with JOBDIR: peak memory, and pages/s in the second half of
    the crawl's pages against the first, timed from the site's request log.
+4. Start-up (``bench/startup_section.py``): a ten-product catalogue crawled by
+   matter-crawler and bare Scrapy, ``--repeat`` rounds: the fixed CPU above bare
+   Scrapy's. Last, the issue-19 table (``bench/issue19.py``) gathers six figures
+   of the sections above against their targets.
 
     .venv/bin/python bench/run_all.py [--repeat 3] [--products 6000] [--concurrency 16]
         [--crawlers matter,bare,crawlee,limit] [--storage-items 100000]
         [--scale-products 100000] [--skip-crawl] [--skip-storage] [--skip-scale]
+        [--skip-startup]
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ from pathlib import Path
 
 from common import ROOT, machine
 from crawl_section import CRAWLERS, crawl_section
+from issue19 import issue19_section
 from report import Report
 from scale_section import scale_section
+from startup_section import startup_section
 from storage_section import storage_section
 
 # One module per section (crawl_section.py, storage_section.py, scale_section.py);
@@ -82,6 +89,9 @@ def main() -> int:
     parser.add_argument("--skip-crawl", action="store_true")
     parser.add_argument("--skip-storage", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument(
+        "--skip-startup", action="store_true", help="leave out the start-up measurement"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the report")
     options = parser.parse_args()
     unknown = set(options.crawlers) - set(CRAWLERS)
@@ -111,10 +121,13 @@ def main() -> int:
     try:
         if not options.skip_crawl:
             crawl_section(options, scratch, report)
+        if not options.skip_startup:
+            startup_section(options, scratch, report)
         if not options.skip_storage:
             storage_section(options, scratch, report)
         if not options.skip_scale:
             scale_section(options, scratch, report)
+        issue19_section(report)
         report.text(f"Total time: {time.monotonic() - clock:.0f} s.")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
