@@ -15,7 +15,7 @@ from scrapy import signals
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.test import get_crawler
 
-from matter_crawler.extensions.gc_freeze import StartupFreeze
+from matter_crawler.extensions.gc_tuning import GarbageCollectorTuning
 from matter_crawler.switched_off import SWITCHED, SwitchedOffComponents
 
 from ..adaptive_helpers import project_settings_with
@@ -71,11 +71,20 @@ def test_a_switch_turned_on_keeps_its_component_as_in_scrapy():
     assert "scrapy.extensions.telnet.TelnetConsole" not in extensions
 
 
-def test_the_engine_start_freezes_what_start_up_built():
-    with pytest.raises(NotConfigured):
-        StartupFreeze.from_crawler(get_crawler(settings_dict={"GC_FREEZE_AT_START": False}))
-    crawler = get_crawler(settings_dict={"GC_FREEZE_AT_START": True})
-    extension = StartupFreeze.from_crawler(crawler)  # signals hold their receivers weakly
+def test_the_collector_is_tuned_and_the_engine_start_freezes_what_start_up_built():
+    threshold = gc.get_threshold()
+    try:
+        with pytest.raises(NotConfigured):
+            GarbageCollectorTuning.from_crawler(
+                get_crawler(settings_dict={"GC_FREEZE_AT_START": False, "GC_GEN0_THRESHOLD": 0})
+            )
+        assert gc.get_threshold() == threshold  # 0: Python's own
+        settings = {"GC_FREEZE_AT_START": True, "GC_GEN0_THRESHOLD": 12345}
+        crawler = get_crawler(settings_dict=settings)
+        extension = GarbageCollectorTuning.from_crawler(crawler)  # signals hold receivers weakly
+        assert gc.get_threshold() == (12345, *threshold[1:])
+    finally:
+        gc.set_threshold(*threshold)
     try:
         crawler.signals.send_catch_log(signals.engine_started)
         frozen = crawler.stats.get_value("gc/frozen_objects")
