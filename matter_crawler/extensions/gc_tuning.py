@@ -18,7 +18,10 @@ Two changes, each with its setting:
   ``gc.freeze()``: what is alive then goes to the permanent generation, which no
   collection walks again. Garbage made later is collected as before.
 
-The stat ``gc/frozen_objects`` says how many objects were frozen.
+Both are undone when the engine stops (``gc.unfreeze()``, the threshold as it was),
+so a process that runs crawls one after another (tests, an embedding application)
+frees what a crawl left behind. The stat ``gc/frozen_objects`` says how many
+objects were frozen.
 """
 
 from __future__ import annotations
@@ -34,23 +37,30 @@ if TYPE_CHECKING:
 
 
 class GarbageCollectorTuning:
-    def __init__(self, crawler: Crawler) -> None:
+    def __init__(self, crawler: Crawler, threshold: int, freeze: bool) -> None:
         self.stats = crawler.stats
+        self.freeze = freeze
+        self.threshold_before = gc.get_threshold()
+        if threshold:
+            gc.set_threshold(threshold, *self.threshold_before[1:])
+        crawler.signals.connect(self.engine_started, signal=signals.engine_started)
+        crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         threshold = crawler.settings.getint("GC_GEN0_THRESHOLD")
         freeze = crawler.settings.getbool("GC_FREEZE_AT_START")
-        if threshold:
-            _, *older = gc.get_threshold()
-            gc.set_threshold(threshold, *older)
-        if not freeze:
+        if not threshold and not freeze:
             raise NotConfigured
-        extension = cls(crawler)
-        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
-        return extension
+        return cls(crawler, threshold, freeze)
 
     def engine_started(self) -> None:
-        gc.collect()  # garbage of the start-up is freed, not frozen
-        gc.freeze()
-        self.stats.set_value("gc/frozen_objects", gc.get_freeze_count())
+        if self.freeze:
+            gc.collect()  # garbage of the start-up is freed, not frozen
+            gc.freeze()
+            self.stats.set_value("gc/frozen_objects", gc.get_freeze_count())
+
+    def engine_stopped(self) -> None:
+        if self.freeze:
+            gc.unfreeze()
+        gc.set_threshold(*self.threshold_before)

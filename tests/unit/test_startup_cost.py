@@ -71,25 +71,26 @@ def test_a_switch_turned_on_keeps_its_component_as_in_scrapy():
     assert "scrapy.extensions.telnet.TelnetConsole" not in extensions
 
 
-def test_the_collector_is_tuned_and_the_engine_start_freezes_what_start_up_built():
+def test_the_collector_is_tuned_while_the_engine_runs():
     threshold = gc.get_threshold()
+    with pytest.raises(NotConfigured):
+        GarbageCollectorTuning.from_crawler(
+            get_crawler(settings_dict={"GC_FREEZE_AT_START": False, "GC_GEN0_THRESHOLD": 0})
+        )
+    assert gc.get_threshold() == threshold
+    settings = {"GC_FREEZE_AT_START": True, "GC_GEN0_THRESHOLD": 12345}
+    crawler = get_crawler(settings_dict=settings)
+    extension = GarbageCollectorTuning.from_crawler(crawler)  # signals hold receivers weakly
     try:
-        with pytest.raises(NotConfigured):
-            GarbageCollectorTuning.from_crawler(
-                get_crawler(settings_dict={"GC_FREEZE_AT_START": False, "GC_GEN0_THRESHOLD": 0})
-            )
-        assert gc.get_threshold() == threshold  # 0: Python's own
-        settings = {"GC_FREEZE_AT_START": True, "GC_GEN0_THRESHOLD": 12345}
-        crawler = get_crawler(settings_dict=settings)
-        extension = GarbageCollectorTuning.from_crawler(crawler)  # signals hold receivers weakly
         assert gc.get_threshold() == (12345, *threshold[1:])
-    finally:
-        gc.set_threshold(*threshold)
-    try:
         crawler.signals.send_catch_log(signals.engine_started)
         frozen = crawler.stats.get_value("gc/frozen_objects")
         # the count only shrinks afterwards, as frozen objects are freed
         assert frozen >= gc.get_freeze_count() > 0
-        assert extension.stats is crawler.stats
+        crawler.signals.send_catch_log(signals.engine_stopped)
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == threshold
+        assert extension.freeze
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
