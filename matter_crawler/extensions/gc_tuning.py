@@ -20,16 +20,12 @@ Two changes, each with its setting:
 
 Both are undone when the engine stops (``gc.unfreeze()``, the threshold as it was),
 so a process that runs crawls one after another (tests, an embedding application)
-frees what a crawl left behind. At the interpreter's exit everything is frozen again
-(``atexit``): Python's last collection would otherwise walk every object of a process
-that is ending, about 0.5 s of CPU after every ``scrapy crawl`` (bench/ab_crawl.py on a
-ten-product crawl: 2.45 s against 1.93 s). The stat ``gc/frozen_objects`` says how many
+frees what a crawl left behind. The stat ``gc/frozen_objects`` says how many
 objects were frozen.
 """
 
 from __future__ import annotations
 
-import atexit
 import gc
 from typing import TYPE_CHECKING, Self
 
@@ -49,9 +45,6 @@ class GarbageCollectorTuning:
             gc.set_threshold(threshold, *self.threshold_before[1:])
         crawler.signals.connect(self.engine_started, signal=signals.engine_started)
         crawler.signals.connect(self.engine_stopped, signal=signals.engine_stopped)
-        if freeze:
-            atexit.unregister(_freeze_at_exit)  # registered once per process
-            atexit.register(_freeze_at_exit)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -71,7 +64,3 @@ class GarbageCollectorTuning:
         if self.freeze:
             gc.unfreeze()
         gc.set_threshold(*self.threshold_before)
-
-
-def _freeze_at_exit() -> None:
-    gc.freeze()
