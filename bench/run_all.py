@@ -32,11 +32,16 @@ measures and why the comparison is fair.
    and wall time of a first full crawl, a daily and a weekly run of a
    ``--real-site-products`` catalogue (default 6,000) with ``--real-site-latency-ms``
    (300) at the real site's politeness ceiling, profile polite.
+5. Start-up (``bench/startup_section.py``): a ten-product catalogue crawled by
+   matter-crawler and bare Scrapy, ``--repeat`` rounds: the fixed CPU above bare
+   Scrapy's. Last, the issue-19 table (``bench/issue19.py``) gathers six figures
+   of the sections above against their targets.
 
     .venv/bin/python bench/run_all.py [--repeat 3] [--products 6000] [--concurrency 16]
         [--crawlers matter,bare,crawlee,limit] [--storage-items 100000]
         [--scale-products 100000] [--skip-crawl] [--skip-storage] [--skip-scale]
         [--skip-real-site-cost] [--real-site-products 6000] [--real-site-latency-ms 300]
+        [--skip-startup]
 """
 
 from __future__ import annotations
@@ -52,10 +57,12 @@ from pathlib import Path
 
 from common import ROOT, machine
 from crawl_section import CRAWLERS, crawl_section
+from issue19 import issue19_section
 from real_site_cost import add_options as add_real_site_options
 from real_site_cost import real_site_cost_section
 from report import Report
 from scale_section import scale_section
+from startup_section import startup_section
 from storage_section import storage_section
 
 # One module per section (crawl_section.py, storage_section.py, scale_section.py,
@@ -92,6 +99,9 @@ def main() -> int:
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-real-site-cost", action="store_true")
     add_real_site_options(parser, prefix="real-site-")
+    parser.add_argument(
+        "--skip-startup", action="store_true", help="leave out the start-up measurement"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the report")
     options = parser.parse_args()
     unknown = set(options.crawlers) - set(CRAWLERS)
@@ -121,12 +131,15 @@ def main() -> int:
     try:
         if not options.skip_crawl:
             crawl_section(options, scratch, report)
+        if not options.skip_startup:
+            startup_section(options, scratch, report)
         if not options.skip_storage:
             storage_section(options, scratch, report)
         if not options.skip_scale:
             scale_section(options, scratch, report)
         if not options.skip_real_site_cost:
             real_site_cost_section(options, scratch, report)
+        issue19_section(report)
         report.text(f"Total time: {time.monotonic() - clock:.0f} s.")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

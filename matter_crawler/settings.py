@@ -6,6 +6,12 @@ set by :mod:`matter_crawler.profiles`, not here, so that ``CRAWL_PROFILE``
 works and ``-s`` still overrides any of them.
 """
 
+# Scrapy's TLS modules build deprecated aliases with inspect.stack() when first
+# imported; each frame of the stack then costs a walk of sys.modules. Imported here,
+# the first of the project's modules Scrapy loads, the stack is short and sys.modules
+# small: about 0.2 s of CPU less at every start than from deep in a component's imports.
+import scrapy.core.downloader.contextfactory  # noqa: F401
+
 from matter_crawler import __version__
 
 BOT_NAME = "matter_crawler"
@@ -35,6 +41,8 @@ ADDONS = {
     "matter_crawler.profiles.CrawlProfile": 0,
     # installs scrapy-playwright when a browser is found (see matter_crawler.rendering)
     "matter_crawler.rendering.addon.Rendering": 10,
+    # stock components switched off by their own setting are not even imported
+    "matter_crawler.switched_off.SwitchedOffComponents": 20,
 }
 
 # -- politeness toward the real site -----------------------------------------------
@@ -59,13 +67,19 @@ SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 # Scrapy starts CONCURRENT_ITEMS worker tasks for every callback's output; our
 # callbacks yield one item or a page of 12 cards, and 100 tasks per response
-# cost more CPU than parsing the page.
+# cost more CPU than parsing the page. (1 would save about 10% more, but breaks the
+# resumed run's accounting after an early Ctrl-C: docs/benchmarks.md, "Issue 19".)
 CONCURRENT_ITEMS = 16
 LOG_LEVEL = "INFO"
 TELNETCONSOLE_ENABLED = False
 # Scrapy 2.19's remote-control server runs Python sent to it; our /status does the watching
 REMOTE_CONTROL_ENABLED = False
 FEED_EXPORT_ENCODING = "utf-8"
+# Python's garbage collector (matter_crawler.extensions.gc_tuning): a young collection
+# every 10,000 allocations rather than 700 (0: Python's own), and gc.freeze() once the
+# engine has started, so full collections skip what start-up built
+GC_GEN0_THRESHOLD = 10_000
+GC_FREEZE_AT_START = True
 
 # Stock components this crawl has no use for cost CPU on every request.
 DOWNLOADER_MIDDLEWARES = {
@@ -109,6 +123,8 @@ EXTENSIONS = {
     "matter_crawler.extensions.feed.AtomFeedWriter": 500,
     # rewrites the HTML report at REPORT_HTML_PATH when a crawl ends (off while it is empty)
     "matter_crawler.extensions.report.HtmlReportWriter": 510,
+    # fewer and shorter garbage collections (GC_GEN0_THRESHOLD, GC_FREEZE_AT_START)
+    "matter_crawler.extensions.gc_tuning.GarbageCollectorTuning": 900,
 }
 
 # -- what the data guarantees (README "What the data guarantees") ---------------------------

@@ -6,7 +6,9 @@ docs/commands.md say how each kind of value is written. Text a spreadsheet
 program would run as a formula is never one (:func:`starts_like_formula`).
 
 Excel goes through openpyxl's public API only: ``Workbook(write_only=True)``,
-``create_sheet()`` and ``WriteOnlyCell``.
+``create_sheet()`` and ``WriteOnlyCell``. openpyxl is imported when a sheet is
+written, not with this module: Scrapy imports every command module at every
+``scrapy`` start, a crawl's too, and openpyxl alone costs about 24 MiB and 70 ms.
 """
 
 from __future__ import annotations
@@ -17,15 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
-
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ._text import json_default
+
+if TYPE_CHECKING:
+    from openpyxl.cell import WriteOnlyCell
 
 EXCEL_MAX_TEXT = 32767
 DATE_FORMAT = "yyyy-mm-dd"
@@ -120,15 +119,16 @@ def write_jsonl(stream: IO[str], columns: Sequence[Column], rows: Iterator[Seque
 # -- Excel ---------------------------------------------------------------------------------
 
 
-def excel_text(value: str) -> str:
-    """Text a worksheet accepts: control characters XML cannot hold removed, length capped."""
-    return ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_MAX_TEXT]
-
-
 class ExcelRowBuilder:
     """Turns a database row into worksheet cells of the right Excel type."""
 
     def __init__(self, sheet: WriteOnlySheet, columns: Sequence[Column]) -> None:
+        from openpyxl.cell import WriteOnlyCell  # noqa: PLC0415  (see the module docstring)
+        from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE  # noqa: PLC0415
+
+        self.cell_class = WriteOnlyCell
+        self.error_codes = ERROR_CODES
+        self.illegal_characters = ILLEGAL_CHARACTERS_RE
         self.sheet = sheet
         self.converters = [getattr(self, f"_{column.kind}") for column in columns]
 
@@ -145,24 +145,28 @@ class ExcelRowBuilder:
     _bool = _int
 
     def _date(self, value: date) -> WriteOnlyCell:
-        cell = WriteOnlyCell(self.sheet, value)
+        cell = self.cell_class(self.sheet, value)
         cell.number_format = DATE_FORMAT
         return cell
 
     def _datetime(self, value: datetime) -> WriteOnlyCell:
         # Excel has no time zones: UTC wall time, as the column docs say
-        cell = WriteOnlyCell(self.sheet, value.astimezone(UTC).replace(tzinfo=None))
+        cell = self.cell_class(self.sheet, value.astimezone(UTC).replace(tzinfo=None))
         cell.number_format = DATETIME_FORMAT
         return cell
 
     def _json(self, value: Any) -> Any:
         return self._text(_json_text(value))
 
+    def excel_text(self, value: str) -> str:
+        """Text a worksheet accepts: control characters XML cannot hold removed, length capped."""
+        return self.illegal_characters.sub("", value)[:EXCEL_MAX_TEXT]
+
     def _text(self, value: str) -> Any:
-        value = excel_text(value)
-        if starts_like_formula(value) or value in ERROR_CODES:
+        value = self.excel_text(value)
+        if starts_like_formula(value) or value in self.error_codes:
             # openpyxl would store "=..." as a formula and "#N/A" as an error: keep it text
-            cell = WriteOnlyCell(self.sheet, None)
+            cell = self.cell_class(self.sheet, None)
             cell.value = value
             cell.data_type = "s"
             return cell
@@ -194,6 +198,11 @@ def write_xlsx(
     sample: Sequence[Sequence[Any]],
     sheet_name: str = "products",
 ) -> int:
+    from openpyxl import Workbook  # noqa: PLC0415  (see the module docstring)
+    from openpyxl.cell import WriteOnlyCell  # noqa: PLC0415
+    from openpyxl.styles import Font  # noqa: PLC0415
+    from openpyxl.utils import get_column_letter  # noqa: PLC0415
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(sheet_name)
     # the sheet's head (widths, panes) is written before the first row: set them now

@@ -70,7 +70,7 @@ def test_a_scrapy_command_imports_no_browser_code():
         text=True,
         check=True,
     )
-    assert completed.stdout.split() == ["matter_products"]
+    assert completed.stdout.split() == ["dcl", "matter_products"]
     assert browser_modules(completed.stderr) == []
 
 
