@@ -11,6 +11,12 @@ process_item(item)`` for each item in turn as Scrapy's scraper does, then
 the Database's own writer thread as in a crawl. A ``crawl_runs`` row is
 started first, as the run recorder does, so rows carry a run id.
 
+The garbage collector is tuned as in a crawl (``GarbageCollectorTuning`` with the
+project's ``GC_GEN0_THRESHOLD`` and ``GC_FREEZE_AT_START``, its engine start called
+just before the clock starts): the objects alive then, the harness's list of items
+among them, which a crawl never holds, are frozen, and the young generation collects
+every ``GC_GEN0_THRESHOLD`` allocations.
+
 The clock runs from the first ``process_item`` to the end of ``close_spider``
 (the last batch committed); building the items and creating the tables are
 outside it. CPU is the whole process's (every thread) over the same span.
@@ -46,6 +52,7 @@ from sqlalchemy import create_engine
 
 from matter_crawler import settings as project_settings
 from matter_crawler.core.session import CrawlSession
+from matter_crawler.extensions.gc_tuning import GarbageCollectorTuning
 from matter_crawler.items import ProductItem
 from matter_crawler.pipelines.store import BatchStorePipeline
 from matter_crawler.storage import Database
@@ -82,6 +89,8 @@ async def store(
             "DATABASE_URL": database_url,
             "STORE_BATCH_SIZE": batch_size,
             "STORE_FLUSH_INTERVAL": project_settings.STORE_FLUSH_INTERVAL,
+            "GC_GEN0_THRESHOLD": project_settings.GC_GEN0_THRESHOLD,
+            "GC_FREEZE_AT_START": project_settings.GC_FREEZE_AT_START,
             "LOG_LEVEL": "WARNING",
         }
     )
@@ -102,11 +111,14 @@ async def store(
         # cProfile follows one thread: the writer's, where the statements run
         await database.run(lambda _engine: profile.enable())
     pipeline.open_spider()
+    collector = GarbageCollectorTuning.from_crawler(crawler)
+    collector.engine_started()
     started, cpu_started = time.perf_counter(), time.process_time()
     for item in items:
         await pipeline.process_item(item)
     await pipeline.close_spider()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    collector.engine_stopped()
     if profile is not None:
         await database.run(lambda _engine: profile.disable())
     database.close()
