@@ -47,31 +47,17 @@ def main() -> int:
     ]  # fmt: skip
     with SimulatedSite(products=options.products, seed=options.seed, dcl=True) as site:
         print(f"  serving {site.base_url} (and a simulated DCL under /dcl/)")
-        command = [
-            sys.executable, "-m", "scrapy", "crawl", "matter_products",
-            "-s", f"CSA_BASE_URL={site.base_url}", *settings,
-        ]  # fmt: skip
-        print("Crawling:", " ".join(command[2:]))
-        started = time.monotonic()
-        result = subprocess.run(command, cwd=ROOT, env=os.environ, check=False)
-        elapsed = time.monotonic() - started
-        if result.returncode != 0:
-            print(f"The crawl failed (exit code {result.returncode}).", file=sys.stderr)
-            return result.returncode
+        catalogue = ["matter_products", "-s", f"CSA_BASE_URL={site.base_url}", *settings]
+        returncode, elapsed = timed_crawl("Crawling", "The crawl", catalogue)
+        if returncode != 0:
+            return returncode
         truth = site.truth()
         stats = site.stats()
         site.reset_stats()
-        command = [
-            sys.executable, "-m", "scrapy", "crawl", "dcl",
-            "-s", f"DCL_BASE_URL={site.base_url}", *settings,
-        ]  # fmt: skip
-        print("Crawling the ledger:", " ".join(command[2:]))
-        started = time.monotonic()
-        result = subprocess.run(command, cwd=ROOT, env=os.environ, check=False)
-        dcl_elapsed = time.monotonic() - started
-        if result.returncode != 0:
-            print(f"The ledger crawl failed (exit code {result.returncode}).", file=sys.stderr)
-            return result.returncode
+        ledger = ["dcl", "-s", f"DCL_BASE_URL={site.base_url}", *settings]
+        returncode, dcl_elapsed = timed_crawl("Crawling the ledger", "The ledger crawl", ledger)
+        if returncode != 0:
+            return returncode
         dcl_requests = site.stats()["requests_total"]
         expected = site.crosscheck()
 
@@ -99,6 +85,18 @@ def main() -> int:
     print()
     print(f"Read the ledger in {dcl_elapsed:.1f} s: {dcl_requests} requests.")
     return crosscheck(database_url, expected)
+
+
+def timed_crawl(doing: str, what: str, arguments: list[str]) -> tuple[int, float]:
+    """``scrapy crawl`` with ``arguments``, shown as it runs: its exit code and wall time."""
+    command = [sys.executable, "-m", "scrapy", "crawl", *arguments]
+    print(f"{doing}:", " ".join(command[2:]))
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, env=os.environ, check=False)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        print(f"{what} failed (exit code {result.returncode}).", file=sys.stderr)
+    return result.returncode, elapsed
 
 
 def crosscheck(database_url: str, expected: dict[str, Any]) -> int:

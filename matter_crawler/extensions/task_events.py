@@ -53,11 +53,7 @@ class TaskEventsMiddleware:
             return
         item = False
         async for output in result:
-            if isinstance(output, Request):
-                if TASK_ID in output.meta:
-                    del output.meta[TASK_ID]
-            else:
-                item = True
+            item = self._passed(output) or item
             yield output
         if not item:
             self._done(response)
@@ -65,14 +61,18 @@ class TaskEventsMiddleware:
     def _output(self, response: Response, result: Iterable[Any]) -> Iterator[Any]:
         item = False
         for output in result:
-            if isinstance(output, Request):
-                if TASK_ID in output.meta:
-                    del output.meta[TASK_ID]
-            else:
-                item = True
+            item = self._passed(output) or item
             yield output
         if not item:
             self._done(response)
+
+    @staticmethod
+    def _passed(output: Any) -> bool:
+        """Whether ``output`` is an item; a request loses the task id it may have copied."""
+        if isinstance(output, Request):
+            output.meta.pop(TASK_ID, None)
+            return False
+        return True
 
     def _done(self, response: Response) -> None:
         request = response.request
