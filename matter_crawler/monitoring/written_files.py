@@ -10,12 +10,12 @@ nothing else), because the server's policy for its own pages would block that st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from scrapy.settings import BaseSettings
 
-from ..reporting.report_html import STYLE, content_security_policy
 from .resources import FileResource
 from .server import MonitoringServer
 
@@ -26,15 +26,20 @@ class WrittenFile:
     link: str  # its key in /links
     address: str  # where the server serves it
     content_type: bytes
-    policy: bytes | None = None  # its own Content-Security-Policy, else the server's
+    policy: Callable[[], bytes] | None = None  # its own Content-Security-Policy, else the server's
 
 
-REPORT_POLICY = f"{content_security_policy(STYLE)}; frame-ancestors 'none'".encode("ascii")
+def report_policy() -> bytes:
+    """The report's own policy, and no framing; the report's code is imported only for it."""
+    from ..reporting.report_html import STYLE, content_security_policy  # noqa: PLC0415
+
+    return f"{content_security_policy(STYLE)}; frame-ancestors 'none'".encode("ascii")
+
 
 WRITTEN_FILES = (
     WrittenFile("FEED_ATOM_PATH", "feed", "feed.atom", b"application/atom+xml; charset=utf-8"),
     WrittenFile("REPORT_HTML_PATH", "report", "report.html", b"text/html; charset=utf-8",
-                REPORT_POLICY),
+                report_policy),
 )  # fmt: skip
 
 
@@ -46,6 +51,7 @@ def serve_written_files(server: MonitoringServer, settings: BaseSettings) -> dic
         if not path:
             continue
         links[written.link] = written.address
-        resource = FileResource(Path(path).expanduser(), written.content_type, written.policy)
+        policy = written.policy() if written.policy is not None else None
+        resource = FileResource(Path(path).expanduser(), written.content_type, policy)
         server.put(written.address, resource)
     return links
