@@ -415,7 +415,7 @@ class MatterProductsSpider(Spider):
     def _saved_state(self) -> dict[str, Any] | None:
         if self.plan is None:
             return None
-        return {"plan": self.plan.to_state(), "seen_urls": sorted(self.seen_urls)}
+        return {"plan": self.plan.to_state(), "seen_urls": list(self.seen_urls)}
 
     def _saved_run(self) -> dict[str, Any] | None:
         if self.plan is None:
