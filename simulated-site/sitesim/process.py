@@ -48,7 +48,7 @@ def _child_env() -> dict[str, str]:
     installed, it must import the same code as this process, whatever the
     working directory.
     """
-    root = str(Path(sys.modules["matter_crawler"].__path__[0]).parent)
+    root = str(Path(__file__).resolve().parents[1])  # the directory that holds sitesim
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, (root, env.get("PYTHONPATH"))))
     return env

@@ -177,3 +177,32 @@ def test_no_module_of_the_crawler_imports_the_site() -> None:
 )  # fmt: skip
 def test_the_scan_sees_imports_that_reach_the_crawler(source: str, found: list[str]) -> None:
     assert crawler_imports(source, "sitesim.server") == found
+
+
+START_THE_SITE_ALONE = textwrap.dedent(
+    """\
+    import json, sys, urllib.request
+    from sitesim.process import SimulatedSite
+    with SimulatedSite(products=12, seed=1) as site:
+        with urllib.request.urlopen(site.base_url + "/robots.txt", timeout=30) as answer:
+            status = answer.status
+    print(json.dumps({"status": status, "loaded": sorted(sys.modules)}))
+    """
+)
+
+
+def test_the_site_starts_from_a_program_that_never_imported_the_crawler() -> None:
+    """The site's launcher finds its own package, not the crawler's (a benchmark or a
+    user's script may start the site before, or without, importing the crawler)."""
+    completed = subprocess.run(
+        [sys.executable, "-c", START_THE_SITE_ALONE],
+        cwd=PROJECT_ROOT.parent,  # not the project: nothing importable by accident
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["status"] == 200
+    assert not [name for name in report["loaded"] if name.split(".")[0] == "matter_crawler"]
