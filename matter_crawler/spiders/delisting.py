@@ -285,7 +285,7 @@ class DelistingProof:
             # the listing hid a product the site still has: store its page like any other
             plan.delist_listed += 1
             stats.inc_value("delist/still_listed")
-            spider.seen_urls.add(url)
+            spider.seen_urls[url] = None
             item = spider.product(response)
             if item is not None:
                 yield item

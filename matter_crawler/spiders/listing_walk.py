@@ -326,7 +326,7 @@ class ListingWalk:
             known_flags.append(known_before(known, run_id))
             if card.url in spider.seen_urls:
                 continue  # shown twice (the listing moved, a page read again): handled once
-            spider.seen_urls.add(card.url)
+            spider.seen_urls[card.url] = None
             wanted = needs_detail(card, known, refresh_all=plan.refresh_all, run_id=run_id)
             # a page this run fetches again anyway (REFRESH_MAX_AGE_DAYS) is not asked twice
             fetch = (

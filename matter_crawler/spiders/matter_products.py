@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import urlparse
 
@@ -82,6 +83,8 @@ __all__ = ["DETAIL_PRIORITY", "LISTING_PATH", "LIST_PRIORITY", "MatterProductsSp
 logger = logging.getLogger(__name__)
 
 #: The stages of this spider's dead letters (a replay leaves other spiders' letters alone).
+#: In JOBDIR: the product URLs of the cards read, one a line, in the order read
+SEEN_CARDS_FILE = "matter_crawler.seen-cards.txt"
 REPLAYED_STAGES = (None, "list", "detail")
 
 
@@ -125,9 +128,12 @@ class MatterProductsSpider(Spider):
         self.known: dict[str, KnownProduct] = {}
         # product URLs listing cards showed in this process (a stored product seen
         # by an earlier process of the run has last_seen_run_id = the run)
-        self.seen_urls: set[str] = set()
+        # (a dict for its order: each JOBDIR state save appends only the cards read since
+        # the last one to SEEN_CARDS_FILE, instead of all of them as one JSON document)
+        self.seen_urls: dict[str, None] = {}
+        self._seen_cards_saved: int | None = None  # None: SEEN_CARDS_FILE not written yet
         self.refreshing: set[str] = set()  # refresh requests of this process
-        # product pages this process read (True: the product; False: 404/410)
+        # pages of stored products this process read (True: the product; False: 404/410)
         self.page_answers: dict[str, bool] = {}
         # the collaborators (see the module docstring)
         self.walk = ListingWalk(self)
@@ -265,7 +271,7 @@ class MatterProductsSpider(Spider):
             self.plan = CrawlPlan.from_state(saved["plan"])
             # the cards the stopped process read: not asked for again, and the re-walk at
             # the end of a full run stops at them as it would have in one process
-            self.seen_urls = set(saved.get("seen_urls", ()))
+            self.seen_urls = dict.fromkeys(self._restored_seen_cards(saved))
         self.known = await self.database.run(load_known_products)
         # what this run set out to do survives even a hard kill (the same run goes on)
         run = self.session.restored_state("spider_run") or {}
@@ -333,7 +339,8 @@ class MatterProductsSpider(Spider):
             return None
         # the key of the product: the URL asked for (not a redirect's), in canonical form
         url = self.canonical_url(requested) or requested
-        self.page_answers[url] = True
+        if url in self.known:  # only a stored product's answer can settle its delisting
+            self.page_answers[url] = True
         # its dead letter, if any, is resolved once the batch holding it is committed
         return build_product(page, url)
 
@@ -415,7 +422,41 @@ class MatterProductsSpider(Spider):
     def _saved_state(self) -> dict[str, Any] | None:
         if self.plan is None:
             return None
-        return {"plan": self.plan.to_state(), "seen_urls": list(self.seen_urls)}
+        return {"plan": self.plan.to_state(), "seen_cards": self._save_seen_cards()}
+
+    def _save_seen_cards(self) -> int:
+        """Append the cards read since the last save to JOBDIR's SEEN_CARDS_FILE; how many
+        of its lines belong to the state being saved.
+
+        Appended, not dumped with the state: at 100,000 products the whole list as JSON
+        was 14 MB of strings made and dropped at every save, a crawl's peak memory.
+        """
+        assert self.session.jobdir is not None  # the session saves state only with one
+        path = self.session.jobdir / SEEN_CARDS_FILE
+        # the first save of a process writes the file anew: a finished job's cards, or
+        # lines past the count a killed process saved, are not this state's
+        start = self._seen_cards_saved
+        with path.open("w" if start is None else "a", encoding="utf-8") as file:
+            file.writelines(f"{url}\n" for url in islice(self.seen_urls, start or 0, None))
+        self._seen_cards_saved = len(self.seen_urls)
+        return self._seen_cards_saved
+
+    def _restored_seen_cards(self, saved: dict[str, Any]) -> list[str]:
+        """The cards the stopped process had read when it saved ``saved``."""
+        count = saved.get("seen_cards", 0)
+        assert self.session.jobdir is not None
+        path = self.session.jobdir / SEEN_CARDS_FILE
+        try:
+            with path.open(encoding="utf-8") as file:
+                cards = [line.rstrip("\n") for line in islice(file, count)]
+        except FileNotFoundError:
+            cards = []
+        if len(cards) < count:
+            # the resumed walk then reads those listing pages again: slower, nothing lost
+            logger.warning(
+                "%s holds %d of the %d cards the stopped crawl had read", path, len(cards), count
+            )
+        return cards
 
     def _saved_run(self) -> dict[str, Any] | None:
         if self.plan is None:

@@ -15,6 +15,7 @@ from scrapy.utils.test import get_crawler
 
 from matter_crawler.core.liveness import ProcessIdentity, this_host
 from matter_crawler.core.session import COUNTERS_STATE, RUNNING_MARKER, STATE_FILE, CrawlSession
+from matter_crawler.spiders.matter_products import SEEN_CARDS_FILE
 
 from ..helpers import (
     crawl_runs,
@@ -160,6 +161,11 @@ def test_ctrl_c_then_resume_repeats_nothing(simulated_site, tmp_path, share, ite
     listed = sum(1 for e in site.requests_log() if e["kind"] == "list" and e["status"] == 200)
     assert state[COUNTERS_STATE].get("matter/detail/pages", 0) == fetched
     assert state[COUNTERS_STATE].get("matter/list/pages", 0) == listed
+    # the cards read are a file of their own, appended at each save, not a JSON list
+    cards = (jobdir / SEEN_CARDS_FILE).read_text(encoding="utf-8").splitlines()
+    assert "seen_urls" not in state["spider"]
+    assert len(set(cards)) == len(cards) == state["spider"]["seen_cards"]
+    assert 0 < len(cards) <= listed * 12
 
     events = tmp_path / "events.jsonl"
     resumed = {**settings, "PROGRESS_EVENTS_FILE": str(events)}
