@@ -98,7 +98,7 @@ def events(path: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, tmp_path):
-    site = simulated_site(products=1000, seed=21, latency_ms=150)
+    site = simulated_site(products=500, seed=21, latency_ms=150)
     truth = site.truth()
     database = sqlite_url(tmp_path / "control.sqlite3")
     jobdir = tmp_path / "job"
@@ -307,7 +307,7 @@ def test_requests_without_the_token_or_from_a_web_page_are_refused(simulated_sit
 def test_a_crawl_killed_while_paused_loses_nothing(simulated_site, tmp_path):
     """The pause saves the crawl's state (its counters exact at the pause, where the periodic
     save would be up to 30 s old); killed then, the crawl resumes from the database."""
-    site = simulated_site(products=600, seed=24, latency_ms=60)
+    site = simulated_site(products=200, seed=24, latency_ms=60)
     truth = site.truth()
     database = sqlite_url(tmp_path / "killed.sqlite3")
     jobdir = tmp_path / "job"
