@@ -165,6 +165,15 @@ def crawl(
     run.scrapy_requests = crawl_stats.get("downloader/request_count")
     if run.scrapy_requests != run.requests:
         problems.append(f"Scrapy counted {run.scrapy_requests} requests, the site {run.requests:,}")
+        if not run.requests:  # a crawl that ended without a request says why in its log
+            warnings = [
+                line
+                for line in measurement.output.splitlines()
+                if "WARNING" in line or "ERROR" in line
+            ]
+            problems.append(
+                "its log: " + " | ".join((warnings or measurement.output.splitlines())[-3:])[-600:]
+            )
     counts = dict.fromkeys(KINDS, 0)
     stored_details = 0
     asked = Counter(entry["path"] for entry in log)
