@@ -83,9 +83,9 @@ __all__ = ["DETAIL_PRIORITY", "LISTING_PATH", "LIST_PRIORITY", "MatterProductsSp
 logger = logging.getLogger(__name__)
 
 #: The stages of this spider's dead letters (a replay leaves other spiders' letters alone).
+REPLAYED_STAGES = (None, "list", "detail")
 #: In JOBDIR: the product URLs of the cards read, one a line, in the order read
 SEEN_CARDS_FILE = "matter_crawler.seen-cards.txt"
-REPLAYED_STAGES = (None, "list", "detail")
 
 
 class MatterProductsSpider(Spider):
