@@ -19,13 +19,12 @@ A variant is ``NAME|SETTING=VALUE;SETTING=VALUE`` and may start its settings wit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from common import ROOT, load_average, markdown_table, median
-from crawl_section import CrawlBench, Run, adaptive_stats, matter_arguments
+from crawl_section import CrawlBench, Run
 
 from sitesim.process import SimulatedSite
 
@@ -40,27 +39,6 @@ def parse_variant(text: str) -> tuple[str, Path, list[str]]:
         else:
             settings += ["-s", part]
     return name, root, settings
-
-
-class VariantBench(CrawlBench):
-    def run_variant(self, name: str, root: Path, settings: list[str], round_: int) -> Run:
-        database = self.scratch / f"{name}-{round_}.sqlite3"
-        command = [
-            sys.executable, "-m", "scrapy", *matter_arguments(self.site, database, self), *settings
-        ]  # fmt: skip
-        run, measurement = self._measured(name, round_, command, root, dict(os.environ))
-        run.details = adaptive_stats(measurement.output)
-        if not run.problems:
-            from sqlalchemy import create_engine
-
-            from matter_crawler.verify import stored_records
-
-            engine = create_engine(f"sqlite:///{database}")
-            try:
-                self._check(run, stored_records(engine))
-            finally:
-                engine.dispose()
-        return run
 
 
 def main() -> int:
@@ -79,12 +57,12 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="matter-ab-") as scratch,
         SimulatedSite(products=options.products, seed=options.seed) as site,
     ):
-        bench = VariantBench(site, Path(scratch), options.concurrency)
+        bench = CrawlBench(site, Path(scratch), options.concurrency)
         load_before = load_average()
         for round_ in range(options.repeat):
             shift = round_ % len(variants)
             for name, root, settings in variants[shift:] + variants[:shift]:
-                run = bench.run_variant(name, root, settings, round_)
+                run = bench.run_matter(round_, name=name, root=root, settings=settings)
                 runs[name].append(run)
                 verdict = "FAILED: " + run.problems[0] if run.problems else "ok"
                 print(

@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,10 +137,16 @@ class CrawlBench:
             )
         return run
 
-    def run_matter(self, round_: int) -> Run:
-        database = self.scratch / f"matter-{round_}.sqlite3"
-        command = [sys.executable, "-m", "scrapy", *matter_arguments(self.site, database, self)]
-        run, measurement = self._measured("matter", round_, command, ROOT, dict(os.environ))
+    def run_matter(
+        self, round_: int, *, name: str = "matter", root: Path = ROOT, settings: Sequence[str] = ()
+    ) -> Run:
+        """The matter-crawler row; ``bench/ab_crawl.py`` names variants of it, each with its
+        own ``-s`` settings or run from another checkout (``root``)."""
+        database = self.scratch / f"{name}-{round_}.sqlite3"
+        command = [
+            sys.executable, "-m", "scrapy", *matter_arguments(self.site, database, self), *settings
+        ]  # fmt: skip
+        run, measurement = self._measured(name, round_, command, root, dict(os.environ))
         run.details = adaptive_stats(measurement.output)
         if not run.problems:
             engine = create_engine(f"sqlite:///{database}")
