@@ -211,6 +211,20 @@ def monitoring_address(log_path: Path, timeout: float = 60.0) -> tuple[str, int]
     return address.group(1), int(address.group(2))
 
 
+def scrapy_control(url: str, *args: str) -> dict[str, Any]:
+    """``scrapy control ARGS --url URL --json`` from the project root, as a user runs it."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "scrapy", "control", *args, "--url", url, "--json"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     """A port that was free a moment ago (for tests that need a fixed port)."""
     with socket.socket() as probe:

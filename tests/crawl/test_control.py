@@ -27,6 +27,7 @@ from ..helpers import (
     monitoring_address,
     query,
     run_crawl,
+    scrapy_control,
     sqlite_url,
     start_crawl,
     stop_process,
@@ -34,20 +35,6 @@ from ..helpers import (
 )
 
 PAUSED_SPAN = 3.0  # seconds the test watches the site for requests while the crawl is paused
-
-
-def control(url: str, *args: str) -> dict[str, Any]:
-    """``scrapy control ARGS --url URL --json`` from the project root, as a user runs it."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "scrapy", "control", *args, "--url", url, "--json"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def raw(
@@ -131,7 +118,7 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         )
 
         # pause: once the command returns, nothing in flight and no new request
-        paused = control(url, "pause")
+        paused = scrapy_control(url, "pause")
         assert (paused["state"], paused["in_flight"]) == ("paused", 0)
         since = time.time()
         time.sleep(PAUSED_SPAN)
@@ -146,7 +133,7 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         assert saved["counters"]["downloader/request_count"] > 0
 
         # resume: requests again
-        resumed = control(url, "resume")
+        resumed = scrapy_control(url, "resume")
         assert resumed["state"] == "running"
         assert resumed["paused_seconds"] >= PAUSED_SPAN
         wait_for(lambda: site.requests_log(since=since), timeout=30, message="new requests")
@@ -154,7 +141,7 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         # profile: fast, within the politeness ceiling (4 at a time for 127.0.0.1): polite
         # never had more than 3 requests out, fast climbs to the ceiling and no further
         assert bounds(url) == {"min": 1, "max": 3}
-        switched = control(url, "profile", "fast")
+        switched = scrapy_control(url, "profile", "fast")
         assert switched["profile"] == "fast"
         assert bounds(url) == {"min": 1, "max": 4}
         site.reset_stats()
@@ -165,8 +152,8 @@ def test_pause_holds_resume_profile_stop_and_resume_from_jobdir(simulated_site, 
         assert site.stats()["max_concurrency"] == 4
 
         # stop, from a pause: graceful, as Ctrl-C; the token file goes with the crawl
-        assert control(url, "pause")["state"] == "paused"
-        assert control(url, "stop")["state"] == "stopping"
+        assert scrapy_control(url, "pause")["state"] == "paused"
+        assert scrapy_control(url, "stop")["state"] == "stopping"
         assert crawl.wait(timeout=120) == 0
     finally:
         stop_process(crawl)
@@ -321,7 +308,7 @@ def test_a_crawl_killed_while_paused_loses_nothing(simulated_site, tmp_path):
             timeout=120,
             message="product pages",
         )
-        assert control(url, "pause")["state"] == "paused"
+        assert scrapy_control(url, "pause")["state"] == "paused"
         sent = site.stats()["requests_total"]
         saved = json.loads((jobdir / "matter_crawler.state.json").read_text())
         assert saved["counters"]["downloader/request_count"] == sent

@@ -41,6 +41,7 @@ from ..helpers import (
     database_differences,
     free_port,
     query,
+    scrapy_control,
     sqlite_url,
     stop_process,
     wait_for,
@@ -412,26 +413,14 @@ def test_a_scrapyd_job_is_controlled_through_its_monitoring_server(
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     token = token_file.read_text().strip()
 
-    def control(*args: str) -> dict[str, Any]:
-        completed = subprocess.run(
-            [sys.executable, "-m", "scrapy", "control", *args, "--url", url, "--json"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert completed.returncode == 0, completed.stdout + completed.stderr
-        return json.loads(completed.stdout)
-
-    assert control("pause")["state"] == "paused"
+    assert scrapy_control(url, "pause")["state"] == "paused"
     since = time.time()
     time.sleep(2.0)
     assert site.requests_log(since=since) == []
     assert scrapyd.running("controlled")
-    assert control("resume")["state"] == "running"
+    assert scrapy_control(url, "resume")["state"] == "running"
     wait_for(lambda: site.requests_log(since=since), timeout=30, message="requests again")
-    assert control("stop")["state"] == "stopping"
+    assert scrapy_control(url, "stop")["state"] == "stopping"
     wait_finished(scrapyd, "controlled")
     (run,) = crawl_runs(database)
     assert (run["status"], run["finish_reason"], run["job_id"]) == (
