@@ -167,6 +167,7 @@
 
   const source = new EventSource("events");
   window.matterEvents = source; // shared with bottleneck.js: one stream per page
+  window.matterCell = cell; // and its one way of putting a crawl's value in a table
   source.addEventListener("open", () => setConnection("live", "live"));
   source.addEventListener("error", () => {
     if (byId("connection").dataset.state !== "closed") setConnection("lost", "reconnecting…");

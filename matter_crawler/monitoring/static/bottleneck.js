@@ -10,13 +10,7 @@
   const inFlight = new Map(); // task id -> {t, stage, url}
   let clockSkew = 0; // the crawl's clock minus ours, from the latest snapshot
 
-  function cell(row, value, className) {
-    const td = document.createElement("td");
-    td.textContent = value === null || value === undefined ? "" : String(value);
-    if (className) td.className = className;
-    row.appendChild(td);
-    return td;
-  }
+  const cell = window.matterCell; // app.js's, loaded first: values as text, never markup
 
   function bytes(perSecond) {
     if (perSecond === null || perSecond === undefined) return "–";
