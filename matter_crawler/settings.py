@@ -105,6 +105,9 @@ ITEM_PIPELINES = {
     "matter_crawler.pipelines.store.BatchStorePipeline": 800,
 }
 EXTENSIONS = {
+    # Scrapy's MemoryUsage read the peak of the process that started the crawl as its own
+    "scrapy.extensions.memusage.MemoryUsage": None,
+    "matter_crawler.extensions.memusage.ProcessMemoryUsage": 0,
     # first: one crawl writes to a database at a time (DATABASE_LOCK)
     "matter_crawler.extensions.database_lock.DatabaseLock": 50,
     # the dead-letter store closes before the run record counts the letters
