@@ -18,13 +18,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from scrapy import Request, Spider
+from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 from scrapy.http import HtmlResponse
 from scrapy.settings import Settings
@@ -77,19 +80,27 @@ def page(name: str) -> bytes:
     return (PAGES / name).read_bytes()
 
 
-def project_crawler(spidercls=Spider, **overrides):
-    """A crawler on the project's own settings (get_crawler alone has Scrapy's defaults).
+@pytest.fixture(scope="module")
+def project_crawler(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Crawler]:
+    """``project_crawler(spidercls=Spider, **overrides)``: a crawler on the project's own
+    settings (get_crawler alone has Scrapy's defaults).
 
-    Each on a database of its own: building a crawler builds its extensions, and the
-    writer lock's extension takes the database (never the project's data/ file).
+    Each on a database of its own, under pytest's temporary directory: building a
+    crawler builds its extensions, and the writer lock's extension takes the database
+    (never the project's data/ file).
     """
     settings = Settings()
     settings.setmodule(project_settings, priority="project")
-    database = Path(tempfile.mkdtemp(prefix="matter-test-")) / "d.sqlite3"
-    return get_crawler(
-        spidercls,
-        {**settings.copy_to_dict(), "DATABASE_URL": f"sqlite:///{database}", **overrides},
-    )
+    databases = tmp_path_factory.mktemp("crawlers")
+
+    def build(spidercls: type[Spider] = Spider, **overrides: Any) -> Crawler:
+        database = Path(tempfile.mkdtemp(dir=databases)) / "d.sqlite3"
+        return get_crawler(
+            spidercls,
+            {**settings.copy_to_dict(), "DATABASE_URL": f"sqlite:///{database}", **overrides},
+        )
+
+    return build
 
 
 class Letters:
@@ -143,7 +154,7 @@ def test_content_check_steps_over_at_most_the_cap_of_script_elements():
     assert page_problem(unclosed, "list").reason.startswith("empty shell")
 
 
-def test_content_check_cap_is_a_setting():
+def test_content_check_cap_is_a_setting(project_crawler):
     check = ContentCheck.from_crawler(project_crawler(CONTENT_CHECK_MAX_SCRIPTS=3))
     assert check.max_scripts == 3
     assert project_settings.CONTENT_CHECK_MAX_SCRIPTS == 1000
@@ -324,7 +335,7 @@ def test_canonical_url_escapes_as_scrapy_requests_and_refuses_what_is_not_a_prod
 
 
 @pytest.fixture
-def spider(tmp_path):
+def spider(tmp_path, project_crawler):
     crawler = project_crawler(
         MatterProductsSpider, DATABASE_URL=f"sqlite:///{tmp_path}/s.sqlite3", CSA_BASE_URL=SITE
     )
@@ -440,7 +451,7 @@ def test_a_malformed_compliance_link_is_a_named_problem_not_an_exception():
     ]
 
 
-def test_the_dead_letter_log_line_is_terminal_safe(caplog, tmp_path):
+def test_the_dead_letter_log_line_is_terminal_safe(caplog, tmp_path, project_crawler):
     crawler = project_crawler(DATABASE_URL=f"sqlite:///{tmp_path}/d.sqlite3")
     crawler.stats.open_spider()
     store = DeadLetterStore.from_crawler(crawler)
@@ -541,7 +552,9 @@ def test_every_field_has_an_upper_bound_that_its_column_holds():
         ({"extra_fields": {"Label": "v" * 5000}}, "extra_fields is 5,013 characters"),
     ],
 )
-def test_a_value_over_its_bound_makes_the_item_a_dead_letter_never_truncated(changes, words):
+def test_a_value_over_its_bound_makes_the_item_a_dead_letter_never_truncated(
+    changes, words, project_crawler
+):
     crawler = project_crawler()
     crawler.stats.open_spider()
     letters = Letters(crawler)
@@ -556,7 +569,7 @@ def test_a_value_over_its_bound_makes_the_item_a_dead_letter_never_truncated(cha
     assert all(getattr(item, name) == value for name, value in changes.items())
 
 
-def test_bounds_are_a_setting_checked_against_the_columns():
+def test_bounds_are_a_setting_checked_against_the_columns(project_crawler):
     crawler = project_crawler(VALIDATION_MAX_LENGTHS={"description": 10})
     pipeline = ValidationPipeline.from_crawler(crawler)
     assert pipeline.max_lengths["description"] == 10
@@ -595,7 +608,7 @@ def test_retry_after_both_rfc_9110_forms():
     assert parse_retry_after(b"Sunday, 06-Nov-94 08:49:37 GMT", now) == 0.0  # RFC 850
 
 
-def test_a_429_with_a_bad_retry_after_is_retried_with_backoff_and_counted():
+def test_a_429_with_a_bad_retry_after_is_retried_with_backoff_and_counted(project_crawler):
     crawler = project_crawler(RETRY_JITTER_SEED=1)
     crawler.stats.open_spider()
     retry = ClassifiedRetryMiddleware.from_crawler(crawler)
