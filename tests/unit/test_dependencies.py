@@ -8,6 +8,9 @@ release a fresh ``pip install`` found that day.
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -77,3 +80,50 @@ def test_dependencies_whose_private_parts_we_touch_have_an_upper_bound():
     bounded = {canonicalize_name(r.name): r.specifier for r in declared()}
     for name in ("scrapy", "scrapy-playwright"):
         assert any(spec.operator in ("<", "<=", "==", "~=") for spec in bounded[name]), name
+
+
+#: Two modules of one xdist group each: every test prints the worker it ran on.
+GROUPED_MODULE = """
+import os
+import pytest
+
+pytestmark = pytest.mark.xdist_group("together")
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_worker(n):
+    print("worker", os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_xdist_loadgroup_keeps_a_group_on_one_worker(tmp_path):
+    # `make test` runs `--dist loadgroup`: the modules marked xdist_group share a
+    # module-scoped fixture (a crawl, a scrapyd) that each worker of the group would
+    # build again. pytest 9.2 undid the grouping without an error (pytest-xdist#1386)
+    for name in ("test_one.py", "test_two.py"):
+        (tmp_path / name).write_text(GROUPED_MODULE)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "-rA",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:twisted",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:]
+    workers = re.findall(r"^worker (gw\d+)$", completed.stdout, re.MULTILINE)
+    assert len(workers) == 8, completed.stdout[-2000:]
+    assert len(set(workers)) == 1, workers
