@@ -17,7 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from itertools import pairwise
@@ -209,6 +209,20 @@ def monitoring_address(log_path: Path, timeout: float = 60.0) -> tuple[str, int]
         message="the crawl to log its monitoring address",
     )
     return address.group(1), int(address.group(2))
+
+
+#: Holds 300 MB, then execs its arguments (see from_a_large_process).
+LARGE_PARENT = (
+    "import os, sys\n"
+    "held = b'x' * (300 << 20)  # written, so resident\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+def from_a_large_process(command: Sequence[str]) -> list[str]:
+    """``command`` exec'd by a Python process holding 300 MB: on Linux the program's
+    ``ru_maxrss`` starts at that process's peak, as when a notebook starts a crawl."""
+    return [sys.executable, "-c", LARGE_PARENT, *command]
 
 
 def scrapy_control(url: str, *args: str) -> dict[str, Any]:

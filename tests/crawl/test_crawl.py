@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from ..helpers import (
     crawl_command,
     crawl_runs,
     database_differences,
+    from_a_large_process,
     query,
     run_crawl,
     run_crawl_command,
@@ -112,14 +111,6 @@ def test_per_domain_concurrency_holds_at_the_server(simulated_site, database_url
     assert site.stats()["max_concurrency"] > 2
 
 
-#: Holds 300 MB, then execs its arguments: a crawl started by a large process.
-LARGE_PARENT = (
-    "import os, sys\n"
-    "held = b'x' * (300 << 20)  # written, so resident\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
-
-
 def test_a_crawl_started_by_a_large_process_is_not_charged_its_memory(simulated_site, database_url):
     # Linux carries the peak of the image an exec replaces into the new program's
     # ru_maxrss, which Scrapy's MemoryUsage reads: its first check stopped this crawl
@@ -127,7 +118,7 @@ def test_a_crawl_started_by_a_large_process_is_not_charged_its_memory(simulated_
     site = simulated_site(products=24, seed=2)
     limit_mb = 250
     command = crawl_command(site.base_url, database_url, settings={"MEMUSAGE_LIMIT_MB": limit_mb})
-    result = run_crawl_command([sys.executable, "-c", LARGE_PARENT, *command], database_url, 120)
+    result = run_crawl_command(from_a_large_process(command), database_url, 120)
     result.check()
     assert "Memory usage exceeded" not in result.output
     assert database_differences(database_url, site.truth()) == []
