@@ -20,6 +20,12 @@ to the ceiling whenever they are set, and its jittered delay is floored, so it
 never has more requests out, nor sends them closer together, than the ceiling
 allows.
 
+Send gates (:data:`SendGate`, ``send_gates``) are asked about each request as its slot
+sends it: a downloader middleware's ``process_request`` runs when the request enters the
+slot's queue, which may be long before it leaves (behind the slot's concurrency and
+delay), and the circuit breaker must be able to hold what its domain's queue holds when
+it opens.
+
 Enable with ``DOWNLOADER = "matter_crawler.core.downloader.SlotConcurrencyDownloader"``
 (the project's default).
 ``tests/crawl/test_crawl.py::test_per_domain_concurrency_holds_at_the_server`` checks the
@@ -30,6 +36,7 @@ fixed settings and with AutoThrottle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +45,15 @@ from scrapy.core.downloader import Downloader, Slot
 from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import _schedule_coro
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.python.failure import Failure
 
 if TYPE_CHECKING:
     from scrapy.crawler import Crawler
+
+#: Asked about each request popped from its slot's queue, just before it is sent: an
+#: exception returned fails the request instead (as if its download had raised it), so
+#: a downloader middleware's ``process_exception`` can hand back what to do with it.
+SendGate = Callable[[Request], Exception | None]
 
 
 def domain_ceiling(limits: dict[str, dict[str, Any]], host: str) -> dict[str, Any] | None:
@@ -111,6 +124,9 @@ class SlotConcurrencyDownloader(Downloader):
 
     def __init__(self, crawler: Crawler) -> None:
         super().__init__(crawler)
+        #: see :data:`SendGate`; the circuit breaker adds one (a request admitted while
+        #: the breaker was closed may still wait in its slot when the breaker opens)
+        self.send_gates: list[SendGate] = []
         self.domain_limits = {
             name.lower(): value
             for name, value in self.settings.getdict("ADAPTIVE_DOMAIN_LIMITS").items()
@@ -165,11 +181,22 @@ class SlotConcurrencyDownloader(Downloader):
                 return
 
         while slot.queue and slot.free_transfer_slots() > 0:
-            slot.lastseen = now
             request, queue_dfd = slot.queue.popleft()
+            refusal = self._refusal(request)
+            if refusal is not None:
+                queue_dfd.errback(Failure(refusal))  # awaited in _enqueue_request()
+                continue
+            slot.lastseen = now
             slot.transferring.add(request)  # the fix: count it before its coroutine runs
             _schedule_coro(self._wait_for_download(slot, request, queue_dfd))
             if delay:
                 # one request per delay period: the latercall set above paces the rest
                 self._process_queue(slot)
                 break
+
+    def _refusal(self, request: Request) -> Exception | None:
+        for gate in self.send_gates:
+            refusal = gate(request)
+            if refusal is not None:
+                return refusal
+        return None

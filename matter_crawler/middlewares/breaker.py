@@ -28,7 +28,14 @@ Held requests are neither failed nor dropped: ``process_request`` hands back a
 copy carrying ``meta["not_before"]`` (when the breaker will next let requests
 through), which :class:`~matter_crawler.core.scheduler.DelayedRequestScheduler` keeps
 until then, outside the downloader, without taking a concurrency slot, and in
-JOBDIR across a pause. Its order number (610) puts it nearest the download
+JOBDIR across a pause. A request admitted while the breaker was closed may still be
+waiting in its download slot (behind the slot's concurrency or delay) when it opens:
+the breaker is asked again as the slot sends it (a send gate of
+:class:`~matter_crawler.core.downloader.SlotConcurrencyDownloader`), and one it holds
+then fails with :class:`CircuitHeld`, which ``process_exception`` turns into the same
+held copy, so an open breaker lets no request out but its probes.
+
+Its order number (610) puts it nearest the download
 handler of the middlewares that change responses, after redirects and the
 classified retry: it sees every raw outcome (a redirect too, which would
 otherwise become a new request and leave a probe unaccounted for).
@@ -53,6 +60,7 @@ from enum import StrEnum
 from time import time
 from typing import TYPE_CHECKING, Any, Self
 
+from scrapy import signals
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Request, Response
 from scrapy.utils.httpobj import urlparse_cached
@@ -188,6 +196,14 @@ class Breaker:
         return breaker
 
 
+class CircuitHeld(Exception):
+    """A request the breaker held as its download slot was about to send it."""
+
+    def __init__(self, domain: str, release: float) -> None:
+        super().__init__(f"circuit for {domain} is open: held until {release:.0f}")
+        self.release = release
+
+
 class CircuitBreakerMiddleware:
     def __init__(self, crawler: Crawler, policy: BreakerPolicy) -> None:
         self.crawler = crawler
@@ -198,6 +214,7 @@ class CircuitBreakerMiddleware:
         for domain, saved in (session.restored_state("circuit_breakers") or {}).items():
             self.breakers[domain] = Breaker.from_state(policy, saved)
         session.register_state("circuit_breakers", self._saved_state)
+        crawler.signals.connect(self.engine_started, signal=signals.engine_started)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -215,35 +232,24 @@ class CircuitBreakerMiddleware:
         )
         return cls(crawler, policy)
 
+    def engine_started(self) -> None:
+        gates = getattr(self.crawler.engine.downloader, "send_gates", None)
+        if gates is not None:  # our downloader (the project's default)
+            gates.append(self.send_gate)
+
     # -- downloader middleware API ---------------------------------------------------
 
     def process_request(self, request: Request) -> Request | None:
-        domain = self._domain(request)
-        breaker = self._breaker(domain)
-        now = time()
-        allowed, change = breaker.admit(now)
-        if change:
-            self._changed(domain, CircuitState.OPEN, breaker.state, change)
-        if allowed:
-            if breaker.state is CircuitState.HALF_OPEN:
-                request.meta[PROBE] = True
-            return None
-        # held, not failed: back to the scheduler until the breaker lets requests through
-        if breaker.state is CircuitState.OPEN:
-            release = breaker.reopens_at()
-        else:
-            release = now + max(1.0, breaker.policy.cooldown / 4)
-        held = request.replace(dont_filter=True)
-        held.meta[NOT_BEFORE] = release + self.rng.uniform(0, 0.5)
-        held.meta.pop(PROBE, None)
-        self.crawler.stats.inc_value(f"circuit/{domain}/held_requests")
-        return held
+        release = self._admit(request)
+        return None if release is None else self._held(request, release)
 
     def process_response(self, request: Request, response: Response) -> Response:
         self._record(request, classify_status(response) in COUNTED_FAILURES)
         return response
 
-    def process_exception(self, request: Request, exception: Exception) -> None:
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if isinstance(exception, CircuitHeld):
+            return self._held(request, exception.release)
         failure_class = classify_exception(exception)
         if (
             isinstance(exception, IgnoreRequest)
@@ -256,6 +262,40 @@ class CircuitBreakerMiddleware:
                 breaker.probes_in_flight = max(0, breaker.probes_in_flight - 1)
             return
         self._record(request, failure_class in COUNTED_FAILURES)
+
+    def send_gate(self, request: Request) -> CircuitHeld | None:
+        """The send gate: asked again as the download slot sends the request."""
+        if request.meta.get(PROBE):
+            return None  # admitted as a probe, counted in probes_in_flight
+        breaker = self.breakers.get(self._domain(request))
+        if breaker is None or breaker.state is CircuitState.CLOSED:
+            return None
+        release = self._admit(request)
+        return None if release is None else CircuitHeld(self._domain(request), release)
+
+    def _admit(self, request: Request) -> float | None:
+        """None if the request may go now (a probe when half-open), else when to try again."""
+        domain = self._domain(request)
+        breaker = self._breaker(domain)
+        now = time()
+        allowed, change = breaker.admit(now)
+        if change:
+            self._changed(domain, CircuitState.OPEN, breaker.state, change)
+        if allowed:
+            if breaker.state is CircuitState.HALF_OPEN:
+                request.meta[PROBE] = True
+            return None
+        if breaker.state is CircuitState.OPEN:
+            return breaker.reopens_at()
+        return now + max(1.0, breaker.policy.cooldown / 4)
+
+    def _held(self, request: Request, release: float) -> Request:
+        """Held, not failed: back to the scheduler until the breaker lets requests through."""
+        held = request.replace(dont_filter=True)
+        held.meta[NOT_BEFORE] = release + self.rng.uniform(0, 0.5)
+        held.meta.pop(PROBE, None)
+        self.crawler.stats.inc_value(f"circuit/{self._domain(request)}/held_requests")
+        return held
 
     # -- state -------------------------------------------------------------------------
 

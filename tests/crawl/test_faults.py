@@ -21,6 +21,7 @@ from ..helpers import (
     query,
     retry_after_violations,
     run_crawl,
+    sqlite_url,
     start_crawl,
     stop_process,
     wait_for,
@@ -54,10 +55,10 @@ TRANSITION = re.compile(
     r"Circuit for (?P<domain>\S+): (?P<old>\w+) -> (?P<new>\w+) ",
     re.MULTILINE,
 )
-# Requests the breaker let through just before it opened may still be waiting in the
-# downloader's slot queue (its process_request runs before the slot), and reach the site
-# a moment after the opening: arrivals in the first second after it are not yet "probes only".
-IN_FLIGHT_GRACE = 1.0
+# Requests already sent when the breaker opened arrived before it; those still waiting in
+# the download slot's queue are held as the slot sends them (the breaker's send gate). What
+# is left is the time between the site logging an arrival and the crawl logging the opening.
+IN_FLIGHT_GRACE = 0.2
 
 
 def fault_run_problems(database_url: str, truth: list[dict], site: SimulatedSite) -> list[str]:
@@ -236,6 +237,56 @@ def test_fault_matrix_loses_nothing(simulated_site, database_url, tmp_path):
     # the replay fetched only what the fault run had not got
     assert repeated_product_fetches(site.requests_log(since=started)) == {}
     assert query(database_url, "select count(*) from product_changes") == [(0,)]
+
+
+def test_requests_waiting_in_the_slot_when_the_breaker_opens_are_held(simulated_site, tmp_path):
+    """One request at a time to the site, 0.3 s apart, and eight in the downloader: seven
+    wait in the slot's queue, past the breaker's process_request, when an outage opens it.
+    They must not reach the site while it is open (before the send gate they went out
+    one by one, 0.3 s apart, right after the opening)."""
+    site = simulated_site(products=36, seed=5)
+    truth = site.truth()
+    log_path = tmp_path / "crawl.log"
+    database_url = sqlite_url(tmp_path / "matter.sqlite3")
+    crawl = start_crawl(
+        site.base_url,
+        database_url,
+        settings={
+            "CONCURRENT_REQUESTS": 8,
+            "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+            "DOWNLOAD_DELAY": 0.3,
+            "RANDOMIZE_DOWNLOAD_DELAY": False,
+            "ADAPTIVE_CONCURRENCY_ENABLED": False,
+            "CIRCUIT_FAILURE_THRESHOLD": 3,
+            "CIRCUIT_COOLDOWN": 4,
+            "CIRCUIT_HALF_OPEN_PROBES": 1,
+            "RETRY_POLICIES": {"server": {"base": 0.5, "cap": 2}},
+            "LOG_FORMAT": EPOCH_LOG_FORMAT,
+        },
+        log_path=log_path,
+    )
+    try:
+        wait_for(lambda: site.stats()["requests_total"] >= 8, 60, 0.05, "the crawl to get going")
+        window = site.set_faults(outage="0,3")["outage_window"]
+        assert crawl.wait(timeout=120) == 0
+    finally:
+        stop_process(crawl)
+    output = log_path.read_text()
+    assert "Traceback" not in output, output[-3000:]
+    assert database_differences(database_url, truth) == []
+    domain = urlsplit(site.base_url).hostname
+    transitions = breaker_transitions(output, domain)
+    opened = next(t for t, _, new in transitions if new == "open")
+    reopened = next(t for t, old, new in transitions if (old, new) == ("open", "half_open"))
+    assert window["start"] < opened < window["end"], transitions
+    # while open, nothing; the first request after it is the probe of the half-open breaker
+    arrivals = [entry["t"] for entry in site.requests_log(since=window["start"])]
+    during = [t - opened for t in arrivals if opened + IN_FLIGHT_GRACE <= t < reopened]
+    assert during == [], (during, transitions)
+    # held by the send gate: Scrapy's DownloaderStats counts the exception that carries them
+    assert (
+        "'downloader/exception_type_count/matter_crawler.middlewares.breaker.CircuitHeld'" in output
+    )
 
 
 def test_replay_clears_dead_letters_once_the_faults_are_off(simulated_site, database_url):

@@ -21,6 +21,7 @@ from matter_crawler.middlewares.breaker import (
     Breaker,
     BreakerPolicy,
     CircuitBreakerMiddleware,
+    CircuitHeld,
     CircuitState,
 )
 from matter_crawler.middlewares.classify import FailureClass, classify_exception, classify_status
@@ -279,6 +280,35 @@ class TestBreaker:
         assert changes.calls[0]["new"] == "open"
         assert crawler.stats.get_value("circuit/csa-iot.org/closed_to_open") == 1
         assert crawler.stats.get_value("circuit/csa-iot.org/held_requests") == 1
+
+    def test_a_request_admitted_before_the_opening_is_held_as_its_slot_sends_it(self, crawler):
+        crawler.stats.open_spider()
+        no_cooldown = BreakerPolicy(failure_threshold=3, cooldown=0, half_open_probes=1)
+        middleware = CircuitBreakerMiddleware(crawler, self.policy)
+        waiting = Request(URL)
+        assert middleware.process_request(waiting) is None  # closed: into the slot's queue
+        assert middleware.send_gate(waiting) is None  # still closed as the slot sends it
+        for _ in range(3):
+            failed = Request(URL)
+            middleware.process_request(failed)
+            middleware.process_exception(failed, TimeoutError())
+        refusal = middleware.send_gate(waiting)  # opened while it waited
+        assert isinstance(refusal, CircuitHeld)
+        held = middleware.process_exception(waiting, refusal)
+        assert isinstance(held, Request)
+        assert held.meta[NOT_BEFORE] >= time() + 9
+        assert crawler.stats.get_value("circuit/csa-iot.org/held_requests") == 1
+        assert middleware.states()["csa-iot.org"] is CircuitState.OPEN  # not counted a failure
+        # half-open: the gate lets the probe it admitted through, and makes one more probe at most
+        probing = CircuitBreakerMiddleware(crawler, no_cooldown)
+        for _ in range(3):
+            failed = Request(URL)
+            probing.process_request(failed)
+            probing.process_exception(failed, TimeoutError())
+        probe, waiting = Request(URL), Request(URL)
+        assert probing.process_request(probe) is None
+        assert probing.send_gate(probe) is None
+        assert isinstance(probing.send_gate(waiting), CircuitHeld)
 
     def test_stats_count_each_transition(self, crawler):
         crawler.stats.open_spider()
