@@ -66,8 +66,9 @@ SCHEDULER_PRIORITY_QUEUE = "scrapy.pqueues.ScrapyPriorityQueue"
 SCHEDULER_DISK_QUEUE = "scrapy.squeues.PickleFifoDiskQueue"
 SCHEDULER_MEMORY_QUEUE = "scrapy.squeues.FifoMemoryQueue"
 # Scrapy starts CONCURRENT_ITEMS worker tasks for every callback's output; our
-# callbacks yield one item or a page of 12 cards, and 100 tasks per response cost more
-# CPU than parsing the page (docs/benchmarks.md, "Issue 19": 1 against 16, 11% less CPU)
+# callbacks yield one item or a page of 12 cards, so one task does; Scrapy's 100 cost
+# more CPU than parsing the page (docs/benchmarks.md, "Issue 19": 1 against 16, 11%
+# less CPU under load, the same on an idle machine)
 CONCURRENT_ITEMS = 1
 LOG_LEVEL = "INFO"
 TELNETCONSOLE_ENABLED = False

@@ -197,10 +197,16 @@ class Breaker:
 
 
 class CircuitHeld(Exception):
-    """A request the breaker held as its download slot was about to send it."""
+    """A request the breaker held as its download slot was about to send it.
+
+    Scrapy's DownloaderStats counts it like any download exception
+    (``downloader/exception_type_count/...CircuitHeld``); ``circuit/<domain>/held_requests``
+    counts it with the requests held at ``process_request``.
+    """
 
     def __init__(self, domain: str, release: float) -> None:
-        super().__init__(f"circuit for {domain} is open: held until {release:.0f}")
+        wait = max(0.0, release - time())
+        super().__init__(f"the circuit for {domain} is open: held for {wait:.1f} s")
         self.release = release
 
 
@@ -240,8 +246,9 @@ class CircuitBreakerMiddleware:
     # -- downloader middleware API ---------------------------------------------------
 
     def process_request(self, request: Request) -> Request | None:
-        release = self._admit(request)
-        return None if release is None else self._held(request, release)
+        domain = self._domain(request)
+        release = self._admit(request, domain)
+        return None if release is None else self._held(request, domain, release)
 
     def process_response(self, request: Request, response: Response) -> Response:
         self._record(request, classify_status(response) in COUNTED_FAILURES)
@@ -249,7 +256,7 @@ class CircuitBreakerMiddleware:
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, CircuitHeld):
-            return self._held(request, exception.release)
+            return self._held(request, self._domain(request), exception.release)
         failure_class = classify_exception(exception)
         if (
             isinstance(exception, IgnoreRequest)
@@ -267,15 +274,15 @@ class CircuitBreakerMiddleware:
         """The send gate: asked again as the download slot sends the request."""
         if request.meta.get(PROBE):
             return None  # admitted as a probe, counted in probes_in_flight
-        breaker = self.breakers.get(self._domain(request))
+        domain = self._domain(request)
+        breaker = self.breakers.get(domain)
         if breaker is None or breaker.state is CircuitState.CLOSED:
             return None
-        release = self._admit(request)
-        return None if release is None else CircuitHeld(self._domain(request), release)
+        release = self._admit(request, domain)
+        return None if release is None else CircuitHeld(domain, release)
 
-    def _admit(self, request: Request) -> float | None:
+    def _admit(self, request: Request, domain: str) -> float | None:
         """None if the request may go now (a probe when half-open), else when to try again."""
-        domain = self._domain(request)
         breaker = self._breaker(domain)
         now = time()
         allowed, change = breaker.admit(now)
@@ -289,12 +296,12 @@ class CircuitBreakerMiddleware:
             return breaker.reopens_at()
         return now + max(1.0, breaker.policy.cooldown / 4)
 
-    def _held(self, request: Request, release: float) -> Request:
+    def _held(self, request: Request, domain: str, release: float) -> Request:
         """Held, not failed: back to the scheduler until the breaker lets requests through."""
         held = request.replace(dont_filter=True)
         held.meta[NOT_BEFORE] = release + self.rng.uniform(0, 0.5)
         held.meta.pop(PROBE, None)
-        self.crawler.stats.inc_value(f"circuit/{self._domain(request)}/held_requests")
+        self.crawler.stats.inc_value(f"circuit/{domain}/held_requests")
         return held
 
     # -- state -------------------------------------------------------------------------
