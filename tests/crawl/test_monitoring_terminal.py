@@ -21,8 +21,16 @@ from ..helpers import PROJECT_ROOT, crawl_command, sqlite_url
 def _run_on_a_terminal(command: list[str], timeout: float = 120) -> str:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    # os.environ, not the process's C environment: GNU readline, once something in the
+    # test process imported it, exported COLUMNS=80 and LINES=24 there (no terminal), and
+    # Python's terminal size reads COLUMNS before the terminal's own size
     process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower
+        command,
+        cwd=PROJECT_ROOT,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
     )
     os.close(follower)
     chunks = []
