@@ -17,17 +17,20 @@ import pytest
 
 from ..helpers import PROJECT_ROOT, crawl_command, sqlite_url
 
+SIZE_VARIABLES = ("COLUMNS", "LINES")
+
 
 def _run_on_a_terminal(command: list[str], timeout: float = 120) -> str:
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    # os.environ, not the process's C environment: GNU readline, once something in the
-    # test process imported it, exported COLUMNS=80 and LINES=24 there (no terminal), and
-    # Python's terminal size reads COLUMNS before the terminal's own size
+    # without COLUMNS and LINES, which Python's terminal size reads before the terminal's
+    # own: GNU readline, once imported by the test process, exports COLUMNS=80 and LINES=24
+    # (it has no terminal), and xdist's workers inherit them in os.environ
+    environment = {name: value for name, value in os.environ.items() if name not in SIZE_VARIABLES}
     process = subprocess.Popen(
         command,
         cwd=PROJECT_ROOT,
-        env=dict(os.environ),
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,
