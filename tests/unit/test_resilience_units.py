@@ -299,7 +299,8 @@ class TestBreaker:
         assert held.meta[NOT_BEFORE] >= time() + 9
         assert crawler.stats.get_value("circuit/csa-iot.org/held_requests") == 1
         assert middleware.states()["csa-iot.org"] is CircuitState.OPEN  # not counted a failure
-        # half-open: the gate lets the probe it admitted through, and makes one more probe at most
+        # half-open: the probe admitted by process_request passes the gate; another request
+        # is held while that probe is out
         probing = CircuitBreakerMiddleware(crawler, no_cooldown)
         for _ in range(3):
             failed = Request(URL)
