@@ -207,6 +207,7 @@ class CircuitHeld(Exception):
     def __init__(self, domain: str, release: float) -> None:
         wait = max(0.0, release - time())
         super().__init__(f"the circuit for {domain} is open: held for {wait:.1f} s")
+        self.domain = domain
         self.release = release
 
 
@@ -256,7 +257,7 @@ class CircuitBreakerMiddleware:
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
         if isinstance(exception, CircuitHeld):
-            return self._held(request, self._domain(request), exception.release)
+            return self._held(request, exception.domain, exception.release)
         failure_class = classify_exception(exception)
         if (
             isinstance(exception, IgnoreRequest)
