@@ -179,8 +179,8 @@ def test_progress_line_reads_like_the_issue_says():
 
 
 def test_progress_bar_fits_the_terminal_width_and_is_only_auto_on_a_terminal(tmp_path):
-    bar = ProgressBar(stream=(tmp_path / "out").open("w", encoding="ascii"))
-    text = bar.render(_snapshot(), columns=60)
+    with (tmp_path / "out").open("w", encoding="ascii") as out:
+        text = ProgressBar(stream=out).render(_snapshot(), columns=60)
     assert len(text) == 59  # one short of the width: a wrapped line cannot be redrawn
     assert text.startswith("[####-----------]  25% list 120/498")  # 15 cells, 4 filled
     with (tmp_path / "not-a-tty").open("w") as stream:
