@@ -235,6 +235,8 @@ def test_concurrent_jobs_share_the_discovery_file_without_losing_entries(tmp_pat
             if worker.poll() is None:
                 worker.kill()
                 worker.wait()
+            worker.stdin.close()
+            worker.stdout.close()
     assert read_groups(path) == []
     assert sorted(p.name for p in path.parent.iterdir()) == [
         "matter-crawler.json",
