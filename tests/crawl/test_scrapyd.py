@@ -214,6 +214,9 @@ def test_the_egg_carries_the_package_and_its_data(tmp_path):
         subprocess.run(
             [str(BIN / "scrapyd-deploy"), "--build-egg", str(egg)],
             cwd=PROJECT_ROOT,
+            # --build-egg leaves its scrapydeploy-* build folder behind (scrapyd-client 2.0.3):
+            # in the test's own folder it goes with the test's files
+            env={**os.environ, "TMPDIR": str(tmp_path)},
             capture_output=True,
             check=True,
             timeout=180,
