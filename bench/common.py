@@ -66,26 +66,30 @@ def run_measured(
     """
     scratch = Path(os.environ.get("TMPDIR", "/tmp"))
     log_path = scratch / f"bench-{os.getpid()}-{time.monotonic_ns()}.log"
-    with log_path.open("w+b") as log:
-        started = time.monotonic()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = started + timeout
-        peak_kib = 0
-        while True:
-            peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.02)
-        wall = time.monotonic() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        output = log.read().decode("utf-8", "replace")
-    log_path.unlink(missing_ok=True)
+    try:
+        with log_path.open("w+b") as log:
+            started = time.monotonic()
+            process = subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+            deadline = started + timeout
+            peak_kib = 0
+            while True:
+                peak_kib = max(peak_kib, _high_water_mark_kib(process.pid))
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    process.kill()
+                    pid, status, usage = os.wait4(process.pid, 0)
+                    break
+                time.sleep(0.02)
+            wall = time.monotonic() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            log.seek(0)
+            output = log.read().decode("utf-8", "replace")
+    finally:  # an interrupted run leaves no log behind
+        log_path.unlink(missing_ok=True)
     return Measurement(
         wall=wall,
         user=usage.ru_utime,
