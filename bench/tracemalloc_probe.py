@@ -51,7 +51,7 @@ class TracemallocProbe:
             settings.getfloat("TRACEMALLOC_PROBE_INTERVAL", 2.0),
             # deep enough to reach the component that asked for the memory; each frame
             # more slows every allocation
-            settings.getint("TRACEMALLOC_PROBE_FRAMES", 12),
+            settings.getint("TRACEMALLOC_PROBE_FRAMES", 6),
         )
 
     def _snapshot(self) -> tracemalloc.Snapshot:
