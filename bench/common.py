@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -98,6 +99,21 @@ def run_measured(
         returncode=process.returncode,
         output=output,
     )
+
+
+def source_module(path: str) -> tuple[str, str] | None:
+    """``(kind, dotted module)`` of a source file's path, kind ``ours``, ``library`` or
+    ``stdlib``; None for what is none of them (frozen modules, C built-ins)."""
+    if match := re.search(r"matter_crawler/([\w/]+)\.py$", path):
+        return "ours", "matter_crawler." + match.group(1).replace("/", ".")
+    # a library's file, or the standard library's (site-packages lies inside lib/python3.x)
+    for kind, pattern in (
+        ("library", r"site-packages/(.+?)"),
+        ("stdlib", r"/lib/python3\.\d+/(.+?)"),
+    ):
+        if match := re.search(pattern + r"(?:\.py)?$", path):
+            return kind, match.group(1).replace("/", ".")
+    return None
 
 
 def machine() -> str:

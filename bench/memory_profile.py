@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, markdown_table, run_measured
+from common import ROOT, markdown_table, run_measured, source_module
 from crawl_section import BENCH, matter_arguments
 from sqlalchemy import create_engine
 
@@ -35,25 +35,12 @@ from sitesim.process import SimulatedSite
 MIB = 1024 * 1024
 
 
-def module_of(location: str) -> tuple[str, str] | None:
-    """``(kind, module)`` of a ``path:line`` frame: kind is ours, library or stdlib."""
-    path = location.rsplit(":", 1)[0]
-    if match := re.search(r"/matter_crawler/([\w/]+)\.py$", path):
-        return "ours", "matter_crawler." + match.group(1).replace("/", ".")
-    if match := re.search(r"site-packages/([\w/]+)\.py$", path):
-        return "library", match.group(1).replace("/", ".")
-    if match := re.search(r"/lib/python3\.\d+/([\w/]+)\.py$", path):
-        return "stdlib", match.group(1).replace("/", ".")
-    return None
-
-
 def owner_of(traceback: list[str]) -> str:
     """The innermost of ours, else of a library, else of the standard library."""
     found: dict[str, str] = {}
     for location in reversed(traceback):  # innermost last in tracemalloc's order
-        described = module_of(location)
-        if described is not None:
-            found.setdefault(described[0], described[1])
+        if described := source_module(location.rsplit(":", 1)[0]):
+            found.setdefault(*described)
     for kind in ("ours", "library", "stdlib"):
         if kind in found:
             return found[kind]
@@ -61,14 +48,12 @@ def owner_of(traceback: list[str]) -> str:
 
 
 def short(location: str) -> str:
+    """A ``path:line`` frame from its package on (``matter_crawler/...``, ``scrapy/...``)."""
     path, line = location.rsplit(":", 1)
-    for marker in ("/matter_crawler/", "site-packages/", "/lib/python3.11/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            if marker == "/matter_crawler/":
-                path = "matter_crawler/" + path
-            break
-    return f"{path}:{line}"
+    for pattern in (r"/(matter_crawler/.*)", r"site-packages/(.*)", r"/lib/python3\.\d+/(.*)"):
+        if match := re.search(pattern, path):
+            return f"{match.group(1)}:{line}"
+    return location
 
 
 def main() -> int:

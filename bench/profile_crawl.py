@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import collections
 import pstats
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from common import ROOT, item_records, read_json_lines
+from common import ROOT, item_records, read_json_lines, source_module
 from crawl_section import bare_arguments, matter_arguments, stock_scrapy_env
 from run_all import RESULTS
 from sqlalchemy import create_engine
@@ -45,14 +44,14 @@ def package_of(path: str, function: str = "") -> str:
         or (path == "~" and "lxml" in function)
     ):
         return "parsing (lxml + matter_crawler.parsing)"
-    if match := re.search(r"matter_crawler/([\w/]+)\.py", path):
-        return "matter_crawler." + match.group(1).replace("/", ".")
     if "bench/bare_scrapy_spider" in path:
         return "the bare spider"
-    if match := re.search(r"site-packages/([^/]+)", path):
-        return match.group(1).removesuffix(".py")
-    if match := re.search(r"/lib/python3\.\d+/([^/]+)", path):
-        return "stdlib " + match.group(1).removesuffix(".py")
+    if described := source_module(path):
+        kind, module = described
+        if kind == "ours":
+            return module
+        top = module.split(".")[0]  # a library or the standard library: by its package
+        return top if kind == "library" else f"stdlib {top}"
     if path == "~":
         return "C built-ins (socket, isinstance...)"
     return "other"
